@@ -1,0 +1,320 @@
+"""A real, local Kubernetes control plane for tests and the demo.
+
+etcd, kube-apiserver (TLS, RBAC), kube-controller-manager and kube-scheduler run from the pinned builds, and
+kwok plays kubelet for a few fake nodes, so Deployments really roll out and Pods become Ready. Istio's CRDs
+are installed from the pinned istio.io/api module, so VirtualServices are validated against Istio's schema.
+Everything listens on loopback, lives in one folder and is stopped when the cluster closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import ssl
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devenv.pki import CertificateAuthority, KeyPair, write_service_account_keys
+from devenv.processes import ProcessGroup, free_port, tool, tools_share, wait_until
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "canaryapp-admin"
+FAKE_NODE_COUNT = 3
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    directory: Path
+    server: str
+    kubeconfig: Path
+    ca_cert: Path
+
+
+def write_kubeconfig(path: Path, server: str, ca_cert: Path, client: KeyPair | None, token: str = "") -> None:
+    user: dict[str, str] = {}
+    if client is not None:
+        user = {"client-certificate": str(client.cert), "client-key": str(client.key)}
+    if token:
+        user = {"token": token}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+
+
+class LocalCluster:
+    """Owns the processes of one local cluster. Use `running()` or call `start()` / `stop()`."""
+
+    def __init__(self, directory: Path, node_count: int = FAKE_NODE_COUNT) -> None:
+        self.directory = directory
+        self.node_count = node_count
+        self.processes = ProcessGroup(directory / "logs")
+        self.pki_dir = directory / "pki"
+        self.pki_dir.mkdir(parents=True, exist_ok=True)
+        self.api_port = free_port()
+        self.server = f"https://127.0.0.1:{self.api_port}"
+        self.kubeconfig = directory / "kubeconfig"
+        self._ssl: ssl.SSLContext | None = None
+
+    @property
+    def info(self) -> ClusterInfo:
+        return ClusterInfo(self.directory, self.server, self.kubeconfig, self.pki_dir / "ca.crt")
+
+    def start(self, timeout: float = 120.0) -> ClusterInfo:
+        started = time.monotonic()
+        ca = CertificateAuthority(self.pki_dir)
+        serving = ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ip_addresses=("127.0.0.1", "10.96.0.1"),
+            server=True,
+        )
+        admin = ca.issue("admin", ADMIN_USER, organizations=("system:masters",))
+        controller_manager = ca.issue("kcm", "system:kube-controller-manager")
+        scheduler = ca.issue("scheduler", "system:kube-scheduler")
+        service_account = write_service_account_keys(self.pki_dir)
+        write_kubeconfig(self.kubeconfig, self.server, ca.cert_path, admin)
+        kcm_config = self.directory / "kcm.kubeconfig"
+        write_kubeconfig(kcm_config, self.server, ca.cert_path, controller_manager)
+        scheduler_config = self.directory / "scheduler.kubeconfig"
+        write_kubeconfig(scheduler_config, self.server, ca.cert_path, scheduler)
+        self._ssl = ssl.create_default_context(cafile=str(ca.cert_path))
+        self._ssl.load_cert_chain(str(admin.cert), str(admin.key))
+
+        self._start_etcd()
+        self._start_apiserver(ca, serving, service_account)
+        wait_until(self._healthy, timeout=timeout, what="kube-apiserver /readyz")
+        self.processes.start(
+            "kube-controller-manager",
+            [
+                tool("kube-controller-manager"),
+                f"--kubeconfig={kcm_config}",
+                f"--authentication-kubeconfig={kcm_config}",
+                f"--authorization-kubeconfig={kcm_config}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--service-account-private-key-file={service_account.key}",
+                f"--root-ca-file={ca.cert_path}",
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+            ],
+        )
+        self.processes.start(
+            "kube-scheduler",
+            [
+                tool("kube-scheduler"),
+                f"--kubeconfig={scheduler_config}",
+                f"--authentication-kubeconfig={scheduler_config}",
+                f"--authorization-kubeconfig={scheduler_config}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+            ],
+        )
+        self._start_kwok()
+        self._create_nodes()
+        self._install_istio_crds()
+        wait_until(self._default_service_account_exists, timeout=timeout, what="default ServiceAccount")
+        log.info(
+            "Started local cluster",
+            extra={"server": self.server, "seconds": round(time.monotonic() - started, 1)},
+        )
+        return self.info
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+
+    # --- processes -------------------------------------------------------------------------------------
+
+    def _start_etcd(self) -> None:
+        client_port, peer_port = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        self.processes.start(
+            "etcd",
+            [
+                tool("etcd"),
+                "--name=local",
+                f"--data-dir={self.directory / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=local={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+
+    def _start_apiserver(self, ca: CertificateAuthority, serving: KeyPair, sa: KeyPair) -> None:
+        self.processes.start(
+            "kube-apiserver",
+            [
+                tool("kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert_path}",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--cert-dir={self.pki_dir}",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+            ],
+        )
+
+    def _start_kwok(self) -> None:
+        stages = sorted(str(path) for path in (tools_share() / "kwok-stages").glob("*.yaml"))
+        if not stages:
+            raise RuntimeError("kwok stage configs are missing from .tools/share: run `make tools`")
+        self.processes.start(
+            "kwok",
+            [
+                tool("kwok"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--manage-all-nodes=true",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{free_port()}",
+                *[f"--config={stage}" for stage in stages],
+            ],
+        )
+
+    # --- API calls (plain HTTPS: the harness must not depend on the code it tests) ----------------------
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Content-Type", content_type)
+        with urllib.request.urlopen(req, context=self._ssl, timeout=30) as response:
+            payload = response.read()
+        return json.loads(payload) if payload.startswith(b"{") else payload.decode()
+
+    def _healthy(self) -> bool:
+        self.processes.check_alive()
+        return bool(self.request("GET", "/readyz") == "ok")
+
+    def _default_service_account_exists(self) -> bool:
+        self.processes.check_alive()
+        self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        return True
+
+    def _create_nodes(self) -> None:
+        for index in range(self.node_count):
+            name = f"kwok-node-{index}"
+            self.request(
+                "POST",
+                "/api/v1/nodes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                        "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
+                    },
+                    "status": {
+                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    },
+                },
+            )
+
+        def nodes_ready() -> bool:
+            self.processes.check_alive()
+            nodes = self.request("GET", "/api/v1/nodes")["items"]
+            ready = [
+                node
+                for node in nodes
+                if any(
+                    cond["type"] == "Ready" and cond["status"] == "True"
+                    for cond in node.get("status", {}).get("conditions", [])
+                )
+            ]
+            return len(ready) == self.node_count
+
+        wait_until(nodes_ready, timeout=60, what="kwok nodes")
+
+    def _install_istio_crds(self) -> None:
+        path = tools_share() / "istio-crds.yaml"
+        if not path.exists():
+            raise RuntimeError("Istio CRDs are missing from .tools/share: run `make tools`")
+        names = []
+        for document in yaml.safe_load_all(path.read_text()):
+            if not document or document.get("kind") != "CustomResourceDefinition":
+                continue
+            self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document)
+            names.append(document["metadata"]["name"])
+        self.wait_for_crds(names)
+
+    def apply_crd_file(self, path: Path) -> None:
+        """Creates (or replaces) every CRD in a YAML file and waits until each is established."""
+        names = []
+        for document in yaml.safe_load_all(path.read_text()):
+            if not document:
+                continue
+            name = document["metadata"]["name"]
+            try:
+                current = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                document["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                self.request(
+                    "PUT", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", document
+                )
+            except urllib.error.HTTPError as error:
+                if error.code != 404:
+                    raise
+                self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document)
+            names.append(name)
+        self.wait_for_crds(names)
+
+    def wait_for_crds(self, names: list[str]) -> None:
+        def established() -> bool:
+            for name in names:
+                crd = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                conditions = crd.get("status", {}).get("conditions", [])
+                if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    return False
+            return True
+
+        wait_until(established, timeout=60, what="CRDs established")
+
+
+@contextmanager
+def running(directory: Path | None = None, node_count: int = FAKE_NODE_COUNT) -> Iterator[LocalCluster]:
+    """A started local cluster in `directory` (a temporary folder by default), stopped on exit."""
+    owned = directory is None
+    root = Path(tempfile.mkdtemp(prefix="canaryapp-cluster-")) if directory is None else directory
+    cluster = LocalCluster(root, node_count=node_count)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        if owned and not os.environ.get("CANARYAPP_KEEP_CLUSTER_DIR"):
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make tools`: makes sure every pinned binary the project runs is built and cached, then links them into
+# .tools/bin and .tools/share in the work tree (links only: the builds live in the cache, keyed by version).
+# A warm cache costs a few hashes and no builds. Prometheus comes from Debian's package, installed if missing.
+set -euo pipefail
+shopt -s nullglob
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+TOOLS=(istio-crds etcd kwok kubernetes pulumi-kubernetes pulumi)
+mkdir -p "$top/.tools/bin" "$top/.tools/share"
+for name in "${TOOLS[@]}"; do
+  bin=$("$here/build.sh" "$name")
+  for f in "$bin"/*; do ln -sfn "$f" "$top/.tools/bin/$(basename "$f")"; done
+  if [[ -d "$bin/../share" ]]; then
+    for f in "$bin"/../share/*; do ln -sfn "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$top/.tools/share/"; done
+  fi
+done
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "installing Debian's prometheus package" >&2
+  if [[ $(id -u) -eq 0 ]]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends prometheus >&2
+fi
+ln -sfn "$(command -v prometheus)" "$top/.tools/bin/prometheus"

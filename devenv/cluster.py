@@ -208,7 +208,9 @@ class LocalCluster:
 
     # --- API calls (plain HTTPS: the harness must not depend on the code it tests) ----------------------
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         req = urllib.request.Request(self.server + path, data=data, method=method)
         req.add_header("Content-Type", content_type)
@@ -281,7 +283,9 @@ class LocalCluster:
                 continue
             name = document["metadata"]["name"]
             try:
-                current = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                current = self.request(
+                    "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+                )
                 document["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 self.request(
                     "PUT", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", document

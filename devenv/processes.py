@@ -53,7 +53,7 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval
         try:
             if check():
                 return
-        except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as error:
             last_error = error
         time.sleep(interval)
     raise TimeoutError(f"{what} was not ready after {timeout:.0f}s (last error: {last_error})")

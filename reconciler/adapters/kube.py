@@ -1,0 +1,146 @@
+"""The Kubernetes API through the official client: CanaryApp reads and status writes, Deployment readiness,
+finalizers and Events. The client is untyped, so this module is the one place that handles its objects."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.decide import DeploymentState
+from reconciler.errors import TransientError
+from reconciler.model import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+COMPONENT = "canaryapp-reconciler"
+
+
+def load_client_config(kubeconfig: str | None) -> kubernetes.client.ApiClient:
+    """In-cluster config when running in a pod, else the given (or default) kubeconfig."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    else:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+def _transient(error: ApiException, what: str) -> TransientError:
+    return TransientError(f"{what} failed with HTTP {error.status}: {error.reason}", retry_after=2.0)
+
+
+class KubeCluster:
+    def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str | None = None) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.apps = kubernetes.client.AppsV1Api(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+
+    # CanaryApps ----------------------------------------------------------------------------------------
+
+    def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            app: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading CanaryApp {namespace}/{name}") from error
+        return dict(app)
+
+    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+        listing: Any
+        if self.namespace:
+            listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+        else:
+            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return list(listing.get("items", [])), str(listing["metadata"]["resourceVersion"])
+
+    def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.namespace:
+            return self.custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, PLURAL)
+        return self.custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        except ApiException as error:
+            raise _transient(error, f"writing the status of CanaryApp {namespace}/{name}") from error
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        try:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+        except ApiException as error:
+            raise _transient(error, f"updating the finalizers of CanaryApp {namespace}/{name}") from error
+
+    # Deployments -----------------------------------------------------------------------------------------
+
+    def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
+        try:
+            deployment = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading Deployment {namespace}/{name}") from error
+        return deployment_state(deployment.to_dict())
+
+    # Events -----------------------------------------------------------------------------------------------
+
+    def emit(self, app: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        metadata = app["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(
+                generate_name=f"{metadata['name']}.", namespace=metadata["namespace"]
+            ),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind="CanaryApp",
+                name=metadata["name"],
+                namespace=metadata["namespace"],
+                uid=metadata.get("uid"),
+                resource_version=metadata.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=kubernetes.client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=os.environ.get("HOSTNAME", COMPONENT),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            self.core.create_namespaced_event(metadata["namespace"], event)
+        except ApiException as error:
+            # An Event is a courtesy: losing one must never fail the pass that made the decision.
+            log.warning(
+                "Failed to record Event",
+                extra={"canaryapp": metadata["name"], "reason": reason, "status": error.status},
+            )
+
+
+def deployment_state(deployment: dict[str, Any]) -> DeploymentState:
+    """Ready means: the controller saw the latest spec, every pod runs it, and all of them are available."""
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    metadata = deployment.get("metadata") or {}
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    wanted = spec.get("replicas", 1)
+    ready = (
+        (status.get("observed_generation") or 0) >= (metadata.get("generation") or 0)
+        and (status.get("updated_replicas") or 0) == wanted
+        and (status.get("available_replicas") or 0) == wanted
+        and (status.get("replicas") or 0) == wanted
+    )
+    return DeploymentState(image=containers[0].get("image", ""), ready=ready)

@@ -1,0 +1,194 @@
+"""Runs each step as a Pulumi Automation API `stack.up` (or `destroy`) of the inline program in `stacks/`.
+
+Steps run in a small pool of worker processes: `up` blocks for seconds, the Python SDK keeps program state
+in process globals, and a process per concurrent step keeps two CanaryApps' programs apart. Each worker
+builds the `pulumi` command once and reuses it, so a step pays for the engine run and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pulumi import automation as auto
+
+from reconciler.desired import DesiredStack, stack_name
+from reconciler.errors import PermanentError, StackBusyError, TransientError
+from reconciler.ports import StepReport
+
+log = logging.getLogger(__name__)
+
+PROJECT_NAME = "canaryapp"
+_STACK_ERROR_RETRY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class PulumiSettings:
+    """Where Pulumi keeps its state and plugins. The passphrase comes from PULUMI_CONFIG_PASSPHRASE."""
+
+    backend_url: str
+    work_root: str
+    pulumi_home: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PULUMI_BACKEND_URL": self.backend_url,
+            "PULUMI_HOME": self.pulumi_home,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""),
+            **self.extra_env,
+        }
+
+    @property
+    def file_backend_path(self) -> Path | None:
+        parsed = urlparse(self.backend_url)
+        return Path(parsed.path) if parsed.scheme == "file" else None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    changes: dict[str, int]
+    seconds: float
+    error_kind: str = ""
+    error: str = ""
+
+
+_worker_command: auto.PulumiCommand | None = None
+_worker_settings: PulumiSettings | None = None
+
+
+def _init_worker(settings: PulumiSettings) -> None:
+    global _worker_command, _worker_settings  # noqa: PLW0603 - one per worker process, set once
+    os.environ.update(settings.environment())
+    _worker_settings = settings
+    _worker_command = auto.PulumiCommand()
+
+
+def _workspace_stack(name: str, program: auto.PulumiFn | None) -> auto.Stack:
+    assert _worker_settings is not None
+    settings = _worker_settings
+    work_dir = Path(settings.work_root) / name
+    work_dir.mkdir(parents=True, exist_ok=True)
+    options = auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        pulumi_home=settings.pulumi_home,
+        env_vars=settings.environment(),
+        secrets_provider="passphrase",
+        pulumi_command=_worker_command,
+        project_settings=auto.ProjectSettings(
+            name=PROJECT_NAME, runtime="python", backend=auto.ProjectBackend(url=settings.backend_url)
+        ),
+    )
+    if program is None:
+        return auto.select_stack(
+            stack_name=name, project_name=PROJECT_NAME, program=lambda: None, opts=options
+        )
+    return auto.create_or_select_stack(
+        stack_name=name, project_name=PROJECT_NAME, program=program, opts=options
+    )
+
+
+def _run(step: str, name: str, desired_json: str) -> _Outcome:
+    from stacks.program import build_program  # noqa: PLC0415 - imported in the worker, not the loop
+
+    started = time.monotonic()
+    try:
+        if step == "up":
+            desired = DesiredStack.from_json(desired_json)
+            stack = _workspace_stack(name, build_program(desired))
+            result = stack.up(color="never", suppress_progress=True, on_output=lambda _line: None)
+            changes = {str(op): count for op, count in (result.summary.resource_changes or {}).items()}
+        else:
+            try:
+                stack = _workspace_stack(name, None)
+            except auto.errors.StackNotFoundError:
+                return _Outcome({}, time.monotonic() - started)
+            destroyed = stack.destroy(color="never", suppress_progress=True, on_output=lambda _line: None)
+            changes = {str(op): count for op, count in (destroyed.summary.resource_changes or {}).items()}
+            stack.workspace.remove_stack(name)
+    except auto.errors.ConcurrentUpdateError as error:
+        return _Outcome({}, time.monotonic() - started, "busy", _tail(error))
+    except (auto.errors.CompilationError, auto.errors.InlineSourceRuntimeError) as error:
+        return _Outcome({}, time.monotonic() - started, "permanent", _tail(error))
+    except auto.errors.CommandError as error:
+        return _Outcome({}, time.monotonic() - started, "transient", _tail(error))
+    return _Outcome(changes, time.monotonic() - started)
+
+
+def _tail(error: Exception, lines: int = 12) -> str:
+    text = str(error).strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+class PulumiStacks:
+    """The StackRunner port: one Pulumi stack per CanaryApp, named `<namespace>.<name>`."""
+
+    def __init__(self, settings: PulumiSettings, workers: int = 2) -> None:
+        self.settings = settings
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.settings,),
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def clear_stale_locks(self) -> int:
+        """Removes update locks left by a reconciler that died mid-`up` (file backend only).
+
+        Only the leader runs steps and it runs one per stack at a time, so at start every lock is stale.
+        """
+        backend = self.settings.file_backend_path
+        locks = backend / ".pulumi" / "locks" if backend else None
+        if locks is None or not locks.exists():
+            return 0
+        count = sum(1 for path in locks.rglob("*.json"))
+        shutil.rmtree(locks)
+        return count
+
+    def apply(self, desired: DesiredStack) -> StepReport:
+        return self._step("up", desired.stack_name, desired.to_json())
+
+    def destroy(self, namespace: str, name: str) -> StepReport:
+        return self._step("destroy", stack_name(namespace, name), "")
+
+    def _step(self, step: str, name: str, desired_json: str) -> StepReport:
+        with self._lock:
+            pool = self._pool
+        try:
+            outcome = pool.submit(_run, step, name, desired_json).result()
+        except BrokenProcessPool as error:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = self._new_pool()
+            raise TransientError(f"a Pulumi worker process died during `{step}` of stack {name}") from error
+        if outcome.error_kind == "busy":
+            raise StackBusyError(
+                f"stack {name} is locked by another update; retrying ({outcome.error})", retry_after=5.0
+            )
+        if outcome.error_kind == "permanent":
+            raise PermanentError(f"the Pulumi program for stack {name} failed: {outcome.error}")
+        if outcome.error_kind:
+            raise TransientError(
+                f"`pulumi {step}` of stack {name} failed: {outcome.error}",
+                retry_after=_STACK_ERROR_RETRY_SECONDS,
+            )
+        return StepReport(changes=outcome.changes, seconds=outcome.seconds)

@@ -1,0 +1,90 @@
+"""Settings of `canaryapp run`, from flags with environment-variable defaults (CANARYAPP_*)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    kubeconfig: str | None
+    namespace: str | None
+    workers: int
+    state_dir: Path
+    backend_url: str
+    log_format: str
+    log_level: str
+    resync_seconds: float
+    metrics_address: str
+    leader_elect: bool
+    lease_namespace: str
+    lease_name: str
+    identity: str
+
+    @property
+    def pulumi_home(self) -> Path:
+        return self.state_dir / "pulumi-home"
+
+    @property
+    def work_root(self) -> Path:
+        return self.state_dir / "workspaces"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"CANARYAPP_{name}", default)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
+    parser.add_argument("--namespace", default=_env("NAMESPACE"), help="only this namespace (default: all)")
+    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "4") or 4))
+    parser.add_argument(
+        "--state-dir",
+        default=_env("STATE_DIR", str(Path.home() / ".canaryapp")),
+        help="folder for Pulumi workspaces, plugins home and the default file backend",
+    )
+    parser.add_argument(
+        "--backend-url",
+        default=_env("BACKEND_URL"),
+        help="Pulumi backend URL (file://, s3://, ...); default file://<state-dir>/state",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default=_env("LOG_FORMAT", "text"))
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    parser.add_argument("--resync-seconds", type=float, default=float(_env("RESYNC_SECONDS", "300") or 300))
+    parser.add_argument(
+        "--metrics-address", default=_env("METRICS_ADDRESS", "127.0.0.1:8080"), help="host:port of /metrics"
+    )
+    parser.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=(_env("LEADER_ELECT", "false") or "false").lower() == "true",
+    )
+    parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "canaryapp-system"))
+    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "canaryapp-reconciler"))
+    parser.add_argument(
+        "--identity", default=_env("IDENTITY", os.environ.get("HOSTNAME", f"pid-{os.getpid()}"))
+    )
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    state_dir = Path(args.state_dir).expanduser().resolve()
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    return RunConfig(
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        workers=args.workers,
+        state_dir=state_dir,
+        backend_url=args.backend_url or f"file://{state_dir / 'state'}",
+        log_format=args.log_format,
+        log_level=args.log_level,
+        resync_seconds=args.resync_seconds,
+        metrics_address=args.metrics_address,
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        identity=args.identity,
+    )

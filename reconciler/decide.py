@@ -1,0 +1,467 @@
+"""The whole rollout state machine as one pure function: `decide(spec, status, observations, now)`.
+
+Everything the reconciler does follows from the Decision returned here: the next status (written to the
+CanaryApp before anything is changed, so a restarted reconciler continues from it), the stack that status
+implies (see `desired.py`), the Event, and when to look again. No I/O happens here and time is passed in,
+so every transition can be tested tick by tick. An import-linter contract keeps this module free of
+`kubernetes`, `httpx` and `pulumi`.
+
+    Initializing ──primary ready──▶ Ready ──new image──▶ Progressing ──clean check at maxWeight──▶ Promoting
+         ▲                            ▲                   │   │  ▲ clean check: +stepWeight          │
+         │                            │   newer image:    │   │  └─────────────┘                   │ primary
+      created                         └── abandon ────────┘   │ failedChecks = failureThreshold,  │ rolled out
+                                                              │ or canary not ready in time        ▼
+                         Failed ◀───────── roll back ─────────┘                                Succeeded
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from dataclasses import dataclass
+
+from reconciler import reasons
+from reconciler.model import (
+    RETRY_ANNOTATION,
+    STEADY_PHASES,
+    CanaryAppSpec,
+    CanaryAppStatus,
+    CheckOutcome,
+    Condition,
+    ConditionStatus,
+    Phase,
+)
+
+# How often to look again while waiting for a Deployment to become ready.
+READINESS_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What the loop saw of a Deployment: its image and whether all its pods run that image and are ready."""
+
+    image: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    outcome: CheckOutcome
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observations:
+    generation: int = 0
+    primary: DeploymentState | None = None
+    canary: DeploymentState | None = None
+    check: CheckResult | None = None
+    retry_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: CanaryAppStatus
+    requeue_after: float | None
+    reason: str
+    message: str
+
+    @property
+    def is_warning(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Hold(Decision):
+    """Nothing to change in the world; look again after `requeue_after` (or on the next event)."""
+
+
+@dataclass(frozen=True)
+class Initialize(Decision):
+    pass
+
+
+@dataclass(frozen=True)
+class BecomeReady(Decision):
+    pass
+
+
+@dataclass(frozen=True)
+class StartCanary(Decision):
+    image: str
+
+
+@dataclass(frozen=True)
+class Advance(Decision):
+    weight: int
+
+
+@dataclass(frozen=True)
+class FailCheck(Decision):
+    """A failed check below the failure threshold: the weight stays where it is."""
+
+    @property
+    def is_warning(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Promote(Decision):
+    pass
+
+
+@dataclass(frozen=True)
+class CompletePromotion(Decision):
+    pass
+
+
+@dataclass(frozen=True)
+class Rollback(Decision):
+    why: str
+
+    @property
+    def is_warning(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class AbandonCanary(Decision):
+    pass
+
+
+@dataclass(frozen=True)
+class Retry(Decision):
+    """The user asked (by annotation) to try a failed image again."""
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _seconds_since(value: str | None, now: datetime.datetime) -> float:
+    if value is None:
+        return float("inf")
+    return (now - parse_timestamp(value)).total_seconds()
+
+
+def seconds_until_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> float:
+    """Seconds until the next metric check is due (<= 0: due now). Uses remaining, not elapsed, time."""
+    return spec.traffic_shift_update_interval - _seconds_since(status.last_check_time, now)
+
+
+def wants_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> bool:
+    """Whether this pass needs a metric check: only a canary carrying traffic, once per interval."""
+    return (
+        status.phase == Phase.PROGRESSING
+        and status.canary_weight > 0
+        and seconds_until_check(spec, status, now) <= 0
+    )
+
+
+def _ready_with(state: DeploymentState | None, image: str | None) -> bool:
+    return state is not None and state.ready and state.image == image
+
+
+def decide(
+    spec: CanaryAppSpec, status: CanaryAppStatus, observations: Observations, now: datetime.datetime
+) -> Decision:
+    decision = _decide(spec, status, observations, now)
+    final = _finish_status(decision.status, decision, observations.generation, now)
+    return dataclasses.replace(decision, status=final)
+
+
+def _decide(
+    spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
+) -> Decision:
+    if obs.retry_token and obs.retry_token != status.last_retry_token:
+        retried = status.model_copy(
+            update={
+                "last_retry_token": obs.retry_token,
+                "failed_images": tuple(image for image in status.failed_images if image != spec.image),
+            }
+        )
+        if spec.image in status.failed_images:
+            return Retry(
+                retried,
+                0.0,
+                reasons.RETRY_REQUESTED,
+                f"Removed {spec.image} from failedImages on request; it will be rolled out again",
+            )
+        status = retried
+
+    if status.phase is None or status.primary_image is None:
+        return _initialize(spec, status)
+    if status.phase == Phase.INITIALIZING:
+        return _initializing(spec, status, obs)
+    if status.phase == Phase.PROGRESSING:
+        return _progressing(spec, status, obs, now)
+    if status.phase == Phase.PROMOTING:
+        return _promoting(status, obs)
+    return _steady(spec, status, now)
+
+
+def _initialize(spec: CanaryAppSpec, status: CanaryAppStatus) -> Decision:
+    # The first version has nothing to be compared with, so it goes straight to the primary.
+    new = status.model_copy(
+        update={
+            "phase": Phase.INITIALIZING,
+            "primary_image": spec.image,
+            "canary_image": None,
+            "canary_weight": 0,
+            "message": f"Rolling out {spec.image} as the primary",
+        }
+    )
+    return Initialize(new, READINESS_POLL_SECONDS, reasons.INITIALIZED, new.message)
+
+
+def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations) -> Decision:
+    if spec.image != status.primary_image:
+        return _initialize(spec, status)
+    if _ready_with(obs.primary, status.primary_image):
+        new = status.model_copy(
+            update={
+                "phase": Phase.READY,
+                "successful_release": status.primary_image,
+                "message": f"Primary serves {status.primary_image}",
+            }
+        )
+        return BecomeReady(new, None, reasons.BECAME_READY, new.message)
+    new = status.model_copy(update={"message": f"Waiting for the primary to run {status.primary_image}"})
+    return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
+
+
+def _steady(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision:
+    if spec.image == status.primary_image:
+        return Hold(status, None, reasons.WAITING, status.message)
+    if spec.image in status.failed_images:
+        message = (
+            f"{spec.image} was rolled back before and is not retried; set spec.image to another image, "
+            f"or annotate the CanaryApp with {RETRY_ANNOTATION}=<any new value> to try it again"
+        )
+        return Hold(
+            status.model_copy(update={"message": message}), None, reasons.SKIPPED_FAILED_IMAGE, message
+        )
+    new = status.model_copy(
+        update={
+            "phase": Phase.PROGRESSING,
+            "canary_image": spec.image,
+            "canary_weight": 0,
+            "failed_checks": 0,
+            "canary_started_at": timestamp(now),
+            "promotion_started_at": None,
+            "last_check_time": None,
+            "last_check_outcome": None,
+            "last_check_message": "",
+            "message": f"Started canary {spec.image}; waiting for it to become ready",
+        }
+    )
+    return StartCanary(new, READINESS_POLL_SECONDS, reasons.CANARY_STARTED, new.message, image=spec.image)
+
+
+def _progressing(
+    spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
+) -> Decision:
+    canary_image = status.canary_image or ""
+    if spec.image != canary_image:
+        new = _without_canary(status).model_copy(
+            update={
+                "phase": Phase.READY,
+                "message": f"Abandoned canary {canary_image}: spec.image is now {spec.image}",
+            }
+        )
+        return AbandonCanary(new, 0.0, reasons.CANARY_ABANDONED, new.message)
+
+    if status.canary_weight == 0:
+        if _ready_with(obs.canary, canary_image):
+            return _advance(spec, status, spec.step_weight, now, "Canary is ready")
+        waited = _seconds_since(status.canary_started_at, now)
+        if waited >= spec.deployment_ready_wait_time:
+            return _rollback(
+                status,
+                f"canary {canary_image} was not ready within deploymentReadyWaitTime "
+                f"({spec.deployment_ready_wait_time}s)",
+            )
+        remaining = spec.deployment_ready_wait_time - waited
+        new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
+        return Hold(new, min(READINESS_POLL_SECONDS, remaining), reasons.WAITING, new.message)
+
+    remaining = seconds_until_check(spec, status, now)
+    if remaining > 0 or obs.check is None:
+        return Hold(status, max(remaining, 0.0), reasons.WAITING, status.message)
+
+    check = obs.check
+    if not _ready_with(obs.canary, canary_image):
+        check = CheckResult(CheckOutcome.ERRORS_FOUND, f"canary Deployment {canary_image} is not ready")
+    checked = status.model_copy(
+        update={
+            "last_check_time": timestamp(now),
+            "last_check_outcome": check.outcome,
+            "last_check_message": check.message,
+        }
+    )
+    ignored_failure = check.outcome == CheckOutcome.QUERY_FAILED and not spec.fail_when_prometheus_fails
+    if check.outcome == CheckOutcome.CLEAN or ignored_failure:
+        note = (
+            f"query failed and failWhenPrometheusFails is false: {check.message}" if ignored_failure else ""
+        )
+        if status.canary_weight >= spec.max_weight:
+            return _promote(checked, now, note)
+        next_weight = min(status.canary_weight + spec.step_weight, spec.max_weight)
+        return _advance(spec, checked, next_weight, now, note or "Check clean")
+
+    failed_checks = status.failed_checks + 1
+    why = f"check {failed_checks}/{spec.failure_threshold} failed: {check.message}"
+    checked = checked.model_copy(update={"failed_checks": failed_checks})
+    if failed_checks >= spec.failure_threshold:
+        return _rollback(checked, why)
+    new = checked.model_copy(update={"message": f"Holding weight {status.canary_weight}%: {why}"})
+    return FailCheck(new, float(spec.traffic_shift_update_interval), reasons.CHECK_FAILED, new.message)
+
+
+def _advance(
+    spec: CanaryAppSpec, status: CanaryAppStatus, weight: int, now: datetime.datetime, why: str
+) -> Decision:
+    new = status.model_copy(
+        update={
+            "canary_weight": weight,
+            "last_traffic_shift": timestamp(now),
+            # The next check looks at traffic sent at this weight, one interval from now.
+            "last_check_time": timestamp(now),
+            "message": f"{why}; canary {status.canary_image} now receives {weight}%",
+        }
+    )
+    return Advance(
+        new, float(spec.traffic_shift_update_interval), reasons.WEIGHT_ADVANCED, new.message, weight=weight
+    )
+
+
+def _promote(status: CanaryAppStatus, now: datetime.datetime, note: str) -> Decision:
+    image = status.canary_image or ""
+    message = f"Promoting {image}: the primary rolls it out" + (f" ({note})" if note else "")
+    new = status.model_copy(
+        update={
+            "phase": Phase.PROMOTING,
+            "primary_image": image,
+            "promotion_started_at": timestamp(now),
+            "message": message,
+        }
+    )
+    return Promote(new, READINESS_POLL_SECONDS, reasons.PROMOTION_STARTED, message)
+
+
+def _promoting(status: CanaryAppStatus, obs: Observations) -> Decision:
+    if not _ready_with(obs.primary, status.primary_image):
+        new = status.model_copy(update={"message": f"Waiting for the primary to run {status.primary_image}"})
+        return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
+    new = _without_canary(status).model_copy(
+        update={
+            "phase": Phase.SUCCEEDED,
+            "successful_release": status.primary_image,
+            "message": f"Promoted {status.primary_image}",
+        }
+    )
+    return CompletePromotion(new, None, reasons.PROMOTED, new.message)
+
+
+def _rollback(status: CanaryAppStatus, why: str) -> Decision:
+    image = status.canary_image or ""
+    failed = status.failed_images if image in status.failed_images else (*status.failed_images, image)
+    new = _without_canary(status).model_copy(
+        update={
+            "phase": Phase.FAILED,
+            "failed_images": failed,
+            "last_failed_tag": image,
+            "message": f"Rolled back {image}: {why}",
+        }
+    )
+    return Rollback(new, None, reasons.ROLLED_BACK, new.message, why=why)
+
+
+def _without_canary(status: CanaryAppStatus) -> CanaryAppStatus:
+    return status.model_copy(
+        update={
+            "canary_image": None,
+            "canary_weight": 0,
+            "canary_started_at": None,
+            "promotion_started_at": None,
+        }
+    )
+
+
+def _finish_status(
+    status: CanaryAppStatus, decision: Decision, generation: int, now: datetime.datetime
+) -> CanaryAppStatus:
+    """Fills in what follows from the rest: compatibility fields, conditions, observedGeneration."""
+    phase = status.phase or Phase.INITIALIZING
+    ready = phase != Phase.INITIALIZING
+    moving = phase not in STEADY_PHASES
+    progressing_reason = {
+        Phase.INITIALIZING: reasons.INITIALIZING,
+        Phase.PROGRESSING: reasons.CANARY_PROGRESSING,
+        Phase.PROMOTING: reasons.PROMOTING,
+        Phase.SUCCEEDED: reasons.PROMOTED,
+        Phase.FAILED: reasons.ROLLED_BACK,
+        Phase.READY: reasons.IDLE,
+    }[phase]
+    wanted = [
+        (
+            reasons.CONDITION_READY,
+            ready,
+            reasons.PRIMARY_AVAILABLE if ready else reasons.INITIALIZING,
+            f"Primary serves {status.primary_image}" if ready else status.message,
+        ),
+        (reasons.CONDITION_PROGRESSING, moving, progressing_reason, status.message),
+        (
+            reasons.CONDITION_PROMOTED,
+            phase == Phase.SUCCEEDED,
+            progressing_reason,
+            f"{status.successful_release} is promoted" if phase == Phase.SUCCEEDED else status.message,
+        ),
+    ]
+    others = [c for c in status.conditions if c.type not in {name for name, *_ in wanted}]
+    conditions = [
+        _condition(
+            status.condition(name),
+            condition_type=name,
+            value=value,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+        for name, value, reason, message in wanted
+    ]
+    return status.model_copy(
+        update={
+            "observed_generation": generation,
+            "test_running": status.canary_image is not None,
+            "traffic_shift": status.canary_weight,
+            "conditions": (*conditions, *others),
+        }
+    )
+
+
+def _condition(
+    previous: Condition | None,
+    *,
+    condition_type: str,
+    value: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+) -> Condition:
+    condition_status = ConditionStatus.TRUE if value else ConditionStatus.FALSE
+    changed = previous is None or previous.status != condition_status
+    return Condition(
+        type=condition_type,
+        status=condition_status,
+        reason=reason,
+        message=message,
+        last_transition_time=timestamp(now) if changed or previous is None else previous.last_transition_time,
+        observed_generation=generation,
+    )

@@ -1,0 +1,221 @@
+"""The watch loop: list then watch CanaryApps, queue their keys, and run reconcile passes in a bounded pool.
+
+Level-triggered: an event only says "look at this object again"; its type is never used. The queue gives a
+key to one worker at a time (per-object serialisation) and remembers a key that changes while being worked
+on, so no change is lost. Timed requeues drive the rollout steps; a periodic resync re-lists everything.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.adapters.kube import KubeCluster
+from reconciler.errors import PermanentError, TransientError
+from reconciler.reconcile import Reconciler
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class WorkQueue:
+    """A delaying, de-duplicating queue of object keys, like client-go's workqueue."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._processing: set[Key] = set()
+        self._again: dict[Key, float] = {}
+        self._counter = itertools.count()
+        self._closed = False
+
+    def add(self, key: Key, delay: float = 0.0) -> None:
+        with self._condition:
+            due = self._clock() + max(delay, 0.0)
+            if key in self._processing:
+                self._again[key] = min(due, self._again.get(key, due))
+                return
+            if key in self._due and self._due[key] <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._heap, (due, next(self._counter), key))
+            self._condition.notify()
+
+    def get(self) -> Key | None:
+        """Blocks until a key is due; None once the queue is closed."""
+        with self._condition:
+            while not self._closed:
+                now = self._clock()
+                while self._heap and self._due.get(self._heap[0][2]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded by an earlier due time
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    self._processing.add(key)
+                    return key
+                timeout = self._heap[0][0] - now if self._heap else None
+                self._condition.wait(timeout)
+            return None
+
+    def done(self, key: Key) -> None:
+        with self._condition:
+            self._processing.discard(key)
+            if key in self._again:
+                due = self._again.pop(key)
+                self._due[key] = min(due, self._due.get(key, due))
+                heapq.heappush(self._heap, (self._due[key], next(self._counter), key))
+                self._condition.notify()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    def __len__(self) -> int:
+        with self._condition:
+            return len(self._due)
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    metadata = obj["metadata"]
+    return metadata["namespace"], metadata["name"]
+
+
+class Controller:
+    def __init__(
+        self,
+        cluster: KubeCluster,
+        reconciler: Reconciler,
+        *,
+        workers: int = 4,
+        resync_seconds: float = 300.0,
+        watch_timeout_seconds: int = 60,
+    ) -> None:
+        self.cluster = cluster
+        self.reconciler = reconciler
+        self.workers = workers
+        self.resync_seconds = resync_seconds
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self.queue = WorkQueue()
+        self.stopping = threading.Event()
+        self._failures: dict[Key, int] = {}
+        self._threads: list[threading.Thread] = []
+        self.synced = threading.Event()
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._watch_forever, name="watch", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
+            for index in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self.queue.close()
+        for thread in self._threads:
+            if thread.name != "watch":
+                thread.join(timeout)
+
+    # watching ---------------------------------------------------------------------------------------------
+
+    def _watch_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._list_and_watch()
+            except Exception:
+                log.exception("Failed to watch CanaryApps; listing again shortly")
+                self.stopping.wait(2.0)
+
+    def _list_and_watch(self) -> None:
+        items, resource_version = self.cluster.list_canary_apps()
+        for item in items:
+            self.queue.add(key_of(item))
+        self.synced.set()
+        next_resync = time.monotonic() + self.resync_seconds
+        function, args = self.cluster.watch_function()
+        while not self.stopping.is_set() and time.monotonic() < next_resync:
+            stream = watch.Watch().stream(
+                function,
+                *args,
+                resource_version=resource_version,
+                timeout_seconds=self.watch_timeout_seconds,
+                allow_watch_bookmarks=True,
+            )
+            try:
+                for event in stream:
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        if obj.get("code") == 410:
+                            return  # the resourceVersion is too old: list again
+                        raise RuntimeError(f"watch error: {obj}")
+                    resource_version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self.queue.add(key_of(obj))
+                    if self.stopping.is_set() or time.monotonic() >= next_resync:
+                        break
+            except ApiException as error:
+                if error.status == 410:
+                    return
+                raise
+
+    # working ------------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                requeue_after = self._reconcile(key)
+                if requeue_after is not None:
+                    self.queue.add(key, requeue_after)
+            finally:
+                self.queue.done(key)
+
+    def _reconcile(self, key: Key) -> float | None:
+        namespace, name = key
+        try:
+            requeue_after = self.reconciler.reconcile(namespace, name)
+        except TransientError as error:
+            delay = self._backoff(key, error.retry_after)
+            log.warning(
+                "Retrying CanaryApp after a transient error",
+                extra={"canaryapp": f"{namespace}/{name}", "detail": str(error), "retry_after": delay},
+            )
+            return delay
+        except PermanentError as error:
+            self._failures.pop(key, None)
+            log.error(
+                "Stopped reconciling CanaryApp until it changes",
+                extra={"canaryapp": f"{namespace}/{name}", "detail": str(error)},
+            )
+            return None
+        except Exception:
+            delay = self._backoff(key, 5.0)
+            self.reconciler.telemetry.reconcile_failed()
+            log.exception(
+                "Failed to reconcile CanaryApp",
+                extra={"canaryapp": f"{namespace}/{name}", "retry_after": delay},
+            )
+            return delay
+        self._failures.pop(key, None)
+        return requeue_after
+
+    def _backoff(self, key: Key, base: float) -> float:
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        return float(min(base * (2**failures), MAX_BACKOFF_SECONDS))

@@ -1,0 +1,169 @@
+"""The CanaryApp API as pydantic models that mirror `crds/canary.atze.io_canaryapps.yaml`.
+
+The spec keeps every field of the original CanaryApp operator (same names, same meaning), so its manifests
+apply unchanged; the added fields default to the original behaviour. The status is the reconciler's memory:
+everything a restarted reconciler needs to continue a rollout is stored here, in the cluster.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "canary.atze.io"
+VERSION = "v1"
+KIND = "CanaryApp"
+PLURAL = "canaryapps"
+API_VERSION = f"{GROUP}/{VERSION}"
+FINALIZER = f"{GROUP}/finalizer"
+RETRY_ANNOTATION = f"{GROUP}/retry"
+
+DEFAULT_TRAFFIC_SHIFT_INTERVAL_SECONDS = 30
+# The original waited a fixed 20 s; a real readiness wait needs headroom for image pulls and probes.
+DEFAULT_DEPLOYMENT_READY_WAIT_SECONDS = 120
+DEFAULT_STEP_WEIGHT = 10
+DEFAULT_MAX_WEIGHT = 50
+DEFAULT_FAILURE_THRESHOLD = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class CanaryAppSpec(_Model):
+    """What the user asks for. `extra="forbid"`: a misspelt field is an error, not silently ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    image: Annotated[str, Field(min_length=1)]
+    image_listen_port: Annotated[int, Field(ge=1, le=65535)]
+    replicas: Annotated[int, Field(ge=1)] = 1
+    test_replicas: Annotated[int, Field(ge=1)] = 1
+    prometheus_query: Annotated[str, Field(min_length=1)]
+    prometheus_url: AnyHttpUrl
+    fail_when_prometheus_fails: bool = True
+    traffic_shift_update_interval: Annotated[int, Field(ge=1)] = DEFAULT_TRAFFIC_SHIFT_INTERVAL_SECONDS
+    deployment_ready_wait_time: Annotated[int, Field(ge=1)] = DEFAULT_DEPLOYMENT_READY_WAIT_SECONDS
+    step_weight: Annotated[int, Field(ge=1, le=100)] = DEFAULT_STEP_WEIGHT
+    max_weight: Annotated[int, Field(ge=1, le=100)] = DEFAULT_MAX_WEIGHT
+    failure_threshold: Annotated[int, Field(ge=1)] = DEFAULT_FAILURE_THRESHOLD
+    hosts: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+
+    @field_validator("image")
+    @classmethod
+    def _image_has_no_spaces(cls, image: str) -> str:
+        if any(char.isspace() for char in image):
+            raise ValueError("image must be an image reference such as 'registry/app:v2' (no spaces)")
+        return image
+
+    @model_validator(mode="after")
+    def _step_fits_max_weight(self) -> CanaryAppSpec:
+        if self.step_weight > self.max_weight:
+            raise ValueError(
+                f"stepWeight ({self.step_weight}) must not exceed maxWeight ({self.max_weight}): "
+                "lower stepWeight or raise maxWeight"
+            )
+        return self
+
+    def service_hosts(self, name: str) -> tuple[str, ...]:
+        return self.hosts or (name,)
+
+
+class Phase(enum.StrEnum):
+    """Where a CanaryApp is. Steady phases: Ready, Succeeded, Failed. Moving ones: the rest."""
+
+    INITIALIZING = "Initializing"  # first primary rollout, no canary yet
+    READY = "Ready"  # primary serves everything; nothing to roll out
+    PROGRESSING = "Progressing"  # canary running: waiting for it to be ready, or shifting weight
+    PROMOTING = "Promoting"  # primary rolls out the canary's image; canary still carries its weight
+    SUCCEEDED = "Succeeded"  # the last rollout was promoted
+    FAILED = "Failed"  # the last rollout was rolled back; its image is in failedImages
+
+
+STEADY_PHASES = frozenset({Phase.READY, Phase.SUCCEEDED, Phase.FAILED})
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Model):
+    """metav1.Condition."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class CheckOutcome(enum.StrEnum):
+    """What the last metric check said (Argo Rollouts' outcomes, in this product's words)."""
+
+    CLEAN = "Clean"  # the query returned no result: no errors
+    ERRORS_FOUND = "ErrorsFound"  # the query returned a result: the canary is failing
+    QUERY_FAILED = "QueryFailed"  # Prometheus unreachable, bad PromQL, timeout, unusable answer
+
+
+class CanaryAppStatus(_Model):
+    phase: Phase | None = None
+    message: str = ""
+    observed_generation: int | None = None
+    primary_image: str | None = None
+    canary_image: str | None = None
+    canary_weight: int = 0
+    failed_checks: int = 0
+    failed_images: tuple[str, ...] = ()
+    canary_started_at: str | None = None
+    promotion_started_at: str | None = None
+    last_traffic_shift: str | None = None
+    last_check_time: str | None = None
+    last_check_outcome: CheckOutcome | None = None
+    last_check_message: str = ""
+    last_retry_token: str | None = None
+    last_applied_hash: str | None = None
+    conditions: tuple[Condition, ...] = ()
+    # Fields of the original operator, kept up to date for tools that read them.
+    successful_release: str | None = None
+    test_running: bool = False
+    traffic_shift: int = 0
+    last_failed_tag: str | None = None
+
+    def condition(self, condition_type: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == condition_type), None)
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = Field(default="", alias="resourceVersion")
+    deletion_timestamp: str | None = Field(default=None, alias="deletionTimestamp")
+    finalizers: tuple[str, ...] = ()
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class CanaryApp(BaseModel):
+    """A whole CanaryApp object as read from the API server."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: CanaryAppSpec
+    status: CanaryAppStatus = Field(default_factory=CanaryAppStatus)
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"

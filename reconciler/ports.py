@@ -1,0 +1,46 @@
+"""The I/O edges of the reconciler as small Protocols. One real adapter each lives in `adapters/`; tests use
+in-memory fakes. The core (`decide.py`, `desired.py`) needs none of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler.decide import CheckResult, DeploymentState
+from reconciler.desired import DesiredStack
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one `stack.up` or `destroy` did."""
+
+    changes: dict[str, int]
+    seconds: float
+
+
+class StackRunner(Protocol):
+    def apply(self, desired: DesiredStack) -> StepReport: ...
+
+    def destroy(self, namespace: str, name: str) -> StepReport: ...
+
+
+class MetricsSource(Protocol):
+    def check(self, prometheus_url: str, query: str) -> CheckResult: ...
+
+
+class Cluster(Protocol):
+    def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]: ...
+
+    def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> None: ...
+
+
+class EventSink(Protocol):
+    def emit(self, app: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None: ...

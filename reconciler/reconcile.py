@@ -1,0 +1,193 @@
+"""One reconcile pass of one CanaryApp: read the world, decide, record the decision, act, report.
+
+The decision is written to the CanaryApp status before the stack is changed, and the fingerprint of the
+applied stack after, so a pass that dies anywhere is finished by the next one from what the cluster stores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler import reasons
+from reconciler.decide import Decision, Hold, Observations, decide, wants_check
+from reconciler.desired import desired_stack
+from reconciler.errors import InvalidSpecError, ReconcileError
+from reconciler.model import FINALIZER, RETRY_ANNOTATION, CanaryApp, CanaryAppStatus
+from reconciler.ports import Cluster, EventSink, MetricsSource, StackRunner
+from reconciler.telemetry import Telemetry
+from stacks.names import canary_name, primary_name
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """`spec.stepWeight: Input should be ...` lines: the field and what is wrong with it."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        cluster: Cluster,
+        stacks: StackRunner,
+        metrics: MetricsSource,
+        events: EventSink,
+        *,
+        clock: Callable[[], datetime.datetime] = utc_now,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.stacks = stacks
+        self.metrics = metrics
+        self.events = events
+        self.clock = clock
+        self.telemetry = telemetry or Telemetry()
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Runs one pass; returns seconds until the next pass is due (None: only on the next change)."""
+        raw = self.cluster.get_canary_app(namespace, name)
+        if raw is None:
+            self.telemetry.forget(namespace, name)
+            return None
+        metadata = raw["metadata"]
+        finalizers = list(metadata.get("finalizers") or [])
+        if metadata.get("deletionTimestamp"):
+            return self._finalize(raw, finalizers)
+        if FINALIZER not in finalizers:
+            self.cluster.set_finalizers(
+                namespace, name, [*finalizers, FINALIZER], metadata["resourceVersion"]
+            )
+            return 0.0
+        try:
+            app = CanaryApp.model_validate(raw)
+        except ValidationError as error:
+            self._report_invalid(raw, error)
+            return None
+
+        spec, status, now = app.spec, app.status, self.clock()
+        observations = Observations(
+            generation=app.metadata.generation,
+            primary=self.cluster.deployment_state(namespace, primary_name(name)),
+            canary=self.cluster.deployment_state(namespace, canary_name(name))
+            if status.canary_image
+            else None,
+            check=self._check(app) if wants_check(spec, status, now) else None,
+            retry_token=app.metadata.annotations.get(RETRY_ANNOTATION),
+        )
+        decision = decide(spec, status, observations, now)
+        new_status = decision.status
+        if new_status != status:
+            self.cluster.write_status(namespace, name, _status_body(new_status))
+        self._report(raw, decision)
+
+        desired = desired_stack(name, namespace, app.metadata.uid, spec, new_status)
+        fingerprint = desired.fingerprint()
+        if fingerprint != new_status.last_applied_hash:
+            try:
+                step = self.stacks.apply(desired)
+            except ReconcileError as error:
+                self._report_stack_error(raw, new_status, error)
+                raise
+            self.telemetry.step_finished("up", step.seconds)
+            log.info(
+                "Applied CanaryApp stack",
+                extra={
+                    "canaryapp": app.key,
+                    "phase": new_status.phase,
+                    "weight": new_status.canary_weight,
+                    "changes": step.changes,
+                    "seconds": round(step.seconds, 2),
+                },
+            )
+            synced = new_status.model_copy(update={"last_applied_hash": fingerprint})
+            self.cluster.write_status(namespace, name, _status_body(synced))
+        return decision.requeue_after
+
+    def _check(self, app: CanaryApp) -> Any:
+        result = self.metrics.check(str(app.spec.prometheus_url), app.spec.prometheus_query)
+        self.telemetry.check_finished(result.outcome)
+        return result
+
+    def _report(self, raw: dict[str, Any], decision: Decision) -> None:
+        metadata = raw["metadata"]
+        status = decision.status
+        self.telemetry.decided(metadata["namespace"], metadata["name"], decision)
+        if isinstance(decision, Hold) and decision.reason != reasons.SKIPPED_FAILED_IMAGE:
+            return
+        previous = (raw.get("status") or {}).get("message")
+        if isinstance(decision, Hold) and previous == status.message:
+            return
+        log.info(
+            "Decided CanaryApp step",
+            extra={
+                "canaryapp": f"{metadata['namespace']}/{metadata['name']}",
+                "decision": type(decision).__name__,
+                "phase": status.phase,
+                "weight": status.canary_weight,
+                "image": status.canary_image or status.primary_image,
+                "reason": decision.reason,
+                "detail": decision.message,
+            },
+        )
+        self.events.emit(raw, decision.reason, decision.message, warning=decision.is_warning)
+
+    def _report_invalid(self, raw: dict[str, Any], error: ValidationError) -> None:
+        metadata = raw["metadata"]
+        problem = InvalidSpecError(
+            f"CanaryApp {metadata['namespace']}/{metadata['name']} is invalid: "
+            f"{describe_validation_error(error)}. Fix the named fields and apply again."
+        )
+        log.warning("Rejected CanaryApp spec", extra={"canaryapp": metadata["name"], "detail": str(problem)})
+        current = (raw.get("status") or {}).get("message")
+        if current != str(problem):
+            self.cluster.write_status(metadata["namespace"], metadata["name"], {"message": str(problem)})
+            self.events.emit(raw, reasons.INVALID_SPEC, str(problem), warning=True)
+
+    def _report_stack_error(
+        self, raw: dict[str, Any], status: CanaryAppStatus, error: ReconcileError
+    ) -> None:
+        metadata = raw["metadata"]
+        message = f"Stack update failed: {error}"
+        log.warning(
+            "Failed to apply CanaryApp stack", extra={"canaryapp": metadata["name"], "detail": message}
+        )
+        self.telemetry.reconcile_failed()
+        self.events.emit(raw, reasons.STACK_UPDATE_FAILED, message, warning=True)
+        self.cluster.write_status(
+            metadata["namespace"], metadata["name"], {"message": f"{status.message} ({message})"}
+        )
+
+    def _finalize(self, raw: dict[str, Any], finalizers: list[str]) -> float | None:
+        metadata = raw["metadata"]
+        if FINALIZER not in finalizers:
+            return None
+        step = self.stacks.destroy(metadata["namespace"], metadata["name"])
+        log.info(
+            "Destroyed CanaryApp stack",
+            extra={"canaryapp": metadata["name"], "changes": step.changes, "seconds": round(step.seconds, 2)},
+        )
+        self.events.emit(raw, reasons.STACK_DESTROYED, "Deleted the Deployments, Services and VirtualService")
+        remaining = [item for item in finalizers if item != FINALIZER]
+        self.cluster.set_finalizers(
+            metadata["namespace"], metadata["name"], remaining, metadata["resourceVersion"]
+        )
+        self.telemetry.forget(metadata["namespace"], metadata["name"])
+        return None
+
+
+def _status_body(status: CanaryAppStatus) -> dict[str, Any]:
+    body: dict[str, Any] = status.model_dump(by_alias=True, mode="json")
+    return body

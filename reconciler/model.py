@@ -43,7 +43,7 @@ class CanaryAppSpec(_Model):
     replicas: Annotated[int, Field(ge=1)] = 1
     test_replicas: Annotated[int, Field(ge=1)] = 1
     prometheus_query: Annotated[str, Field(min_length=1)]
-    prometheus_url: AnyHttpUrl
+    prometheus_url: Annotated[AnyHttpUrl, Field(alias="prometheusURL")]
     fail_when_prometheus_fails: bool = True
     traffic_shift_update_interval: Annotated[int, Field(ge=1)] = DEFAULT_TRAFFIC_SHIFT_INTERVAL_SECONDS
     deployment_ready_wait_time: Annotated[int, Field(ge=1)] = DEFAULT_DEPLOYMENT_READY_WAIT_SECONDS

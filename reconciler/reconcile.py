@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler import reasons
-from reconciler.decide import Decision, Hold, Observations, decide, wants_check
+from reconciler.decide import CheckResult, Decision, Hold, Observations, decide, wants_check
 from reconciler.desired import desired_stack
 from reconciler.errors import InvalidSpecError, ReconcileError
 from reconciler.model import FINALIZER, RETRY_ANNOTATION, CanaryApp, CanaryAppStatus
@@ -27,6 +27,20 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def observe(
+    app: CanaryApp, cluster: Cluster, check: Callable[[CanaryApp], CheckResult], now: datetime.datetime
+) -> Observations:
+    """Reads what `decide()` needs: both Deployments and, only when a check is due, the metric."""
+    namespace, name, status = app.metadata.namespace, app.metadata.name, app.status
+    return Observations(
+        generation=app.metadata.generation,
+        primary=cluster.deployment_state(namespace, primary_name(name)),
+        canary=cluster.deployment_state(namespace, canary_name(name)) if status.canary_image else None,
+        check=check(app) if wants_check(app.spec, status, now) else None,
+        retry_token=app.metadata.annotations.get(RETRY_ANNOTATION),
+    )
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -78,16 +92,7 @@ class Reconciler:
             return None
 
         spec, status, now = app.spec, app.status, self.clock()
-        observations = Observations(
-            generation=app.metadata.generation,
-            primary=self.cluster.deployment_state(namespace, primary_name(name)),
-            canary=self.cluster.deployment_state(namespace, canary_name(name))
-            if status.canary_image
-            else None,
-            check=self._check(app) if wants_check(spec, status, now) else None,
-            retry_token=app.metadata.annotations.get(RETRY_ANNOTATION),
-        )
-        decision = decide(spec, status, observations, now)
+        decision = decide(spec, status, observe(app, self.cluster, self._check, now), now)
         new_status = decision.status
         if new_status != status:
             self.cluster.write_status(namespace, name, _status_body(new_status))
@@ -116,7 +121,7 @@ class Reconciler:
             self.cluster.write_status(namespace, name, _status_body(synced))
         return decision.requeue_after
 
-    def _check(self, app: CanaryApp) -> Any:
+    def _check(self, app: CanaryApp) -> CheckResult:
         result = self.metrics.check(str(app.spec.prometheus_url), app.spec.prometheus_query)
         self.telemetry.check_finished(result.outcome)
         return result

@@ -22,3 +22,8 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends prometheus >&2
 fi
 ln -sfn "$(command -v prometheus)" "$top/.tools/bin/prometheus"
+# Pulumi's Python language host cannot be built here (its Go module is not served), so `pulumi preview` of the
+# top-level Pulumi.yaml uses the project's stand-in, which runs on the project's virtual environment.
+host="$top/.tools/bin/pulumi-language-python"
+printf '#!/usr/bin/env bash\nexec "%s/.venv/bin/python" -m devenv.language_host "$@"\n' "$top" > "$host"
+chmod +x "$host"

@@ -45,9 +45,7 @@ class KubeCluster:
 
     def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            app: Any = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
+            app: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as error:
             if error.status == 404:
                 return None

@@ -1,0 +1,75 @@
+"""Fixtures for the integration tests: a real local cluster, Prometheus, an exporter the tests control, and
+the reconciler as a real process (`canaryapp run`) with the real Pulumi engine and Kubernetes provider."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from devenv.cluster import LocalCluster, running
+from devenv.exporter import ControlledExporter
+from devenv.processes import REPO_ROOT, tools_bin
+from devenv.prometheus import PrometheusServer
+from tests.integration.helpers import ReconcilerProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tools_on_path() -> None:
+    venv_bin = REPO_ROOT / ".venv" / "bin"
+    os.environ["PATH"] = f"{tools_bin()}:{venv_bin}:{os.environ['PATH']}"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with running(tmp_path_factory.mktemp("cluster")) as local:
+        local.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+        yield local
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: LocalCluster) -> kubernetes.client.ApiClient:
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=str(cluster.kubeconfig), client_configuration=configuration
+    )
+    return kubernetes.client.ApiClient(configuration)
+
+
+@pytest.fixture(scope="session")
+def exporter() -> Iterator[ControlledExporter]:
+    server = ControlledExporter()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    exporter: ControlledExporter, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), {"controlled": [exporter.address]})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def namespace(kube: kubernetes.client.ApiClient) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubernetes.client.CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def reconciler(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[ReconcilerProcess]:
+    process = ReconcilerProcess(cluster.kubeconfig, namespace, tmp_path / "reconciler")
+    process.start()
+    yield process
+    process.stop()

@@ -1,0 +1,222 @@
+"""Helpers for integration tests: CanaryApp objects, waiting on the world, and the reconciler process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from devenv.processes import REPO_ROOT, free_port
+from reconciler.model import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except ApiException as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+def canary_app(name: str, image: str, query: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CanaryApp",
+        "metadata": {"name": name},
+        "spec": {
+            "image": image,
+            "imageListenPort": 8088,
+            "replicas": 2,
+            "testReplicas": 1,
+            "prometheusQuery": query,
+            "prometheusURL": prometheus_url,
+            "trafficShiftUpdateInterval": 2,
+            "deploymentReadyWaitTime": 60,
+            "stepWeight": 20,
+            "maxWeight": 40,
+            **spec,
+        },
+    }
+
+
+class Apps:
+    """CanaryApps and the objects they own in one namespace."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+
+    def create(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        app: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        return dict(app)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def patch_spec(self, name: str, **spec: Any) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
+        )
+
+    def annotate(self, name: str, annotations: dict[str, str]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"metadata": {"annotations": annotations}}
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def weights(self, name: str) -> tuple[int, int] | None:
+        try:
+            vs: Any = self.custom.get_namespaced_custom_object(
+                "networking.istio.io", "v1", self.namespace, "virtualservices", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        route = vs["spec"]["http"][0]["route"]
+        return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
+
+    def deployment(self, name: str) -> Any | None:
+        try:
+            return self.apps.read_namespaced_deployment(name, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def deployment_image(self, name: str) -> str | None:
+        deployment = self.deployment(name)
+        return None if deployment is None else str(deployment.spec.template.spec.containers[0].image)
+
+    def phase_is(self, name: str, phase: str) -> dict[str, Any] | None:
+        status = self.status(name)
+        return status if status.get("phase") == phase else None
+
+
+class WeightRecorder:
+    """Polls a VirtualService and records every distinct (primary, canary) weight pair, in order."""
+
+    def __init__(self, apps: Apps, name: str, interval: float = 0.1) -> None:
+        self.apps = apps
+        self.name = name
+        self.interval = interval
+        self.seen: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WeightRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                weights = self.apps.weights(self.name)
+            except ApiException:
+                weights = None
+            if weights is not None and (not self.seen or self.seen[-1] != weights):
+                self.seen.append(weights)
+            self._stop.wait(self.interval)
+
+    @property
+    def canary_weights(self) -> list[int]:
+        return [canary for _, canary in self.seen]
+
+
+class ReconcilerProcess:
+    """`canaryapp run` as a real process, scoped to one namespace, with its own Pulumi state folder."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, state_dir: Path, *extra: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.state_dir = state_dir
+        self.extra = extra
+        self.log_path = state_dir / "reconciler.log"
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                str(REPO_ROOT / ".venv" / "bin" / "canaryapp"),
+                "run",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--namespace={self.namespace}",
+                f"--state-dir={self.state_dir}",
+                f"--metrics-address=127.0.0.1:{self.metrics_port}",
+                "--workers=2",
+                "--resync-seconds=30",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PULUMI_CONFIG_PASSPHRASE": "test-passphrase"},
+            start_new_session=True,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, with no chance to clean up."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self._reap()
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

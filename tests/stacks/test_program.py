@@ -1,0 +1,118 @@
+"""The Pulumi program under Pulumi's own mocks: which resources it declares, their labels and weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pulumi
+import pytest
+
+from reconciler.desired import DesiredStack
+from stacks.program import declare
+
+DESIRED = DesiredStack(
+    name="shop",
+    namespace="team-a",
+    owner_uid="uid-1",
+    port=8088,
+    replicas=3,
+    test_replicas=1,
+    hosts=("shop",),
+    gateways=(),
+    primary_image="shop:v1",
+    canary_image="shop:v2",
+    canary_weight=30,
+)
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: dict[str, dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources[args.name] = {"type": args.typ, **args.inputs}
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    saved = pulumi.runtime.settings.SETTINGS
+    mocks = Recorder()
+    pulumi.runtime.set_mocks(mocks, project="canaryapp", stack="team-a.shop", preview=False)
+    try:
+        yield mocks
+    finally:
+        pulumi.runtime.settings.SETTINGS = saved
+
+
+def run(desired: DesiredStack, recorder: Recorder) -> dict[str, dict[str, Any]]:
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[None]:
+        declare(desired)
+        return pulumi.Output.from_input(None)
+
+    program()
+    return recorder.resources
+
+
+def test_declares_primary_canary_services_and_virtual_service(recorder: Recorder) -> None:
+    resources = run(DESIRED, recorder)
+    assert sorted(resources) == [
+        "apex-service",
+        "canary-deployment",
+        "canary-service",
+        "primary-deployment",
+        "primary-service",
+        "virtualservice",
+    ]
+    primary = resources["primary-deployment"]
+    assert primary["metadata"]["name"] == "shop-primary"
+    assert primary["metadata"]["namespace"] == "team-a"
+    assert primary["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    assert primary["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert primary["spec"]["replicas"] == 3
+    container = primary["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "shop:v1"
+    assert container["ports"][0]["containerPort"] == 8088
+    canary = resources["canary-deployment"]
+    assert canary["spec"]["replicas"] == 1
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == "shop:v2"
+    assert canary["spec"]["selector"]["matchLabels"] == {
+        "canary.atze.io/app": "shop",
+        "canary.atze.io/track": "canary",
+    }
+    assert resources["apex-service"]["spec"]["selector"]["canary.atze.io/track"] == "primary"
+
+
+def test_virtual_service_weights_sum_to_100(recorder: Recorder) -> None:
+    vs = run(DESIRED, recorder)["virtualservice"]
+    assert vs["apiVersion"] == "networking.istio.io/v1"
+    assert vs["kind"] == "VirtualService"
+    assert vs["metadata"]["name"] == "shop"
+    route = vs["spec"]["http"][0]["route"]
+    assert [(r["destination"]["host"], r["weight"]) for r in route] == [
+        ("shop-primary.team-a.svc.cluster.local", 70),
+        ("shop-canary.team-a.svc.cluster.local", 30),
+    ]
+    assert all(r["destination"]["port"]["number"] == 8088 for r in route)
+    assert "gateways" not in vs["spec"]
+
+
+def test_no_canary_deployment_without_canary_image(recorder: Recorder) -> None:
+    desired = DesiredStack(**{**DESIRED.__dict__, "canary_image": None, "canary_weight": 0})
+    resources = run(desired, recorder)
+    assert "canary-deployment" not in resources
+    assert "canary-service" in resources
+    route = resources["virtualservice"]["spec"]["http"][0]["route"]
+    assert [r["weight"] for r in route] == [100, 0]
+
+
+def test_gateways_and_hosts_are_passed_through(recorder: Recorder) -> None:
+    desired = DesiredStack(**{**DESIRED.__dict__, "hosts": ("*",), "gateways": ("istio-system/gw", "mesh")})
+    vs = run(desired, recorder)["virtualservice"]
+    assert vs["spec"]["hosts"] == ["*"]
+    assert vs["spec"]["gateways"] == ["istio-system/gw", "mesh"]

@@ -1,0 +1,413 @@
+"""Every transition of the rollout state machine, tick by tick, with time passed in."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler import decide as d
+from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+CLEAN = d.CheckResult(CheckOutcome.CLEAN)
+ERRORS = d.CheckResult(CheckOutcome.ERRORS_FOUND, "5xx found")
+QUERY_FAILED = d.CheckResult(CheckOutcome.QUERY_FAILED, "unreachable")
+
+
+def spec(**changes: object) -> CanaryAppSpec:
+    base: dict[str, object] = {
+        "image": "app:v2",
+        "imageListenPort": 8088,
+        "prometheusQuery": "up == 0",
+        "prometheusURL": "http://prometheus:9090",
+        "trafficShiftUpdateInterval": 10,
+        "deploymentReadyWaitTime": 60,
+    }
+    base.update(changes)
+    return CanaryAppSpec.model_validate(base)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def stamp(seconds: float) -> str:
+    return d.timestamp(at(seconds))
+
+
+def status(**changes: object) -> CanaryAppStatus:
+    return CanaryAppStatus.model_validate(changes)
+
+
+STEADY_V1 = {"phase": "Ready", "primaryImage": "app:v1"}
+CANARY_V2 = {
+    "phase": "Progressing",
+    "primaryImage": "app:v1",
+    "canaryImage": "app:v2",
+    "canaryStartedAt": stamp(0),
+}
+
+
+def running(weight: int, checked_at: float = 0, **more: object) -> dict[str, object]:
+    return {**CANARY_V2, "canaryWeight": weight, "lastCheckTime": stamp(checked_at), **more}
+
+
+def ready(image: str) -> d.DeploymentState:
+    return d.DeploymentState(image=image, ready=True)
+
+
+def not_ready(image: str) -> d.DeploymentState:
+    return d.DeploymentState(image=image, ready=False)
+
+
+CASES = [
+    pytest.param(
+        spec(image="app:v1"),
+        {},
+        d.Observations(),
+        0,
+        d.Initialize,
+        {"phase": Phase.INITIALIZING, "primary_image": "app:v1"},
+        id="new CanaryApp starts its primary",
+    ),
+    pytest.param(
+        spec(image="app:v1"),
+        {"phase": "Initializing", "primaryImage": "app:v1"},
+        d.Observations(primary=not_ready("app:v1")),
+        5,
+        d.Hold,
+        {"phase": Phase.INITIALIZING},
+        id="initializing waits for the primary",
+    ),
+    pytest.param(
+        spec(image="app:v1"),
+        {"phase": "Initializing", "primaryImage": "app:v1"},
+        d.Observations(primary=ready("app:v1")),
+        5,
+        d.BecomeReady,
+        {"phase": Phase.READY, "successful_release": "app:v1"},
+        id="primary ready makes it Ready",
+    ),
+    pytest.param(
+        spec(image="app:v3"),
+        {"phase": "Initializing", "primaryImage": "app:v1"},
+        d.Observations(primary=not_ready("app:v1")),
+        5,
+        d.Initialize,
+        {"primary_image": "app:v3"},
+        id="a new image while initializing replaces the first one",
+    ),
+    pytest.param(
+        spec(image="app:v1"),
+        STEADY_V1,
+        d.Observations(primary=ready("app:v1")),
+        5,
+        d.Hold,
+        {"phase": Phase.READY},
+        id="nothing to do when the image is the primary's",
+    ),
+    pytest.param(
+        spec(),
+        STEADY_V1,
+        d.Observations(primary=ready("app:v1")),
+        5,
+        d.StartCanary,
+        {"phase": Phase.PROGRESSING, "canary_image": "app:v2", "canary_weight": 0},
+        id="a new image starts a canary at weight 0",
+    ),
+    pytest.param(
+        spec(),
+        {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"]},
+        d.Observations(primary=ready("app:v1")),
+        5,
+        d.Hold,
+        {"canary_image": None},
+        id="a failed image never starts a canary",
+    ),
+    pytest.param(
+        spec(),
+        {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"]},
+        d.Observations(primary=ready("app:v1"), retry_token="1"),
+        5,
+        d.Retry,
+        {"failed_images": (), "last_retry_token": "1"},
+        id="the retry annotation clears a failed image",
+    ),
+    pytest.param(
+        spec(),
+        {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"], "lastRetryToken": "1"},
+        d.Observations(primary=ready("app:v1"), retry_token="1"),
+        5,
+        d.Hold,
+        {"failed_images": ("app:v2",)},
+        id="a used retry token does nothing",
+    ),
+    pytest.param(
+        spec(),
+        CANARY_V2,
+        d.Observations(canary=not_ready("app:v2")),
+        5,
+        d.Hold,
+        {"canary_weight": 0},
+        id="canary not ready yet: weight stays 0",
+    ),
+    pytest.param(
+        spec(),
+        CANARY_V2,
+        d.Observations(canary=ready("app:v2")),
+        5,
+        d.Advance,
+        {"canary_weight": 10, "last_traffic_shift": stamp(5)},
+        id="canary ready: first step",
+    ),
+    pytest.param(
+        spec(),
+        CANARY_V2,
+        d.Observations(canary=not_ready("app:v2")),
+        60,
+        d.Rollback,
+        {"phase": Phase.FAILED, "failed_images": ("app:v2",), "canary_image": None},
+        id="canary not ready within deploymentReadyWaitTime rolls back",
+    ),
+    pytest.param(
+        spec(),
+        running(10),
+        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        5,
+        d.Hold,
+        {"canary_weight": 10},
+        id="no check before the interval has passed",
+    ),
+    pytest.param(
+        spec(),
+        running(10),
+        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        10,
+        d.Advance,
+        {"canary_weight": 20, "last_check_outcome": CheckOutcome.CLEAN},
+        id="clean check advances",
+    ),
+    pytest.param(
+        spec(stepWeight=30),
+        running(30),
+        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        10,
+        d.Advance,
+        {"canary_weight": 50},
+        id="the last step stops at maxWeight",
+    ),
+    pytest.param(
+        spec(),
+        running(50),
+        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        10,
+        d.Promote,
+        {"phase": Phase.PROMOTING, "primary_image": "app:v2", "canary_weight": 50},
+        id="clean check at maxWeight promotes",
+    ),
+    pytest.param(
+        spec(),
+        running(30),
+        d.Observations(canary=ready("app:v2"), check=ERRORS),
+        10,
+        d.Rollback,
+        {"phase": Phase.FAILED, "canary_weight": 0, "last_failed_tag": "app:v2", "failed_checks": 1},
+        id="errors found roll back at the default threshold",
+    ),
+    pytest.param(
+        spec(failureThreshold=2),
+        running(30),
+        d.Observations(canary=ready("app:v2"), check=ERRORS),
+        10,
+        d.FailCheck,
+        {"canary_weight": 30, "failed_checks": 1},
+        id="a failed check below the threshold holds the weight",
+    ),
+    pytest.param(
+        spec(failureThreshold=2),
+        running(30, failedChecks=1),
+        d.Observations(canary=ready("app:v2"), check=ERRORS),
+        10,
+        d.Rollback,
+        {"phase": Phase.FAILED, "failed_checks": 2},
+        id="the threshold-th failed check rolls back",
+    ),
+    pytest.param(
+        spec(),
+        running(30),
+        d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
+        10,
+        d.Rollback,
+        {"phase": Phase.FAILED},
+        id="query failure counts when failWhenPrometheusFails",
+    ),
+    pytest.param(
+        spec(failWhenPrometheusFails=False),
+        running(30),
+        d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
+        10,
+        d.Advance,
+        {"canary_weight": 40, "last_check_outcome": CheckOutcome.QUERY_FAILED},
+        id="query failure is ignored otherwise",
+    ),
+    pytest.param(
+        spec(),
+        running(30),
+        d.Observations(canary=not_ready("app:v2"), check=CLEAN),
+        10,
+        d.Rollback,
+        {"phase": Phase.FAILED},
+        id="a canary that became unready fails its check",
+    ),
+    pytest.param(
+        spec(image="app:v3"),
+        running(30),
+        d.Observations(canary=ready("app:v2")),
+        3,
+        d.AbandonCanary,
+        {"canary_image": None, "canary_weight": 0, "phase": Phase.READY, "failed_images": ()},
+        id="a newer image abandons the running canary",
+    ),
+    pytest.param(
+        spec(image="app:v3"),
+        {**STEADY_V1, "phase": "Ready"},
+        d.Observations(primary=ready("app:v1")),
+        3,
+        d.StartCanary,
+        {"canary_image": "app:v3"},
+        id="then the newest image starts",
+    ),
+    pytest.param(
+        spec(),
+        {**running(50), "phase": "Promoting", "primaryImage": "app:v2"},
+        d.Observations(primary=not_ready("app:v2"), canary=ready("app:v2")),
+        12,
+        d.Hold,
+        {"canary_weight": 50, "canary_image": "app:v2"},
+        id="promotion waits for the primary rollout",
+    ),
+    pytest.param(
+        spec(),
+        {**running(50), "phase": "Promoting", "primaryImage": "app:v2"},
+        d.Observations(primary=ready("app:v1"), canary=ready("app:v2")),
+        12,
+        d.Hold,
+        {"canary_weight": 50},
+        id="a primary still on the old image is not promoted",
+    ),
+    pytest.param(
+        spec(),
+        {**running(50), "phase": "Promoting", "primaryImage": "app:v2"},
+        d.Observations(primary=ready("app:v2"), canary=ready("app:v2")),
+        12,
+        d.CompletePromotion,
+        {"phase": Phase.SUCCEEDED, "canary_image": None, "canary_weight": 0, "successful_release": "app:v2"},
+        id="primary rolled out completes the promotion",
+    ),
+]
+
+
+@pytest.mark.parametrize(("the_spec", "the_status", "observations", "seconds", "kind", "expected"), CASES)
+def test_transitions(
+    the_spec: CanaryAppSpec,
+    the_status: dict[str, object],
+    observations: d.Observations,
+    seconds: float,
+    kind: type[d.Decision],
+    expected: dict[str, object],
+) -> None:
+    decision = d.decide(the_spec, status(**the_status), observations, at(seconds))
+    assert type(decision) is kind, decision.message
+    for field, value in expected.items():
+        assert getattr(decision.status, field) == value, field
+
+
+def test_requeue_uses_remaining_time_not_elapsed() -> None:
+    decision = d.decide(
+        spec(), status(**running(10, checked_at=0)), d.Observations(canary=ready("app:v2")), at(7)
+    )
+    assert isinstance(decision, d.Hold)
+    assert decision.requeue_after == pytest.approx(3)
+
+
+def test_wants_check_only_when_due() -> None:
+    assert not d.wants_check(spec(), status(**running(10)), at(9))
+    assert d.wants_check(spec(), status(**running(10)), at(10))
+    assert not d.wants_check(spec(), status(**CANARY_V2), at(100))
+
+
+def test_conditions_follow_the_phase() -> None:
+    decision = d.decide(
+        spec(),
+        status(**{**running(50), "phase": "Promoting", "primaryImage": "app:v2"}),
+        d.Observations(primary=ready("app:v2")),
+        at(20),
+    )
+    conditions = {c.type: c.status.value for c in decision.status.conditions}
+    assert conditions == {"Ready": "True", "Progressing": "False", "Promoted": "True"}
+    assert decision.status.test_running is False
+    assert decision.status.observed_generation == 0
+
+
+def test_condition_transition_time_is_kept_while_unchanged() -> None:
+    first = d.decide(spec(), status(**STEADY_V1), d.Observations(primary=ready("app:v1")), at(1)).status
+    later = d.decide(spec(image="app:v1"), first, d.Observations(primary=ready("app:v1")), at(50)).status
+    assert later.condition("Ready") == first.condition("Ready")
+
+
+# --- invariants over random runs --------------------------------------------------------------------------
+
+outcomes = st.sampled_from([CLEAN, ERRORS, QUERY_FAILED, None])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    step_weight=st.integers(1, 50),
+    max_weight=st.integers(50, 100),
+    threshold=st.integers(1, 3),
+    fail_on_query=st.booleans(),
+    ticks=st.lists(st.tuples(outcomes, st.booleans(), st.integers(0, 15)), min_size=1, max_size=40),
+)
+def test_rollout_invariants(
+    step_weight: int,
+    max_weight: int,
+    threshold: int,
+    fail_on_query: bool,
+    ticks: list[tuple[d.CheckResult | None, bool, int]],
+) -> None:
+    the_spec = spec(
+        stepWeight=step_weight,
+        maxWeight=max_weight,
+        failureThreshold=threshold,
+        failWhenPrometheusFails=fail_on_query,
+    )
+    current = status(**STEADY_V1)
+    clock = 0.0
+    for check, canary_ready, advance in ticks:
+        clock += advance
+        observations = d.Observations(
+            primary=ready(current.primary_image or ""),
+            canary=d.DeploymentState(image=current.canary_image or "", ready=canary_ready),
+            check=check if d.wants_check(the_spec, current, at(clock)) else None,
+        )
+        decision = d.decide(the_spec, current, observations, at(clock))
+        new = decision.status
+        assert 0 <= new.canary_weight <= max_weight
+        assert (100 - new.canary_weight) + new.canary_weight == 100
+        if new.canary_image is None:
+            assert new.canary_weight == 0
+        if isinstance(decision, d.Promote):
+            assert current.failed_checks < threshold
+            assert observations.check is not None
+        if isinstance(decision, d.StartCanary):
+            assert decision.image not in current.failed_images
+        if isinstance(decision, d.Rollback):
+            assert new.phase == Phase.FAILED
+            assert "app:v2" in new.failed_images
+        current = new
+    if "app:v2" in current.failed_images:
+        follow_up = d.decide(the_spec, current, d.Observations(primary=ready("app:v1")), at(clock + 100))
+        assert not isinstance(follow_up, d.StartCanary)

@@ -1,0 +1,97 @@
+"""The pydantic models and the CRD describe the same API, and every example manifest fits both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from reconciler.model import CanaryApp, CanaryAppSpec, CanaryAppStatus
+from reconciler.reconcile import describe_validation_error
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
+SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+
+
+def examples() -> list[Any]:
+    found = []
+    for path in sorted(ROOT.glob("examples/**/*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document.get("kind") == "CanaryApp":
+                found.append(
+                    pytest.param(document, id=f"{path.relative_to(ROOT)}:{document['metadata']['name']}")
+                )
+    return found
+
+
+def aliases(model: type[CanaryAppSpec] | type[CanaryAppStatus]) -> dict[str, FieldInfo]:
+    return {info.alias or name: info for name, info in model.model_fields.items()}
+
+
+def test_there_are_examples() -> None:
+    assert len(examples()) >= 3
+
+
+@pytest.mark.parametrize("document", examples())
+def test_every_example_loads_and_round_trips(document: dict[str, Any]) -> None:
+    app = CanaryApp.model_validate(document)
+    dumped = app.spec.model_dump(by_alias=True, mode="json", exclude_unset=True)
+    assert CanaryAppSpec.model_validate(dumped) == app.spec
+    assert set(document["spec"]) <= set(SCHEMA["spec"]["properties"])
+
+
+def test_spec_fields_match_the_crd() -> None:
+    crd_spec = SCHEMA["spec"]
+    model_fields = aliases(CanaryAppSpec)
+    assert set(model_fields) == set(crd_spec["properties"])
+    required = {alias for alias, info in model_fields.items() if info.is_required()}
+    assert required == set(crd_spec["required"])
+    for alias, info in model_fields.items():
+        crd_default = crd_spec["properties"][alias].get("default")
+        if crd_default is not None:
+            assert info.default == crd_default, alias
+
+
+def test_status_fields_match_the_crd() -> None:
+    assert set(aliases(CanaryAppStatus)) == set(SCHEMA["status"]["properties"])
+
+
+def test_original_operator_fields_are_all_there() -> None:
+    original = {
+        "image",
+        "imageListenPort",
+        "replicas",
+        "testReplicas",
+        "prometheusQuery",
+        "prometheusURL",
+        "failWhenPrometheusFails",
+        "trafficShiftUpdateInterval",
+        "deploymentReadyWaitTime",
+    }
+    assert original <= set(SCHEMA["spec"]["properties"])
+    assert {"successfulRelease", "testRunning", "trafficShift", "lastFailedTag", "lastTrafficShift"} <= set(
+        SCHEMA["status"]["properties"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"stepWeight": 60}, "stepWeight", id="step above max"),
+        pytest.param({"imageListenPort": 70000}, "imageListenPort", id="port out of range"),
+        pytest.param({"replicas": 0}, "replicas", id="no replicas"),
+        pytest.param({"prometheusURL": "prometheus:9090"}, "prometheusURL", id="url without scheme"),
+        pytest.param({"imagee": "typo"}, "imagee", id="unknown field"),
+    ],
+)
+def test_bad_input_names_the_field(change: dict[str, Any], field: str) -> None:
+    spec = {"image": "a:1", "imageListenPort": 80, "prometheusQuery": "q", "prometheusURL": "http://p:9090"}
+    with pytest.raises(ValidationError) as caught:
+        CanaryAppSpec.model_validate({**spec, **change})
+    message = describe_validation_error(caught.value)
+    assert field in message

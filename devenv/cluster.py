@@ -115,7 +115,7 @@ class LocalCluster:
                 f"--root-ca-file={ca.cert_path}",
                 "--use-service-account-credentials=true",
                 "--leader-elect=false",
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-replicaset-syncs=10",
             ],
@@ -257,6 +257,10 @@ class LocalCluster:
                 if any(
                     cond["type"] == "Ready" and cond["status"] == "True"
                     for cond in node.get("status", {}).get("conditions", [])
+                )
+                # The node lifecycle controller lifts the not-ready taint the API server puts on new nodes.
+                and not any(
+                    taint["key"].startswith("node.kubernetes.io/") for taint in node["spec"].get("taints", [])
                 )
             ]
             return len(ready) == self.node_count

@@ -415,12 +415,6 @@ def _finish_status(
             f"Primary serves {status.primary_image}" if ready else status.message,
         ),
         (reasons.CONDITION_PROGRESSING, moving, progressing_reason, status.message),
-        (
-            reasons.CONDITION_PROMOTED,
-            phase == Phase.SUCCEEDED,
-            progressing_reason,
-            f"{status.successful_release} is promoted" if phase == Phase.SUCCEEDED else status.message,
-        ),
     ]
     others = [c for c in status.conditions if c.type not in {name for name, *_ in wanted}]
     conditions = [
@@ -443,6 +437,46 @@ def _finish_status(
             "conditions": (*conditions, *others),
         }
     )
+
+
+def with_stack_sync(status: CanaryAppStatus, synced: bool, now: datetime.datetime) -> CanaryAppStatus:
+    """Sets StackSynced (does the cluster match the status?) and Promoted, which needs the promotion applied.
+
+    The reconciler writes a decision before applying it, so for a moment the phase can be ahead of the world;
+    these two conditions never are: `kubectl wait --for=condition=Promoted` returns once traffic is switched.
+    """
+    promoted = synced and status.phase == Phase.SUCCEEDED
+    wanted = [
+        (
+            reasons.CONDITION_STACK_SYNCED,
+            synced,
+            reasons.STACK_APPLIED if synced else reasons.APPLYING,
+            "The cluster matches the status" if synced else "Applying the decided step with stack.up",
+        ),
+        (
+            reasons.CONDITION_PROMOTED,
+            promoted,
+            reasons.PROMOTED if promoted else reasons.NOT_PROMOTED,
+            f"{status.successful_release} is promoted"
+            if promoted
+            else "No promotion is complete for spec.image",
+        ),
+    ]
+    kept = [c for c in status.conditions if c.type not in {name for name, *_ in wanted}]
+    generation = status.observed_generation or 0
+    updated = [
+        _condition(
+            status.condition(name),
+            condition_type=name,
+            value=value,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+        for name, value, reason, message in wanted
+    ]
+    return status.model_copy(update={"conditions": (*kept, *updated)})
 
 
 def _condition(

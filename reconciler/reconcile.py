@@ -14,7 +14,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler import reasons
-from reconciler.decide import CheckResult, Decision, Hold, Observations, decide, wants_check
+from reconciler.decide import (
+    CheckResult,
+    Decision,
+    Hold,
+    Observations,
+    decide,
+    wants_check,
+    with_stack_sync,
+)
 from reconciler.desired import desired_stack
 from reconciler.errors import InvalidSpecError, ReconcileError
 from reconciler.model import FINALIZER, RETRY_ANNOTATION, CanaryApp, CanaryAppStatus
@@ -93,32 +101,34 @@ class Reconciler:
 
         spec, status, now = app.spec, app.status, self.clock()
         decision = decide(spec, status, observe(app, self.cluster, self._check, now), now)
-        new_status = decision.status
+        desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
+        fingerprint = desired.fingerprint()
+        in_sync = fingerprint == decision.status.last_applied_hash
+        new_status = with_stack_sync(decision.status, in_sync, now)
         if new_status != status:
             self.cluster.write_status(namespace, name, _status_body(new_status))
         self._report(raw, decision)
+        if in_sync:
+            return decision.requeue_after
 
-        desired = desired_stack(name, namespace, app.metadata.uid, spec, new_status)
-        fingerprint = desired.fingerprint()
-        if fingerprint != new_status.last_applied_hash:
-            try:
-                step = self.stacks.apply(desired)
-            except ReconcileError as error:
-                self._report_stack_error(raw, new_status, error)
-                raise
-            self.telemetry.step_finished("up", step.seconds)
-            log.info(
-                "Applied CanaryApp stack",
-                extra={
-                    "canaryapp": app.key,
-                    "phase": new_status.phase,
-                    "weight": new_status.canary_weight,
-                    "changes": step.changes,
-                    "seconds": round(step.seconds, 2),
-                },
-            )
-            synced = new_status.model_copy(update={"last_applied_hash": fingerprint})
-            self.cluster.write_status(namespace, name, _status_body(synced))
+        try:
+            step = self.stacks.apply(desired)
+        except ReconcileError as error:
+            self._report_stack_error(raw, new_status, error)
+            raise
+        self.telemetry.step_finished("up", step.seconds)
+        log.info(
+            "Applied CanaryApp stack",
+            extra={
+                "canaryapp": app.key,
+                "phase": new_status.phase,
+                "weight": new_status.canary_weight,
+                "changes": step.changes,
+                "seconds": round(step.seconds, 2),
+            },
+        )
+        synced = with_stack_sync(new_status.model_copy(update={"last_applied_hash": fingerprint}), True, now)
+        self.cluster.write_status(namespace, name, _status_body(synced))
         return decision.requeue_after
 
     def _check(self, app: CanaryApp) -> CheckResult:

@@ -123,8 +123,12 @@ class Apps:
         return None if deployment is None else str(deployment.spec.template.spec.containers[0].image)
 
     def phase_is(self, name: str, phase: str) -> dict[str, Any] | None:
+        """The status once it shows `phase` and the cluster matches it (StackSynced), else None."""
         status = self.status(name)
-        return status if status.get("phase") == phase else None
+        synced = any(
+            c["type"] == "StackSynced" and c["status"] == "True" for c in status.get("conditions", [])
+        )
+        return status if status.get("phase") == phase and synced else None
 
 
 class WeightRecorder:

@@ -347,9 +347,17 @@ def test_conditions_follow_the_phase() -> None:
         at(20),
     )
     conditions = {c.type: c.status.value for c in decision.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Promoted": "True"}
+    assert conditions == {"Ready": "True", "Progressing": "False"}
     assert decision.status.test_running is False
     assert decision.status.observed_generation == 0
+
+
+@pytest.mark.parametrize(("synced", "promoted"), [(False, "False"), (True, "True")])
+def test_promoted_needs_the_promotion_applied(synced: bool, promoted: str) -> None:
+    succeeded = status(phase="Succeeded", primaryImage="app:v2", successfulRelease="app:v2")
+    marked = d.with_stack_sync(succeeded, synced, at(1))
+    conditions = {c.type: c.status.value for c in marked.conditions}
+    assert conditions == {"StackSynced": str(synced), "Promoted": promoted}
 
 
 def test_condition_transition_time_is_kept_while_unchanged() -> None:

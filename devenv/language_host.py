@@ -10,6 +10,7 @@ on a machine with the standard Pulumi distribution the real host is used and thi
 
 from __future__ import annotations
 
+import contextlib
 import runpy
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,9 @@ def main() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
-    server.wait_for_termination()  # the engine ends its plugins when it is done with them
+    with contextlib.suppress(KeyboardInterrupt):  # the engine interrupts its plugins when done with them
+        server.wait_for_termination()
+    server.stop(0)
 
 
 if __name__ == "__main__":

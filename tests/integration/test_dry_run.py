@@ -1,0 +1,61 @@
+"""`pulumi preview --stack <namespace>.<name>` on the top-level Pulumi.yaml shows the reconciler's next step
+against the reconciler's own Pulumi state, and changes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from devenv.cluster import LocalCluster
+from devenv.exporter import ControlledExporter
+from devenv.processes import REPO_ROOT
+from devenv.prometheus import PrometheusServer
+from tests.integration.helpers import Apps, ReconcilerProcess, canary_app, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_preview_shows_the_next_step_without_taking_it(
+    kube: object,
+    namespace: str,
+    reconciler: ReconcilerProcess,
+    cluster: LocalCluster,
+    exporter: ControlledExporter,
+    prometheus: PrometheusServer,
+) -> None:
+    apps = Apps(kube, namespace)  # type: ignore[arg-type]
+    query = f'canary_errors{{namespace="{namespace}", canaryapp="web"}} > 0'
+    apps.create(canary_app("web", "app:v1", query, prometheus.url))
+    wait_for(lambda: apps.phase_is("web", "Ready"), 120, "Ready")
+    reconciler.stop()
+    apps.patch_spec("web", image="app:v2")
+
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{reconciler.state_dir / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "test-passphrase",
+        "PULUMI_HOME": str(reconciler.state_dir / "pulumi-home"),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "KUBECONFIG": str(cluster.kubeconfig),
+    }
+    preview = subprocess.run(
+        ["pulumi", "preview", "--stack", f"{namespace}.web", "--non-interactive", "--color=never", "--diff"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = preview.stdout + preview.stderr
+    assert preview.returncode == 0, output
+    assert "next step: StartCanary" in output
+    assert "canary-deployment" in output
+    assert "+ 1 to create" in output
+    assert "app:v2" in output
+    assert apps.deployment("web-canary") is None
+    assert apps.status("web")["phase"] == "Ready"
+    (REPO_ROOT / f"Pulumi.{namespace}.web.yaml").unlink(missing_ok=True)

@@ -9,13 +9,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from prometheus_client import start_http_server
-
 from reconciler import logs
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
 from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
 from reconciler.config import RunConfig, add_run_arguments, run_config
+from reconciler.http import StatusServer
+from reconciler.leader import LeaderElector
 from reconciler.loop import Controller
 from reconciler.reconcile import Reconciler
 from reconciler.telemetry import Telemetry
@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(config: RunConfig, stop: threading.Event | None = None) -> int:
+    """Runs until SIGTERM/SIGINT (exit 0) or until leadership is lost (exit 1, so the pod restarts clean)."""
     stop = stop or threading.Event()
+    lost_leadership = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("Received signal; stopping", extra={"signal": signum})
@@ -54,24 +56,52 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     if settings.file_backend_path is not None:
         settings.file_backend_path.mkdir(parents=True, exist_ok=True)
     telemetry = Telemetry()
-    host, _, port = config.metrics_address.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=telemetry.registry)
-
     api_client = load_client_config(config.kubeconfig)
     cluster = KubeCluster(api_client, namespace=config.namespace)
-    stacks = PulumiStacks(settings, workers=min(config.workers, 4))
     metrics = PrometheusMetrics()
-    reconciler = Reconciler(cluster, stacks, metrics, cluster, telemetry=telemetry)
-    controller = Controller(cluster, reconciler, workers=config.workers, resync_seconds=config.resync_seconds)
+    # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
+    stacks = PulumiStacks(settings, workers=min(config.workers, 4))
+    elector = (
+        LeaderElector(api_client, config.lease_namespace, config.lease_name, config.identity)
+        if config.leader_elect
+        else None
+    )
+    controller = Controller(
+        cluster,
+        Reconciler(cluster, stacks, metrics, cluster, telemetry=telemetry),
+        workers=config.workers,
+        resync_seconds=config.resync_seconds,
+    )
+    leading = elector.is_leader if elector is not None else None
+
+    def ready() -> bool:
+        # A standby is ready (it is healthy and waiting); a leader once its first list of CanaryApps is done.
+        return (leading is not None and not leading.is_set()) or controller.synced.is_set()
+
+    status_server = StatusServer(config.metrics_address, telemetry.registry, controller.healthy, ready)
+    status_server.start()
     try:
-        cleared = stacks.clear_stale_locks()
+        if elector is not None:
+            log.info(
+                "Waiting for leadership", extra={"lease": f"{config.lease_namespace}/{config.lease_name}"}
+            )
+            if not elector.acquire(stop):
+                return 0
+
+            def on_lost() -> None:
+                lost_leadership.set()
+                stop.set()
+
+            threading.Thread(
+                target=elector.keep_renewing, args=(stop, on_lost), name="leader", daemon=True
+            ).start()
         log.info(
             "Started CanaryApp reconciler",
             extra={
                 "namespace": config.namespace or "*",
                 "workers": config.workers,
                 "backend": _redacted(config.backend_url),
-                "cleared_locks": cleared,
+                "cleared_locks": stacks.clear_stale_locks(),
             },
         )
         controller.start()
@@ -79,9 +109,12 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     finally:
         controller.stop()
         stacks.close()
+        if elector is not None and not lost_leadership.is_set():
+            elector.release()
         metrics.close()
+        status_server.stop()
         log.info("Stopped CanaryApp reconciler")
-    return 0
+    return 1 if lost_leadership.is_set() else 0
 
 
 def _redacted(url: str) -> str:

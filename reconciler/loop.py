@@ -123,6 +123,10 @@ class Controller:
         for thread in self._threads:
             thread.start()
 
+    def healthy(self) -> bool:
+        """Every thread that was started is still running (a dead worker or watcher means restart me)."""
+        return all(thread.is_alive() for thread in self._threads) or self.stopping.is_set()
+
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
         self.queue.close()

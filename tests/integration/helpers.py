@@ -168,12 +168,14 @@ class WeightRecorder:
 class ReconcilerProcess:
     """`canaryapp run` as a real process, scoped to one namespace, with its own Pulumi state folder."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, state_dir: Path, *extra: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, state_dir: Path, *extra: str, log_name: str = "reconciler.log"
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.state_dir = state_dir
         self.extra = extra
-        self.log_path = state_dir / "reconciler.log"
+        self.log_path = state_dir / log_name
         self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -14,11 +14,19 @@ from devenv.processes import ProcessGroup, free_port, tool, wait_until
 
 
 class PrometheusServer:
-    def __init__(self, directory: Path, targets: dict[str, list[str]], scrape_interval: str = "1s") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        targets: dict[str, list[str]],
+        scrape_interval: str = "1s",
+        metrics_paths: dict[str, str] | None = None,
+        port: int = 0,
+    ) -> None:
         self.directory = directory
         self.targets = targets
+        self.metrics_paths = metrics_paths or {}
         self.scrape_interval = scrape_interval
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes = ProcessGroup(directory / "logs")
 
@@ -26,7 +34,11 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": addresses}]}
+                {
+                    "job_name": job,
+                    "metrics_path": self.metrics_paths.get(job, "/metrics"),
+                    "static_configs": [{"targets": addresses}],
+                }
                 for job, addresses in self.targets.items()
             ],
         }

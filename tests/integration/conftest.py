@@ -15,7 +15,7 @@ from devenv.cluster import LocalCluster, running
 from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT, tools_bin
 from devenv.prometheus import PrometheusServer
-from tests.integration.helpers import ReconcilerProcess
+from devenv.reconciler_process import ReconcilerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from devenv.processes import REPO_ROOT, free_port
 from reconciler.model import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
@@ -163,66 +157,3 @@ class WeightRecorder:
     @property
     def canary_weights(self) -> list[int]:
         return [canary for _, canary in self.seen]
-
-
-class ReconcilerProcess:
-    """`canaryapp run` as a real process, scoped to one namespace, with its own Pulumi state folder."""
-
-    def __init__(
-        self, kubeconfig: Path, namespace: str, state_dir: Path, *extra: str, log_name: str = "reconciler.log"
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-        self.state_dir = state_dir
-        self.extra = extra
-        self.log_path = state_dir / log_name
-        self.metrics_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(REPO_ROOT / ".venv" / "bin" / "canaryapp"),
-                "run",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--namespace={self.namespace}",
-                f"--state-dir={self.state_dir}",
-                f"--metrics-address=127.0.0.1:{self.metrics_port}",
-                "--workers=2",
-                "--resync-seconds=30",
-                *self.extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PULUMI_CONFIG_PASSPHRASE": "test-passphrase"},
-            start_new_session=True,
-        )
-        log.close()
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: a crash, with no chance to clean up."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self._reap()
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self._reap()
-
-    def _reap(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -12,7 +12,8 @@ from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
-from tests.integration.helpers import Apps, ReconcilerProcess, canary_app, wait_for
+from devenv.reconciler_process import ReconcilerProcess
+from tests.integration.helpers import Apps, canary_app, wait_for
 
 pytestmark = pytest.mark.integration
 

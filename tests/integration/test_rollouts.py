@@ -13,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
-from tests.integration.helpers import Apps, ReconcilerProcess, WeightRecorder, canary_app, wait_for
+from devenv.reconciler_process import ReconcilerProcess
+from tests.integration.helpers import Apps, WeightRecorder, canary_app, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ lint: venv
 	mypy
 	lint-imports
 
-unit: venv
+unit: venv tools
 	pytest tests/unit tests/stacks
 
 test: venv tools lint

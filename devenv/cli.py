@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 from devenv.cluster import running
@@ -31,13 +33,43 @@ def cluster_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_command(args: argparse.Namespace) -> int:
+    from devenv import demo  # noqa: PLC0415 - only the demo commands need the traffic layer
+
+    if args.command == "demo":
+        workdir = Path(args.dir).resolve() if args.dir else demo.DEMO_DIR / f"demo-{int(time.time())}"
+        code = demo.run_demo(workdir)
+        if code == 0 and not args.dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return code
+    if args.command == "demo-up":
+        return demo.demo_up()
+    if args.command == "demo-down":
+        return demo.demo_down()
+    return demo.serve_environment(Path(args.dir).resolve())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("httpx", "httpcore", "kubernetes", "urllib3", "devenv.mesh"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="canaryapp-dev", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     cluster = commands.add_parser("cluster", help="run a local cluster (with the CanaryApp and Istio CRDs)")
     cluster.add_argument("--dir", help="folder for the cluster's files (default: a temporary folder)")
     cluster.set_defaults(handler=cluster_command)
+    run_demo = commands.add_parser("demo", help="tell the whole canary story with real traffic, then stop")
+    run_demo.add_argument("--dir", help="keep the demo's files (logs) in this folder")
+    commands.add_parser("demo-up", help="start the demo environment in the background")
+    commands.add_parser("demo-down", help="stop the demo environment")
+    serve = commands.add_parser("demo-serve", help="(used by demo-up) run the demo environment until SIGTERM")
+    serve.add_argument("--dir", required=True)
+    for name in ("demo", "demo-up", "demo-down", "demo-serve"):
+        commands.choices[name].set_defaults(handler=demo_command)
     args = parser.parse_args(argv)
     code: int = args.handler(args)
     return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,7 @@ set -euo pipefail
 shopt -s nullglob
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
-TOOLS=(istio-crds etcd kwok kubernetes pulumi-kubernetes pulumi)
+TOOLS=(istio-crds argocd-crds etcd kwok kubernetes pulumi-kubernetes pulumi)
 mkdir -p "$top/.tools/bin" "$top/.tools/share"
 for name in "${TOOLS[@]}"; do
   bin=$("$here/build.sh" "$name")

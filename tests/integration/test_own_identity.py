@@ -1,0 +1,118 @@
+"""The reconciler under its own identity: the ServiceAccount and RBAC of config/rbac are enough for a whole
+rollout and a deletion, and verbs it does not need are forbidden to it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from devenv.cluster import LocalCluster, write_kubeconfig
+from devenv.exporter import ControlledExporter
+from devenv.processes import REPO_ROOT, tool
+from devenv.prometheus import PrometheusServer
+from devenv.reconciler_process import ReconcilerProcess
+from tests.integration.helpers import Apps, canary_app, wait_for
+
+pytestmark = pytest.mark.integration
+
+SYSTEM_NAMESPACE = "canaryapp-system"
+
+
+def service_account_kubeconfig(kube: kubernetes.client.ApiClient, cluster: LocalCluster, path: Path) -> Path:
+    core = kubernetes.client.CoreV1Api(kube)
+    try:
+        core.create_namespace({"metadata": {"name": SYSTEM_NAMESPACE}})
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    subprocess.run(
+        [
+            tool("kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "apply",
+            "-k",
+            str(REPO_ROOT / "config" / "rbac"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    token = core.create_namespaced_service_account_token(
+        "canaryapp-reconciler", SYSTEM_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    write_kubeconfig(path, cluster.server, cluster.info.ca_cert, None, token=token)
+    return path
+
+
+def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
+    kube: kubernetes.client.ApiClient,
+    namespace: str,
+    cluster: LocalCluster,
+    exporter: ControlledExporter,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+) -> None:
+    kubeconfig = service_account_kubeconfig(kube, cluster, tmp_path / "sa.kubeconfig")
+    reconciler = ReconcilerProcess(
+        kubeconfig, namespace, tmp_path / "state", "--leader-elect", f"--lease-namespace={SYSTEM_NAMESPACE}"
+    )
+    reconciler.start()
+    apps = Apps(kube, namespace)
+    try:
+        query = f'canary_errors{{namespace="{namespace}", canaryapp="web"}} > 0'
+        apps.create(canary_app("web", "app:v1", query, prometheus.url))
+        wait_for(lambda: apps.phase_is("web", "Ready"), 120, "Ready")
+        apps.patch_spec("web", image="app:v2")
+        status = wait_for(lambda: apps.phase_is("web", "Succeeded"), 180, "v2 promoted")
+        assert status["primaryImage"] == "app:v2"
+        assert apps.deployment_image("web-primary") == "app:v2"
+        events = kubernetes.client.CoreV1Api(kube).list_namespaced_event(namespace).items
+        assert {"CanaryStarted", "Promoted"} <= {event.reason for event in events}
+        apps.delete("web")
+        wait_for(lambda: not apps.exists("web"), 120, "deleted through the finalizer")
+        assert apps.deployment("web-primary") is None
+    finally:
+        reconciler.stop()
+    assert " 403" not in reconciler.log()
+    assert "Forbidden" not in reconciler.log()
+
+
+@pytest.mark.parametrize(
+    ("action", "call"),
+    [
+        pytest.param(
+            "list secrets", lambda api, ns: kubernetes.client.CoreV1Api(api).list_namespaced_secret(ns)
+        ),
+        pytest.param("list pods", lambda api, ns: kubernetes.client.CoreV1Api(api).list_namespaced_pod(ns)),
+        pytest.param(
+            "create namespaces",
+            lambda api, ns: kubernetes.client.CoreV1Api(api).create_namespace(
+                {"metadata": {"name": "x-" + ns}}
+            ),
+        ),
+        pytest.param(
+            "delete the CanaryApp CRD",
+            lambda api, ns: kubernetes.client.ApiextensionsV1Api(api).delete_custom_resource_definition(
+                "canaryapps.canary.atze.io"
+            ),
+        ),
+    ],
+)
+def test_verbs_it_does_not_need_are_forbidden(
+    kube: kubernetes.client.ApiClient,
+    cluster: LocalCluster,
+    namespace: str,
+    tmp_path: Path,
+    action: str,
+    call: object,
+) -> None:
+    kubeconfig = service_account_kubeconfig(kube, cluster, tmp_path / "sa.kubeconfig")
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=configuration)
+    with pytest.raises(ApiException) as forbidden:
+        call(kubernetes.client.ApiClient(configuration), namespace)  # type: ignore[operator]
+    assert forbidden.value.status == 403, action

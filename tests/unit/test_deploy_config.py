@@ -1,0 +1,342 @@
+"""What can be checked of the deployment without a Docker engine or a cluster: the Dockerfile copies files
+that exist and builds tools that exist, its entrypoint is the package's console script, `config/default`
+renders with the real kubectl and runs the reconciler with flags its parser accepts, probes on the metrics
+port, a hardened pod, least-privilege RBAC, and a Grafana dashboard of metrics the reconciler exports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics_core import Metric
+
+from devenv.processes import tools_bin
+from reconciler.config import add_run_arguments
+from reconciler.telemetry import Telemetry
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "canaryapp-system"
+RECONCILER = "canaryapp-reconciler"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    arguments: str
+    heredoc: str = ""
+
+
+def dockerfile() -> list[Instruction]:
+    """The Dockerfile's instructions, with continuation lines joined and heredoc bodies attached."""
+    instructions: list[Instruction] = []
+    lines = iter((ROOT / "Dockerfile").read_text().splitlines())
+    for first_line in lines:
+        if not first_line.strip() or first_line.lstrip().startswith("#"):
+            continue
+        line = first_line
+        while line.endswith("\\"):
+            line = line[:-1] + next(lines).strip()
+        keyword, _, arguments = line.strip().partition(" ")
+        heredoc = ""
+        marker = re.search(r"<<-?'?(\w+)'?", arguments)
+        if marker:
+            body = []
+            for body_line in lines:
+                if body_line == marker.group(1):
+                    break
+                body.append(body_line)
+            heredoc = "\n".join(body) + "\n"
+        instructions.append(Instruction(keyword.upper(), arguments, heredoc))
+    return instructions
+
+
+def copy_sources(instruction: Instruction) -> list[str]:
+    words = [word for word in instruction.arguments.split() if not word.startswith("--")]
+    return words[:-1]
+
+
+def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    local_copies = [
+        instruction
+        for instruction in dockerfile()
+        if instruction.keyword == "COPY"
+        and "--from=" not in instruction.arguments
+        and not instruction.heredoc
+    ]
+    sources = [source for instruction in local_copies for source in copy_sources(instruction)]
+    assert {"tools/", "requirements.lock", "pyproject.toml", "README.md", "reconciler/"} <= set(sources)
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+        assert source.rstrip("/") in allowed, f"COPY {source}: .dockerignore keeps it out of the context"
+
+
+def test_the_image_builds_the_pinned_tools_with_their_recipes() -> None:
+    runs = " ".join(i.arguments for i in dockerfile() if i.keyword == "RUN")
+    built = dict(re.findall(r'tools/build\.sh ([\w-]+)\)/([\w-]+)" /out/', runs))
+    assert built == {"pulumi": "pulumi", "pulumi-kubernetes": "pulumi-resource-kubernetes"}
+    for tool, binary in built.items():
+        recipe = (ROOT / "tools" / tool / "recipe.sh").read_text()
+        assert f'-o "$bin/{binary}"' in recipe, f"tools/{tool}/recipe.sh does not build {binary}"
+        assert (ROOT / "tools" / tool / "go.mod").exists()
+    from_tools = [i for i in dockerfile() if i.keyword == "COPY" and "--from=tools" in i.arguments]
+    assert [copy_sources(i) for i in from_tools] == [[f"/out/{binary}" for binary in built.values()]]
+
+
+def test_the_entrypoint_is_the_packages_console_script() -> None:
+    instructions = {i.keyword: i.arguments for i in dockerfile()}
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert json.loads(instructions["ENTRYPOINT"]) == ["canaryapp"]
+    assert scripts["canaryapp"] == "reconciler.cli:main"
+    assert json.loads(instructions["CMD"]) == ["run"]
+    assert instructions["USER"] == "65532:65532"
+
+
+def test_the_image_drops_the_development_tools_but_keeps_the_runtime() -> None:
+    script = next(i.heredoc for i in dockerfile() if i.keyword == "COPY" and i.heredoc)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    dropped = set(result.stdout.split())
+    assert {"pytest", "mypy", "ruff", "hypothesis", "import-linter", "lupa", "types-pyyaml"} <= dropped
+    runtime = {"canaryapp", "pulumi", "pulumi-kubernetes", "kubernetes", "httpx", "pydantic", "grpcio"}
+    assert not runtime & dropped
+    assert not {"prometheus-client", "pyyaml", "protobuf", "pip", "setuptools"} & dropped
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[tuple[str, str], dict[str, Any]]:
+    kubectl = tools_bin() / "kubectl"
+    if not kubectl.exists():
+        pytest.fail(f"{kubectl} is missing: run `make tools` (it builds the pinned kubectl)")
+    result = subprocess.run(
+        [str(kubectl), "kustomize", str(ROOT / "config" / "default")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [document for document in yaml.safe_load_all(result.stdout) if document]
+    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in objects}
+
+
+def test_config_default_renders_everything_the_reconciler_needs(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    assert set(rendered) == {
+        ("CustomResourceDefinition", "canaryapps.canary.atze.io"),
+        ("Namespace", NAMESPACE),
+        ("ServiceAccount", RECONCILER),
+        ("ClusterRole", RECONCILER),
+        ("ClusterRoleBinding", RECONCILER),
+        ("Role", "canaryapp-leader-election"),
+        ("RoleBinding", "canaryapp-leader-election"),
+        ("PersistentVolumeClaim", "canaryapp-state"),
+        ("Deployment", RECONCILER),
+        ("Service", "canaryapp-reconciler-metrics"),
+    }
+    crd_file = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
+    assert rendered["CustomResourceDefinition", "canaryapps.canary.atze.io"]["spec"] == crd_file["spec"]
+    for (kind, _), obj in rendered.items():
+        if kind not in {"CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"}:
+            assert obj["metadata"]["namespace"] == NAMESPACE, kind
+
+
+def container(rendered: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = rendered["Deployment", RECONCILER]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def parse_run_command(command: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="canaryapp", exit_on_error=False)
+    add_run_arguments(parser)
+    return parser.parse_args(command)
+
+
+def test_the_deployment_runs_flags_the_reconciler_accepts(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    reconciler = container(rendered)
+    assert reconciler["image"] == "canaryapp:latest"
+    command = reconciler["command"]
+    assert command[:2] == ["canaryapp", "run"]
+    args = parse_run_command(command[2:])
+    assert args.leader_elect is True
+    assert args.log_format == "json"
+    assert args.state_dir == "/var/lib/canaryapp"
+    assert args.metrics_address == "0.0.0.0:8080"
+    assert rendered["Deployment", RECONCILER]["spec"]["replicas"] == 1
+
+
+def test_every_canaryapp_variable_of_the_deployment_is_read_by_the_parser(
+    rendered: dict[tuple[str, str], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variables = [env["name"] for env in container(rendered)["env"] if env["name"].startswith("CANARYAPP_")]
+    assert {"CANARYAPP_BACKEND_URL", "CANARYAPP_LEASE_NAMESPACE"} <= set(variables)
+    for variable in variables:
+        monkeypatch.setenv(variable, f"value-of-{variable}")
+    parsed = vars(parse_run_command([]))
+    for variable in variables:
+        assert f"value-of-{variable}" in parsed.values(), f"{variable} is not read by reconciler/config.py"
+
+
+def test_secrets_come_from_the_canaryapp_pulumi_secret_which_is_not_committed(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    env = {variable["name"]: variable for variable in container(rendered)["env"]}
+    assert env["PULUMI_CONFIG_PASSPHRASE"]["valueFrom"] == {
+        "secretKeyRef": {"name": "canaryapp-pulumi", "key": "passphrase"}
+    }
+    assert env["CANARYAPP_BACKEND_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "canaryapp-pulumi", "key": "backend-url", "optional": True}
+    }
+    assert env["HOME"]["value"] == "/var/lib/canaryapp"
+    assert not [key for key in rendered if key[0] == "Secret"]
+
+
+def test_probes_use_healthz_and_readyz_on_the_metrics_port(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    reconciler = container(rendered)
+    metrics_port = int(parse_run_command(reconciler["command"][2:]).metrics_address.rpartition(":")[2])
+    ports = {port["name"]: port["containerPort"] for port in reconciler["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http_get = reconciler[probe]["httpGet"]
+        assert http_get["path"] == path
+        assert ports.get(http_get["port"], http_get["port"]) == metrics_port
+    service = rendered["Service", "canaryapp-reconciler-metrics"]["spec"]
+    assert service["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = rendered["Deployment", RECONCILER]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= pod_labels.items()
+
+
+def test_the_pod_is_hardened_and_keeps_its_state_on_a_volume(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    reconciler = container(rendered)
+    assert reconciler["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert reconciler["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    pod = rendered["Deployment", RECONCILER]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == RECONCILER
+    assert pod["securityContext"]["fsGroup"] == 65532
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in reconciler["volumeMounts"]}
+    assert mounts["/var/lib/canaryapp"]["persistentVolumeClaim"] == {"claimName": "canaryapp-state"}
+    assert mounts["/tmp"]["emptyDir"] == {}
+    claim = rendered["PersistentVolumeClaim", "canaryapp-state"]["spec"]
+    assert claim == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    assert rendered["Deployment", RECONCILER]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, frozenset[str]]]:
+    return {
+        (group, resource, frozenset(rule["verbs"]))
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def test_the_cluster_role_grants_exactly_what_the_reconciler_uses(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    writes = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+    rules = rendered["ClusterRole", RECONCILER]["rules"]
+    assert rule_set(rules) == {
+        ("canary.atze.io", "canaryapps", frozenset({"get", "list", "watch", "patch", "update"})),
+        ("canary.atze.io", "canaryapps/status", frozenset({"get", "patch", "update"})),
+        ("canary.atze.io", "canaryapps/finalizers", frozenset({"update"})),
+        ("", "events", frozenset({"create", "patch"})),
+        ("events.k8s.io", "events", frozenset({"create", "patch"})),
+        ("apps", "deployments", writes),
+        ("", "services", writes),
+        ("networking.istio.io", "virtualservices", writes),
+    }
+    for rule in rules:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
+
+
+def test_leases_are_granted_only_in_the_reconcilers_namespace(
+    rendered: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    role = rendered["Role", "canaryapp-leader-election"]
+    lease_verbs = frozenset({"get", "create", "update"})
+    assert rule_set(role["rules"]) == {("coordination.k8s.io", "leases", lease_verbs)}
+    account = {"kind": "ServiceAccount", "name": RECONCILER, "namespace": NAMESPACE}
+    for kind, role_kind, role_name in (
+        ("RoleBinding", "Role", "canaryapp-leader-election"),
+        ("ClusterRoleBinding", "ClusterRole", RECONCILER),
+    ):
+        binding = next(obj for (k, _), obj in rendered.items() if k == kind)
+        assert binding["subjects"] == [account]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": role_kind,
+            "name": role_name,
+        }
+    args = parse_run_command(container(rendered)["command"][2:])
+    assert args.lease_name == RECONCILER
+
+
+def exported_series() -> set[str]:
+    """Every series name the reconciler's registry can export (counters end in _total, histograms _bucket)."""
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    families: list[Metric] = list(Telemetry().registry.collect())
+    return {family.name + suffix for family in families for suffix in suffixes[family.type]}
+
+
+def test_the_dashboard_charts_the_reconcilers_metrics_and_the_mesh_traffic() -> None:
+    dashboard = json.loads((ROOT / "config" / "grafana" / "canaryapp-dashboard.json").read_text())
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    expressions = [target["expr"] for panel in panels for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\b(canaryapp_\w+|istio_\w+)", expr)}
+    assert used == {
+        "canaryapp_rollouts_started_total",
+        "canaryapp_rollouts_finished_total",
+        "canaryapp_canary_weight",
+        "canaryapp_phase",
+        "canaryapp_step_duration_seconds_bucket",
+        "canaryapp_checks_total",
+        "canaryapp_reconcile_errors_total",
+        "istio_requests_total",
+    }
+    assert {name for name in used if name.startswith("canaryapp_")} <= exported_series()
+    mesh = [expr for expr in expressions if "istio_requests_total" in expr]
+    assert all('destination_workload=~"$name-(primary|canary)"' in expr for expr in mesh)
+    assert any("by (destination_workload, response_code)" in expr for expr in mesh)
+    assert any('response_code=~"5.."' in expr for expr in mesh)
+    assert any("by (result)" in expr for expr in expressions)
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "namespace", "name"}
+    assert all(panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for panel in panels)

@@ -111,6 +111,7 @@ class Controller:
         self.queue = WorkQueue()
         self.stopping = threading.Event()
         self._failures: dict[Key, int] = {}
+        self._seen: dict[Key, tuple[object, ...]] = {}
         self._threads: list[threading.Thread] = []
         self.synced = threading.Event()
 
@@ -130,9 +131,10 @@ class Controller:
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
         self.queue.close()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread.name != "watch":
-                thread.join(timeout)
+                thread.join(max(deadline - time.monotonic(), 0.0))
 
     # watching ---------------------------------------------------------------------------------------------
 
@@ -147,6 +149,7 @@ class Controller:
     def _list_and_watch(self) -> None:
         items, resource_version = self.cluster.list_canary_apps()
         for item in items:
+            self._changed("ADDED", item)
             self.queue.add(key_of(item))
         self.synced.set()
         next_resync = time.monotonic() + self.resync_seconds
@@ -167,7 +170,7 @@ class Controller:
                             return  # the resourceVersion is too old: list again
                         raise RuntimeError(f"watch error: {obj}")
                     resource_version = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
+                    if event["type"] != "BOOKMARK" and self._changed(event["type"], obj):
                         self.queue.add(key_of(obj))
                     if self.stopping.is_set() or time.monotonic() >= next_resync:
                         break
@@ -175,6 +178,26 @@ class Controller:
                 if error.status == 410:
                     return
                 raise
+
+    def _changed(self, event_type: str, obj: dict[str, Any]) -> bool:
+        """Whether an event can change a decision: not when only the status (our own write) changed.
+
+        Every pass schedules its own next pass, so skipping status-only events loses nothing; it keeps the
+        reconciler from waking itself up with each status write (and from a hot loop while a step fails).
+        """
+        key, metadata = key_of(obj), obj["metadata"]
+        if event_type == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        seen = (
+            metadata.get("generation"),
+            metadata.get("deletionTimestamp"),
+            tuple(metadata.get("finalizers") or ()),
+            tuple(sorted((metadata.get("annotations") or {}).items())),
+        )
+        changed = self._seen.get(key) != seen
+        self._seen[key] = seen
+        return changed
 
     # working ------------------------------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ Service `<name>` (the VirtualService host), `<name>-primary` and `<name>-canary`
 route between the two. The canary Service stays when no canary runs (weight 0, no endpoints), so starting a
 canary changes one Deployment and nothing else.
 
-Deployments carry `pulumi.com/skipAwait`: every `up` returns as soon as the API server accepted the change,
-and the reconciler loop watches readiness itself. A step is then seconds long, a killed reconciler never
-leaves a long update holding the stack lock, and the decision to wait stays in `decide()`.
+Deployments and Services carry `pulumi.com/skipAwait`: every `up` returns as soon as the API server
+accepted the change, and the reconciler loop watches readiness itself. A step is then seconds long, a
+killed reconciler never leaves a long update holding the stack lock, and the decision to wait stays in
+`decide()`. Every object also carries `pulumi.com/patchForce` (see PATCH_FORCE).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ APP_LABEL = "canary.atze.io/app"
 TRACK_LABEL = "canary.atze.io/track"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryapp"}
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# The reconciler owns these objects: its server-side apply wins field conflicts, so a stack whose state was
+# lost (or a field someone edited by hand) is taken back instead of failing the step.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
 VIRTUAL_SERVICE_API_VERSION = "networking.istio.io/v1"
 ROUTE_NAME = "canary-split"
 
@@ -87,7 +91,7 @@ def _metadata(
         "name": name,
         "namespace": desired.namespace,
         "labels": {**MANAGED_BY, **labels},
-        "annotations": dict(annotations or {}),
+        "annotations": {**PATCH_FORCE, **(annotations or {})},
     }
     if desired.owner_uid:
         metadata["ownerReferences"] = [

@@ -126,9 +126,11 @@ def _run(step: str, name: str, desired_json: str) -> _Outcome:
     return _Outcome(changes, time.monotonic() - started)
 
 
-def _tail(error: Exception, lines: int = 12) -> str:
-    text = str(error).strip().splitlines()
-    return "\n".join(text[-lines:])
+def _tail(error: Exception, lines: int = 3) -> str:
+    """The engine's own error lines (deduplicated), or the last lines of its output when it printed none."""
+    text = [line.strip() for line in str(error).splitlines() if line.strip()]
+    errors = list(dict.fromkeys(line[line.index("error:") :] for line in text if "error:" in line))
+    return " | ".join(errors[-lines:] or text[-lines:])
 
 
 class PulumiStacks:

@@ -57,7 +57,7 @@ class Environment:
             "PROMETHEUS_URL": self.prometheus.url,
             "MESH_URL": self.mesh.url,
             "RECONCILER_LOG": str(self.reconciler.log_path),
-            "PATH": f"{tools_bin()}:{os.environ.get('PATH', '')}",
+            "PATH": f"{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:$PATH",
         }
 
 

@@ -8,6 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 TOOLS=(istio-crds argocd-crds etcd kwok kubernetes pulumi-kubernetes pulumi)
 mkdir -p "$top/.tools/bin" "$top/.tools/share"
+# Missing tools build two at a time: one Go build rarely keeps both cores busy (linking is single-threaded).
+printf '%s\n' "${TOOLS[@]}" | xargs -P 2 -I{} "$here/build.sh" {} >/dev/null
 for name in "${TOOLS[@]}"; do
   bin=$("$here/build.sh" "$name")
   for f in "$bin"/*; do ln -sfn "$f" "$top/.tools/bin/$(basename "$f")"; done

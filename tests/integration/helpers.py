@@ -30,6 +30,14 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
 
 
+READY_TIMEOUT = 180
+
+
+def error_query(namespace: str, name: str) -> str:
+    """The test query: a result exactly when the test's exporter reports errors for this CanaryApp."""
+    return f'canary_errors{{namespace="{namespace}", canaryapp="{name}"}} > 0'
+
+
 def canary_app(name: str, image: str, query: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -62,6 +70,11 @@ class Apps:
 
     def create(self, body: dict[str, Any]) -> None:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+
+    def create_ready(self, name: str, prometheus_url: str, **spec: Any) -> None:
+        """Creates a CanaryApp on app:v1 with the test query and waits until it is Ready."""
+        self.create(canary_app(name, "app:v1", error_query(self.namespace, name), prometheus_url, **spec))
+        wait_for(lambda: self.phase_is(name, "Ready"), READY_TIMEOUT, f"{name} Ready")
 
     def get(self, name: str) -> dict[str, Any]:
         app: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)

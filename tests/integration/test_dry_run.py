@@ -13,7 +13,7 @@ from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, canary_app, wait_for
+from tests.integration.helpers import Apps
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +27,7 @@ def test_preview_shows_the_next_step_without_taking_it(
     prometheus: PrometheusServer,
 ) -> None:
     apps = Apps(kube, namespace)  # type: ignore[arg-type]
-    query = f'canary_errors{{namespace="{namespace}", canaryapp="web"}} > 0'
-    apps.create(canary_app("web", "app:v1", query, prometheus.url))
-    wait_for(lambda: apps.phase_is("web", "Ready"), 120, "Ready")
+    apps.create_ready("web", prometheus.url)
     reconciler.stop()
     apps.patch_spec("web", image="app:v2")
 

@@ -12,7 +12,7 @@ from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, canary_app, wait_for
+from tests.integration.helpers import Apps, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +54,7 @@ def test_standby_takes_over_when_the_leader_dies(
         wait_for(lambda: lease_holder(kube, namespace) == "replica-a" or None, 60, "replica-a leads")
         second.start()
         apps = Apps(kube, namespace)
-        query = f'canary_errors{{namespace="{namespace}", canaryapp="web"}} > 0'
-        apps.create(canary_app("web", "app:v1", query, prometheus.url))
-        wait_for(lambda: apps.phase_is("web", "Ready"), 120, "Ready")
+        apps.create_ready("web", prometheus.url)
         assert lease_holder(kube, namespace) == "replica-a"
         assert "Decided CanaryApp step" in first.log()
         assert "Decided CanaryApp step" not in second.log()

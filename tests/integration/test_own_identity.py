@@ -15,7 +15,7 @@ from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT, tool
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, canary_app, wait_for
+from tests.integration.helpers import Apps, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +63,7 @@ def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
     reconciler.start()
     apps = Apps(kube, namespace)
     try:
-        query = f'canary_errors{{namespace="{namespace}", canaryapp="web"}} > 0'
-        apps.create(canary_app("web", "app:v1", query, prometheus.url))
-        wait_for(lambda: apps.phase_is("web", "Ready"), 120, "Ready")
+        apps.create_ready("web", prometheus.url)
         apps.patch_spec("web", image="app:v2")
         status = wait_for(lambda: apps.phase_is("web", "Succeeded"), 180, "v2 promoted")
         assert status["primaryImage"] == "app:v2"

@@ -14,15 +14,11 @@ from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, WeightRecorder, canary_app, wait_for
+from tests.integration.helpers import Apps, WeightRecorder, canary_app, error_query, wait_for
 
 pytestmark = pytest.mark.integration
 
 ROLLOUT_TIMEOUT = 180
-
-
-def error_query(namespace: str, name: str) -> str:
-    return f'canary_errors{{namespace="{namespace}", canaryapp="{name}"}} > 0'
 
 
 def set_errors(exporter: ControlledExporter, namespace: str, name: str, value: float) -> None:
@@ -38,8 +34,7 @@ def create_ready(
     apps: Apps, exporter: ControlledExporter, prometheus_url: str, name: str, **spec: object
 ) -> None:
     set_errors(exporter, apps.namespace, name, 0)
-    apps.create(canary_app(name, "app:v1", error_query(apps.namespace, name), prometheus_url, **spec))
-    wait_for(lambda: apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, f"{name} Ready")
+    apps.create_ready(name, prometheus_url, **spec)
 
 
 def test_create_makes_primary_ready_with_all_traffic(
@@ -99,7 +94,7 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
 
 
 def _prometheus_sees_errors(prometheus: PrometheusServer, namespace: str, name: str) -> bool:
-    return bool(prometheus.query(f'canary_errors{{namespace="{namespace}", canaryapp="{name}"}} > 0'))
+    return bool(prometheus.query(error_query(namespace, name)))
 
 
 @pytest.mark.parametrize(

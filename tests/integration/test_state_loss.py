@@ -13,7 +13,7 @@ from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, canary_app, wait_for
+from tests.integration.helpers import Apps, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +31,7 @@ def test_reconciler_recovers_after_its_pulumi_state_is_lost(
     first = ReconcilerProcess(cluster.kubeconfig, namespace, state)
     first.start()
     try:
-        query = f'canary_errors{{namespace="{namespace}", canaryapp="web"}} > 0'
-        apps.create(canary_app("web", "app:v1", query, prometheus.url))
-        wait_for(lambda: apps.phase_is("web", "Ready"), 120, "Ready")
+        apps.create_ready("web", prometheus.url)
     finally:
         first.stop()
     shutil.rmtree(state)

@@ -439,19 +439,27 @@ def _finish_status(
     )
 
 
-def with_stack_sync(status: CanaryAppStatus, synced: bool, now: datetime.datetime) -> CanaryAppStatus:
+def with_stack_sync(
+    status: CanaryAppStatus, synced: bool, now: datetime.datetime, failure: str = ""
+) -> CanaryAppStatus:
     """Sets StackSynced (does the cluster match the status?) and Promoted, which needs the promotion applied.
 
     The reconciler writes a decision before applying it, so for a moment the phase can be ahead of the world;
     these two conditions never are: `kubectl wait --for=condition=Promoted` returns once traffic is switched.
+    A failed step is reported in StackSynced (`failure`), never appended to the message, so retries of the
+    same step leave the status as it is.
     """
     promoted = synced and status.phase == Phase.SUCCEEDED
     wanted = [
         (
             reasons.CONDITION_STACK_SYNCED,
             synced,
-            reasons.STACK_APPLIED if synced else reasons.APPLYING,
-            "The cluster matches the status" if synced else "Applying the decided step with stack.up",
+            reasons.STACK_APPLIED
+            if synced
+            else (reasons.STACK_UPDATE_FAILED if failure else reasons.APPLYING),
+            "The cluster matches the status"
+            if synced
+            else (failure or "Applying the decided step with stack.up"),
         ),
         (
             reasons.CONDITION_PROMOTED,

@@ -104,7 +104,7 @@ class Reconciler:
         desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
         fingerprint = desired.fingerprint()
         in_sync = fingerprint == decision.status.last_applied_hash
-        new_status = with_stack_sync(decision.status, in_sync, now)
+        new_status = with_stack_sync(decision.status, in_sync, now, "" if in_sync else _last_failure(status))
         if new_status != status:
             self.cluster.write_status(namespace, name, _status_body(new_status))
         self._report(raw, decision)
@@ -114,7 +114,9 @@ class Reconciler:
         try:
             step = self.stacks.apply(desired)
         except ReconcileError as error:
-            self._report_stack_error(raw, new_status, error)
+            failure = f"Stack update failed: {error}"
+            if failure != _last_failure(new_status):  # a repeated failure is already reported
+                self._report_stack_error(raw, with_stack_sync(new_status, False, now, failure), failure)
             raise
         self.telemetry.step_finished("up", step.seconds)
         log.info(
@@ -171,19 +173,14 @@ class Reconciler:
             self.cluster.write_status(metadata["namespace"], metadata["name"], {"message": str(problem)})
             self.events.emit(raw, reasons.INVALID_SPEC, str(problem), warning=True)
 
-    def _report_stack_error(
-        self, raw: dict[str, Any], status: CanaryAppStatus, error: ReconcileError
-    ) -> None:
+    def _report_stack_error(self, raw: dict[str, Any], failed: CanaryAppStatus, failure: str) -> None:
         metadata = raw["metadata"]
-        message = f"Stack update failed: {error}"
         log.warning(
-            "Failed to apply CanaryApp stack", extra={"canaryapp": metadata["name"], "detail": message}
+            "Failed to apply CanaryApp stack", extra={"canaryapp": metadata["name"], "detail": failure}
         )
         self.telemetry.reconcile_failed()
-        self.events.emit(raw, reasons.STACK_UPDATE_FAILED, message, warning=True)
-        self.cluster.write_status(
-            metadata["namespace"], metadata["name"], {"message": f"{status.message} ({message})"}
-        )
+        self.events.emit(raw, reasons.STACK_UPDATE_FAILED, failure, warning=True)
+        self.cluster.write_status(metadata["namespace"], metadata["name"], _status_body(failed))
 
     def _finalize(self, raw: dict[str, Any], finalizers: list[str]) -> float | None:
         metadata = raw["metadata"]
@@ -201,6 +198,12 @@ class Reconciler:
         )
         self.telemetry.forget(metadata["namespace"], metadata["name"])
         return None
+
+
+def _last_failure(status: CanaryAppStatus) -> str:
+    condition = status.condition(reasons.CONDITION_STACK_SYNCED)
+    failed = condition is not None and condition.reason == reasons.STACK_UPDATE_FAILED
+    return condition.message if condition is not None and failed else ""
 
 
 def _status_body(status: CanaryAppStatus) -> dict[str, Any]:

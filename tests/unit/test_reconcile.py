@@ -1,0 +1,179 @@
+"""One reconcile pass against in-memory fakes of the ports: the order of writes and steps, failure
+reporting, finalizers and invalid specs."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+from typing import Any
+
+from reconciler.decide import CheckResult, DeploymentState
+from reconciler.desired import DesiredStack
+from reconciler.errors import TransientError
+from reconciler.model import FINALIZER, CheckOutcome
+from reconciler.ports import StepReport
+from reconciler.reconcile import Reconciler
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+class FakeCluster:
+    def __init__(self, app: dict[str, Any]) -> None:
+        self.app: dict[str, Any] | None = app
+        self.deployments: dict[str, DeploymentState] = {}
+        self.log: list[str] = []
+
+    def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.app)
+
+    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+        return ([self.app] if self.app else []), "1"
+
+    def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
+        return self.deployments.get(name)
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        assert self.app is not None
+        self.log.append(f"status:{status.get('phase')}")
+        self.app["status"] = {**self.app.get("status", {}), **status}
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+        assert self.app is not None
+        self.log.append(f"finalizers:{finalizers}")
+        if self.app["metadata"].get("deletionTimestamp") and not finalizers:
+            self.app = None
+            return
+        self.app["metadata"]["finalizers"] = finalizers
+
+
+class FakeStacks:
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.applied: list[DesiredStack] = []
+        self.destroyed: list[str] = []
+        self.fail_with: Exception | None = None
+
+    def apply(self, desired: DesiredStack) -> StepReport:
+        self.cluster.log.append("up")
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.applied.append(desired)
+        return StepReport({"update": 1}, 0.1)
+
+    def destroy(self, namespace: str, name: str) -> StepReport:
+        self.cluster.log.append("destroy")
+        self.destroyed.append(f"{namespace}.{name}")
+        return StepReport({"delete": 6}, 0.1)
+
+
+class FakeMetrics:
+    def check(self, prometheus_url: str, query: str) -> CheckResult:
+        return CheckResult(CheckOutcome.CLEAN)
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def emit(self, app: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        self.reasons.append(reason)
+
+
+def new_app(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 1,
+            "resourceVersion": "1",
+            "finalizers": [FINALIZER],
+        },
+        "spec": {
+            "image": "app:v1",
+            "imageListenPort": 8088,
+            "prometheusQuery": "q",
+            "prometheusURL": "http://p:9090",
+            **spec,
+        },
+    }
+
+
+def reconciler(app: dict[str, Any]) -> tuple[Reconciler, FakeCluster, FakeStacks, FakeEvents]:
+    cluster = FakeCluster(app)
+    stacks = FakeStacks(cluster)
+    events = FakeEvents()
+    return Reconciler(cluster, stacks, FakeMetrics(), events, clock=lambda: NOW), cluster, stacks, events
+
+
+def conditions(cluster: FakeCluster) -> dict[str, tuple[str, str]]:
+    assert cluster.app is not None
+    return {c["type"]: (c["status"], c["reason"]) for c in cluster.app["status"]["conditions"]}
+
+
+def test_decision_is_written_before_the_step_and_the_fingerprint_after() -> None:
+    subject, cluster, stacks, events = reconciler(new_app())
+    assert subject.reconcile("ns", "web") == 1.0
+    assert cluster.log == ["status:Initializing", "up", "status:Initializing"]
+    assert stacks.applied[0].primary_image == "app:v1"
+    assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
+    assert events.reasons == ["Initialized"]
+    cluster.log.clear()
+    subject.reconcile("ns", "web")  # primary not ready yet: a new message, no step
+    subject.reconcile("ns", "web")  # and then nothing at all
+    assert cluster.log == ["status:Initializing"]
+
+
+def test_a_failed_step_is_reported_once_and_retried() -> None:
+    subject, cluster, stacks, events = reconciler(new_app())
+    stacks.fail_with = TransientError("boom")
+    for _ in range(3):
+        with contextlib.suppress(TransientError):
+            subject.reconcile("ns", "web")
+    assert cluster.log.count("up") == 3
+    assert events.reasons.count("StackUpdateFailed") == 1
+    assert conditions(cluster)["StackSynced"] == ("False", "StackUpdateFailed")
+    assert cluster.app is not None
+    assert "failed" not in cluster.app["status"]["message"]  # the failure lives in StackSynced only
+    stacks.fail_with = None
+    subject.reconcile("ns", "web")
+    assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
+
+
+def test_finalizer_first_then_deletion_destroys_the_stack() -> None:
+    app = new_app()
+    app["metadata"]["finalizers"] = []
+    subject, cluster, stacks, _ = reconciler(app)
+    assert subject.reconcile("ns", "web") == 0.0
+    assert cluster.log == [f"finalizers:['{FINALIZER}']"]
+    assert stacks.applied == []
+    assert cluster.app is not None
+    cluster.app["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.destroyed == ["ns.web"]
+    assert cluster.app is None
+
+
+def test_a_ready_canary_gets_its_first_step() -> None:
+    subject, cluster, stacks, _ = reconciler(new_app(image="app:v2"))
+    assert cluster.app is not None
+    cluster.app["status"] = {
+        "phase": "Progressing",
+        "primaryImage": "app:v1",
+        "canaryImage": "app:v2",
+        "canaryStartedAt": "2026-01-01T00:00:00Z",
+    }
+    cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
+    subject.reconcile("ns", "web")
+    assert stacks.applied[-1].canary_weight == 10
+    assert stacks.applied[-1].primary_weight == 90
+
+
+def test_invalid_spec_is_reported_with_the_field_and_nothing_applied() -> None:
+    subject, cluster, stacks, events = reconciler(new_app(stepWeight=80))
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.applied == []
+    assert events.reasons == ["InvalidSpec"]
+    assert cluster.app is not None
+    assert "stepWeight" in cluster.app["status"]["message"]

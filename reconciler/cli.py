@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -21,6 +23,7 @@ from reconciler.reconcile import Reconciler
 from reconciler.telemetry import Telemetry
 
 log = logging.getLogger("canaryapp")
+REQUIRED_BINARIES = ("pulumi", "pulumi-resource-kubernetes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = run_config(args)
     logs.configure(config.log_format, config.log_level)
+    missing = [binary for binary in REQUIRED_BINARIES if shutil.which(binary) is None]
+    if missing:
+        parser.exit(
+            2,
+            f"canaryapp: {', '.join(missing)} not found on PATH. The reconciler runs every step with the "
+            "Pulumi CLI and the Kubernetes provider plugin: in this repository run `make tools` and add "
+            ".tools/bin to PATH; elsewhere install both (see README, Toolchain).\n",
+        )
+    if not os.environ.get("PULUMI_CONFIG_PASSPHRASE"):
+        log.warning(
+            "PULUMI_CONFIG_PASSPHRASE is empty: stack secrets are encrypted with an empty passphrase; "
+            "set it from a Secret (config/manager does)"
+        )
     return run(config)
 
 

@@ -23,6 +23,7 @@ class ReconcilerProcess:
         self.extra = extra
         self.log_path = state_dir / log_name
         self.metrics_port = free_port()
+        self.passphrase = "test-passphrase"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -42,7 +43,7 @@ class ReconcilerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PULUMI_CONFIG_PASSPHRASE": "test-passphrase"},
+            env={**os.environ, "PULUMI_CONFIG_PASSPHRASE": self.passphrase},
             start_new_session=True,
         )
         log.close()

@@ -13,6 +13,7 @@ from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
+from reconciler.adapters.pulumi_stacks import PulumiSettings
 from tests.integration.helpers import Apps
 
 pytestmark = pytest.mark.integration
@@ -31,15 +32,13 @@ def test_preview_shows_the_next_step_without_taking_it(
     reconciler.stop()
     apps.patch_spec("web", image="app:v2")
 
-    env = {
-        **os.environ,
-        "PULUMI_BACKEND_URL": f"file://{reconciler.state_dir / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": "test-passphrase",
-        "PULUMI_HOME": str(reconciler.state_dir / "pulumi-home"),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    settings = PulumiSettings(
+        backend_url=f"file://{reconciler.state_dir / 'state'}",
+        work_root=str(reconciler.state_dir / "workspaces"),
+        pulumi_home=str(reconciler.state_dir / "pulumi-home"),
+        extra_env={"KUBECONFIG": str(cluster.kubeconfig), "PULUMI_CONFIG_PASSPHRASE": reconciler.passphrase},
+    )
+    env = {**os.environ, **settings.environment()}
     preview = subprocess.run(
         ["pulumi", "preview", "--stack", f"{namespace}.web", "--non-interactive", "--color=never", "--diff"],
         cwd=REPO_ROOT,

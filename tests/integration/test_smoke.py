@@ -20,6 +20,7 @@ from pulumi import automation as auto
 from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
+from reconciler.adapters.pulumi_stacks import PulumiSettings
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -72,16 +73,16 @@ def test_deployment_rolls_out_on_fake_nodes(kube: kubernetes.client.ApiClient, n
 
 
 def pulumi_env(tmp_path: Path, cluster: LocalCluster) -> dict[str, str]:
+    """The same offline Pulumi environment the reconciler uses, with a file backend in `tmp_path`."""
     backend = tmp_path / "backend"
     backend.mkdir()
-    return {
-        "PULUMI_BACKEND_URL": f"file://{backend}",
-        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
-        "PULUMI_CONFIG_PASSPHRASE": "",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    settings = PulumiSettings(
+        backend_url=f"file://{backend}",
+        work_root=str(tmp_path),
+        pulumi_home=str(tmp_path / "pulumi-home"),
+        extra_env={"KUBECONFIG": str(cluster.kubeconfig), "PULUMI_CONFIG_PASSPHRASE": ""},
+    )
+    return settings.environment()
 
 
 def test_automation_api_creates_updates_and_destroys_a_configmap(

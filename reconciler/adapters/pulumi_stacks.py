@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_NAME = "canaryapp"
 _STACK_ERROR_RETRY_SECONDS = 10.0
+_PERMANENT = (auto.errors.CompilationError, auto.errors.InlineSourceRuntimeError)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class _Outcome:
 
 
 _worker_command: auto.PulumiCommand | None = None
+# Stacks this worker has selected before: selecting again costs a CLI run per step for nothing.
+_cached_stacks: dict[str, auto.Stack] = {}
 _worker_settings: PulumiSettings | None = None
 
 
@@ -75,7 +78,7 @@ def _init_worker(settings: PulumiSettings) -> None:
     _worker_command = auto.PulumiCommand()
 
 
-def _workspace_stack(name: str, program: auto.PulumiFn | None) -> auto.Stack:
+def _workspace_stack(name: str, *, create: bool) -> auto.Stack:
     assert _worker_settings is not None
     settings = _worker_settings
     work_dir = Path(settings.work_root) / name
@@ -90,13 +93,8 @@ def _workspace_stack(name: str, program: auto.PulumiFn | None) -> auto.Stack:
             name=PROJECT_NAME, runtime="python", backend=auto.ProjectBackend(url=settings.backend_url)
         ),
     )
-    if program is None:
-        return auto.select_stack(
-            stack_name=name, project_name=PROJECT_NAME, program=lambda: None, opts=options
-        )
-    return auto.create_or_select_stack(
-        stack_name=name, project_name=PROJECT_NAME, program=program, opts=options
-    )
+    select = auto.create_or_select_stack if create else auto.select_stack
+    return select(stack_name=name, project_name=PROJECT_NAME, program=lambda: None, opts=options)
 
 
 def _run(step: str, name: str, desired_json: str) -> _Outcome:
@@ -106,12 +104,15 @@ def _run(step: str, name: str, desired_json: str) -> _Outcome:
     try:
         if step == "up":
             desired = DesiredStack.from_json(desired_json)
-            stack = _workspace_stack(name, build_program(desired))
+            stack = _cached_stacks.get(name) or _workspace_stack(name, create=True)
+            stack.workspace.program = build_program(desired)
+            _cached_stacks[name] = stack
             result = stack.up(color="never", suppress_progress=True, on_output=lambda _line: None)
             changes = {str(op): count for op, count in (result.summary.resource_changes or {}).items()}
         else:
             try:
-                stack = _workspace_stack(name, None)
+                cached = _cached_stacks.pop(name) if name in _cached_stacks else None
+                stack = cached or _workspace_stack(name, create=False)
             except auto.errors.StackNotFoundError:
                 return _Outcome({}, time.monotonic() - started)
             destroyed = stack.destroy(color="never", suppress_progress=True, on_output=lambda _line: None)
@@ -119,10 +120,10 @@ def _run(step: str, name: str, desired_json: str) -> _Outcome:
             stack.workspace.remove_stack(name)
     except auto.errors.ConcurrentUpdateError as error:
         return _Outcome({}, time.monotonic() - started, "busy", _tail(error))
-    except (auto.errors.CompilationError, auto.errors.InlineSourceRuntimeError) as error:
-        return _Outcome({}, time.monotonic() - started, "permanent", _tail(error))
     except auto.errors.CommandError as error:
-        return _Outcome({}, time.monotonic() - started, "transient", _tail(error))
+        _cached_stacks.pop(name, None)  # select the stack afresh next time (its state may have gone)
+        kind = "permanent" if isinstance(error, _PERMANENT) else "transient"
+        return _Outcome({}, time.monotonic() - started, kind, _tail(error))
     return _Outcome(changes, time.monotonic() - started)
 
 

@@ -92,6 +92,15 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert apps.status("web")["phase"] == "Failed"
     assert "not retried" in apps.status("web")["message"]
 
+    # Retrying on purpose: a new value of the retry annotation clears v3 from failedImages once.
+    set_errors(exporter, apps.namespace, "web", 0)
+    wait_for(lambda: not _prometheus_sees_errors(prometheus, apps.namespace, "web"), 30, "errors gone")
+    apps.annotate("web", {"canary.atze.io/retry": "1"})
+    retried = wait_for(lambda: apps.phase_is("web", "Succeeded"), ROLLOUT_TIMEOUT, "v3 retried and promoted")
+    assert retried["primaryImage"] == "app:v3"
+    assert retried.get("failedImages", []) == []
+    assert apps.deployment_image("web-primary") == "app:v3"
+
 
 def _prometheus_sees_errors(prometheus: PrometheusServer, namespace: str, name: str) -> bool:
     return bool(prometheus.query(error_query(namespace, name)))

@@ -119,19 +119,25 @@ def _run(step: str, name: str, desired_json: str) -> _Outcome:
             changes = {str(op): count for op, count in (destroyed.summary.resource_changes or {}).items()}
             stack.workspace.remove_stack(name)
     except auto.errors.ConcurrentUpdateError as error:
-        return _Outcome({}, time.monotonic() - started, "busy", _tail(error))
+        return _Outcome({}, time.monotonic() - started, "busy", summarize_step_error(error))
     except auto.errors.CommandError as error:
         _cached_stacks.pop(name, None)  # select the stack afresh next time (its state may have gone)
         kind = "permanent" if isinstance(error, _PERMANENT) else "transient"
-        return _Outcome({}, time.monotonic() - started, kind, _tail(error))
+        return _Outcome({}, time.monotonic() - started, kind, summarize_step_error(error))
     return _Outcome(changes, time.monotonic() - started)
 
 
-def _tail(error: Exception, lines: int = 3) -> str:
-    """The engine's own error lines (deduplicated), or the last lines of its output when it printed none."""
+# Engine lines that follow any failed update and say nothing about its cause.
+_GENERIC_ERRORS = ("error: update failed", "error: Resource monitor has terminated", "error: preview failed")
+
+
+def summarize_step_error(error: Exception, lines: int = 2) -> str:
+    """The engine's error lines about the cause (deduplicated, stable from one attempt to the next), or the
+    last lines of its output when it printed none."""
     text = [line.strip() for line in str(error).splitlines() if line.strip()]
-    errors = list(dict.fromkeys(line[line.index("error:") :] for line in text if "error:" in line))
-    return " | ".join(errors[-lines:] or text[-lines:])
+    errors = [line[line.index("error:") :] for line in text if "error:" in line]
+    causes = list(dict.fromkeys(line for line in errors if not line.startswith(_GENERIC_ERRORS)))
+    return " | ".join(causes[:lines] or errors[:lines] or text[-lines:])
 
 
 class PulumiStacks:

@@ -8,6 +8,7 @@ import copy
 import datetime
 from typing import Any
 
+from reconciler.adapters.pulumi_stacks import summarize_step_error
 from reconciler.decide import CheckResult, DeploymentState
 from reconciler.desired import DesiredStack
 from reconciler.errors import TransientError
@@ -177,3 +178,12 @@ def test_invalid_spec_is_reported_with_the_field_and_nothing_applied() -> None:
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
     assert "stepWeight" in cluster.app["status"]["message"]
+
+
+def test_step_errors_keep_the_cause_and_drop_the_engines_noise() -> None:
+    cause = 'error: resource "urn:x" was not successfully created: denied request: not allowed'
+    first = Exception(f" code: 1\n stdout: x {cause}\n  x {cause}\nerror: update failed\n stderr:")
+    second = Exception(
+        f" stdout: {cause}\nerror: update failed\nerror: Resource monitor has terminated, shutting down"
+    )
+    assert summarize_step_error(first) == summarize_step_error(second) == cause

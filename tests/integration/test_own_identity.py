@@ -75,7 +75,7 @@ def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
         assert apps.deployment("web-primary") is None
     finally:
         reconciler.stop()
-    assert " 403" not in reconciler.log()
+    assert "HTTP 403" not in reconciler.log()
     assert "Forbidden" not in reconciler.log()
 
 

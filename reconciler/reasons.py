@@ -18,7 +18,6 @@ SKIPPED_FAILED_IMAGE = "FailedImageSkipped"
 INVALID_SPEC = "InvalidSpec"
 STACK_UPDATE_FAILED = "StackUpdateFailed"
 STACK_DESTROYED = "StackDestroyed"
-RECONCILE_FAILED = "ReconcileFailed"
 
 # Condition types
 CONDITION_READY = "Ready"

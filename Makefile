@@ -5,7 +5,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test lint unit integration tools venv cluster demo demo-up demo-down bench clean
+.PHONY: test lint unit integration tools tools-cold venv cluster demo demo-up demo-down bench clean
 
 $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ venv: $(VENV_STAMP)
 
 tools:
 	@tools/ensure.sh
+
+# Builds the whole toolchain with empty, temporary Go and tools caches and prints each tool's wall time.
+tools-cold:
+	@tools/cold.sh
 
 lint: venv
 	ruff check .

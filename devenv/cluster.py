@@ -79,6 +79,9 @@ class LocalCluster:
 
     def start(self, timeout: float = 120.0) -> ClusterInfo:
         started = time.monotonic()
+        # Every start is a new cluster with a new CA: data left by an earlier run in the same folder would
+        # hold objects (nodes, tokens) that clash with this one's, so it goes.
+        shutil.rmtree(self.directory / "etcd", ignore_errors=True)
         ca = CertificateAuthority(self.pki_dir)
         serving = ca.issue(
             "apiserver",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,6 +266,9 @@ def demo_up() -> int:
         return 0
     STATE_FILE.unlink(missing_ok=True)
     DEMO_DIR.mkdir(exist_ok=True)
+    # A new environment every time: the last run's cluster data, logs and Pulumi state would only get in
+    # the way (its cluster is gone).
+    shutil.rmtree(DEMO_DIR / "run", ignore_errors=True)
     log = (DEMO_DIR / "environment.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "devenv.cli", "demo-serve", "--dir", str(DEMO_DIR / "run")],

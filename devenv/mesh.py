@@ -5,20 +5,28 @@ The local cluster's pods are kwok fakes and there is no Envoy, so nothing would 
 VirtualService routes, and no sidecar would produce the metrics the reconciler's Prometheus query reads. This
 module plays that part with real processes and real HTTP:
 
-- a watcher reads the VirtualService every half second and resolves each weighted destination host to its
-  Service, the Deployment that Service selects, that Deployment's image tag and whether it has available
-  replicas;
-- one status-code-server process (`examples/status-code-server/server.py`) runs per image tag the routed
-  Deployments use, started when a Deployment needs it and stopped when none does;
-- an ingress-like proxy picks a destination per request by the weights (smooth weighted round-robin),
-  forwards the request to that version's process and returns its answer, and exports Istio's
-  `istio_requests_total` and `istio_request_duration_milliseconds` with Istio's label names on
-  `/stats/prometheus`, as a destination sidecar would;
+- a watcher reads the VirtualService, the DestinationRules, Services and Deployments of its namespace every
+  half second and resolves each weighted destination as Istio does: the host names a Service, the optional
+  subset names a subset of the DestinationRule for that host, and the endpoints are the pods of the
+  Deployments that match the Service's selector and the subset's labels together;
+- one status-code-server process (`examples/status-code-server/server.py`) runs per image tag the resolved
+  Deployments use, started when a Deployment needs it and stopped when none does; the tag plays the version
+  of the binary a pod runs;
+- an ingress-like proxy picks a destination per request by the weights, then one of its Deployments in
+  proportion to their available replicas (both by smooth weighted round-robin, so exact and deterministic),
+  forwards the request to that Deployment's process and returns its answer;
+- the proxy exports Istio's `istio_requests_total` and `istio_request_duration_milliseconds` on
+  `/stats/prometheus` with the labels Istio's stats filter sets (`request_labels`): a request that reached a
+  pod is counted by both sidecars of a mesh-internal call, `reporter="source"` and `reporter="destination"`;
 - a load generator sends real requests through the proxy's own URL, the same path a curl takes.
 
-Like Envoy, the proxy picks a destination by weight first and only then looks at its health: a chosen
-destination whose Deployment is missing or has no available replicas answers 503 `no healthy upstream`
-(response flag UH), and a missing VirtualService answers 503 `no route` (NR).
+Like Envoy, the proxy picks a destination by weight first and only then looks at its health. Its own refusals
+are counted by the source reporter only, as no destination sidecar ever sees them:
+
+- no VirtualService, or no weight on any destination: 503 `no route` (response flag NR);
+- a subset that no DestinationRule defines: Envoy has no cluster for it, 503 with an empty body (NC);
+- a chosen destination without available pods (no Service, no matching Deployment, none available): 503
+  `no healthy upstream` (UH).
 
 Run it on its own with `python -m devenv.mesh --kubeconfig … --namespace … --virtual-service …`.
 """
@@ -40,7 +48,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import kubernetes
@@ -55,14 +63,17 @@ log = logging.getLogger(__name__)
 STATUS_CODE_SERVER = REPO_ROOT / "examples" / "status-code-server" / "server.py"
 METRICS_PATH = "/stats/prometheus"
 POLL_INTERVAL_SECONDS = 0.5
-VIRTUAL_SERVICE_GROUP = "networking.istio.io"
-VIRTUAL_SERVICE_VERSION = "v1"
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_VERSION = "v1"
 VIRTUAL_SERVICE_PLURAL = "virtualservices"
+DESTINATION_RULE_PLURAL = "destinationrules"
+CLUSTER_DOMAIN = "svc.cluster.local"
 GENERATOR_WORKLOAD = "local-traffic-generator"
 # The generator names itself in a header, as Istio's peer-metadata exchange would; the proxy drops it.
 SOURCE_HEADER = "X-Local-Mesh-Source-Workload"
 UNKNOWN = "unknown"
 NO_FLAGS = "-"
+Reporter = Literal["source", "destination"]
 ISTIO_LABELS = (
     "reporter",
     "source_workload",
@@ -88,22 +99,46 @@ LISTENING_LINE = re.compile(r"^listening on 127\.0\.0\.1:(\d+) ", re.MULTILINE)
 
 
 @dataclass(frozen=True)
-class Destination:
-    """One weighted destination of the VirtualService, resolved to the Deployment behind its Service."""
+class Workload:
+    """A Deployment whose pods are endpoints of a destination, as the proxy and the metric labels need it."""
 
-    host: str
+    name: str
+    namespace: str
+    pod_labels: Mapping[str, str]
+    image_tag: str
+    available_replicas: int = 0
+    # The Services of its namespace that select its pods, by name: what Istio writes into the metadata of the
+    # pod's inbound cluster, and where the destination reporter takes `destination_service` from.
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One weighted destination of the VirtualService: the Service its host names, the DestinationRule
+    subset it names if any, and the Deployments whose pods are its endpoints."""
+
     service: str
     namespace: str
     weight: int
-    workload: str | None = None
-    version: str | None = None
-    app: str = UNKNOWN
-    available: bool = False
+    subset: str | None = None
+    workloads: tuple[Workload, ...] = ()
+    # The route names a subset that no DestinationRule defines: Envoy would have no cluster to send it to.
+    missing_subset: bool = False
 
     @property
     def name(self) -> str:
-        """The Deployment's name; the Service's when no Deployment backs it (CanaryApp names them alike)."""
-        return self.workload or self.service
+        """Its key in `RouteTable.weights()`: the Deployment's name when exactly one backs the destination;
+        otherwise `<service>-<subset>` for a subset, else the Service's name. CanaryApp names a subset's
+        Deployment `<service>-<subset>`, so the canary subset reads `web-canary` whether or not its
+        Deployment exists."""
+        if len(self.workloads) == 1:
+            return self.workloads[0].name
+        return f"{self.service}-{self.subset}" if self.subset else self.service
+
+
+def _service_host(service: str, namespace: str) -> str:
+    """A Service's fully qualified host name, as Istio's `destination_service` label spells it."""
+    return f"{service}.{namespace}.{CLUSTER_DOMAIN}"
 
 
 @dataclass(frozen=True)
@@ -114,21 +149,25 @@ class Answer:
 
 
 NO_ROUTE = Answer(503, b"no route", "NR")
+# Envoy's local reply for a route to an unknown cluster has no body.
+NO_CLUSTER = Answer(503, b"", "NC")
 NO_HEALTHY_UPSTREAM = Answer(503, b"no healthy upstream", "UH")
 UPSTREAM_FAILURE = Answer(503, b"upstream connect error or disconnect/reset before headers", "UF")
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Where one request goes: an upstream address to forward to, or the refusal to answer with."""
+    """Where one request goes: the chosen destination (None: no route), and either the Deployment that
+    answers it with the address of its process, or the refusal to answer with."""
 
     destination: Destination | None
+    workload: Workload | None
     upstream: str | None
     refusal: Answer | None
 
 
-def image_version(image: str) -> str:
-    """The tag of an image reference, as the version it reports: `status-code-server:v2` → `v2`."""
+def image_tag(image: str) -> str:
+    """The tag of an image reference: `status-code-server:v2` → `v2`."""
     name = image.split("@", 1)[0]
     _, colon, tag = name.rpartition(":")
     if not colon or "/" in tag:
@@ -137,25 +176,32 @@ def image_version(image: str) -> str:
 
 
 def resolve_routes(
-    virtual_service: Mapping[str, Any] | None,
+    virtual_service: Mapping[str, Any],
+    destination_rules: Sequence[Mapping[str, Any]],
     services: Sequence[Mapping[str, Any]],
     deployments: Sequence[Mapping[str, Any]],
 ) -> tuple[Destination, ...] | None:
     """The weighted destinations of the VirtualService's first HTTP route (the one CanaryApp writes), resolved
-    against the Services and Deployments of its namespace (API objects as dicts); None when there is no route.
+    against the DestinationRules, Services and Deployments of its namespace (API objects as dicts); None when
+    it has no route.
     """
-    if virtual_service is None:
-        return None
     http_routes = (virtual_service.get("spec") or {}).get("http") or []
     if not http_routes:
         return None
     namespace = virtual_service["metadata"]["namespace"]
-    services_by_name = {service["metadata"]["name"]: service for service in services}
+    selectors: dict[str, Mapping[str, str]] = {
+        service["metadata"]["name"]: (service.get("spec") or {}).get("selector") or {} for service in services
+    }
+    workloads = [
+        _workload(deployment, selectors)
+        for deployment in sorted(deployments, key=lambda deployment: str(deployment["metadata"]["name"]))
+    ]
+    subsets = _subsets(destination_rules)
     route = http_routes[0].get("route") or []
     # Istio lets a sole destination omit its weight and gives it all the traffic.
     default_weight = 100 if len(route) == 1 else 0
     return tuple(
-        _resolve_destination(entry, default_weight, namespace, services_by_name, deployments)
+        _resolve_destination(entry, default_weight, namespace, selectors, subsets, workloads)
         for entry in route
     )
 
@@ -164,41 +210,67 @@ def _resolve_destination(
     entry: Mapping[str, Any],
     default_weight: int,
     namespace: str,
-    services: Mapping[str, Mapping[str, Any]],
-    deployments: Sequence[Mapping[str, Any]],
+    selectors: Mapping[str, Mapping[str, str]],
+    subsets: Mapping[tuple[str, str], Mapping[str, Mapping[str, str]]],
+    workloads: Sequence[Workload],
 ) -> Destination:
-    host: str = entry["destination"]["host"]
-    service_name, _, domain = host.partition(".")
-    service_namespace = domain.split(".", 1)[0] if domain else namespace
+    service, service_namespace = _host_service(entry["destination"]["host"], namespace)
+    subset: str | None = entry["destination"].get("subset")
     weight = int(entry.get("weight", default_weight))
-    unresolved = Destination(host=host, service=service_name, namespace=service_namespace, weight=weight)
-    service = services.get(service_name) if service_namespace == namespace else None
-    selector: Mapping[str, str] = ((service or {}).get("spec") or {}).get("selector") or {}
-    if not selector:
-        return unresolved
-    matching = [
-        deployment for deployment in deployments if selector.items() <= _pod_labels(deployment).items()
-    ]
-    if not matching:
-        return unresolved
-    deployment = min(matching, key=lambda candidate: str(candidate["metadata"]["name"]))
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    available_replicas = (deployment.get("status") or {}).get("availableReplicas") or 0
-    return Destination(
-        host=host,
-        service=service_name,
-        namespace=service_namespace,
-        weight=weight,
-        workload=deployment["metadata"]["name"],
-        version=image_version(containers[0]["image"]),
-        app=_pod_labels(deployment).get("app", UNKNOWN),
-        available=available_replicas > 0,
+    subset_labels: Mapping[str, str] = {}
+    if subset is not None:
+        defined = subsets.get((service, service_namespace), {})
+        if subset not in defined:
+            return Destination(service, service_namespace, weight, subset, missing_subset=True)
+        subset_labels = defined[subset]
+    selector = selectors.get(service, {}) if service_namespace == namespace else {}
+    endpoints = tuple(
+        workload
+        for workload in workloads
+        if _selects(selector, workload.pod_labels) and subset_labels.items() <= workload.pod_labels.items()
+    )
+    return Destination(service, service_namespace, weight, subset, endpoints)
+
+
+def _host_service(host: str, namespace: str) -> tuple[str, str]:
+    """The Service and namespace a host names: a short name is in `namespace`, `<svc>.<ns>` and the FQDN
+    name their own."""
+    service, _, domain = host.partition(".")
+    return service, domain.split(".", 1)[0] if domain else namespace
+
+
+def _subsets(
+    destination_rules: Sequence[Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, Mapping[str, str]]]:
+    """Subset labels by (service, namespace) of the rules' hosts, then by subset name. Istio merges the
+    rules for one host; where two define the same subset, the first by name wins here (Istio: the oldest)."""
+    subsets: dict[tuple[str, str], dict[str, Mapping[str, str]]] = {}
+    for rule in sorted(destination_rules, key=lambda rule: str(rule["metadata"]["name"])):
+        spec = rule.get("spec") or {}
+        service = _host_service(spec.get("host") or "", rule["metadata"]["namespace"])
+        for subset in spec.get("subsets") or []:
+            subsets.setdefault(service, {}).setdefault(subset["name"], subset.get("labels") or {})
+    return subsets
+
+
+def _workload(deployment: Mapping[str, Any], selectors: Mapping[str, Mapping[str, str]]) -> Workload:
+    template = deployment["spec"]["template"]
+    pod_labels: Mapping[str, str] = (template.get("metadata") or {}).get("labels") or {}
+    return Workload(
+        name=deployment["metadata"]["name"],
+        namespace=deployment["metadata"]["namespace"],
+        pod_labels=pod_labels,
+        image_tag=image_tag(template["spec"]["containers"][0]["image"]),
+        available_replicas=(deployment.get("status") or {}).get("availableReplicas") or 0,
+        services=tuple(
+            name for name, selector in sorted(selectors.items()) if _selects(selector, pod_labels)
+        ),
     )
 
 
-def _pod_labels(deployment: Mapping[str, Any]) -> dict[str, str]:
-    labels: dict[str, str] = deployment["spec"]["template"].get("metadata", {}).get("labels") or {}
-    return labels
+def _selects(selector: Mapping[str, str], pod_labels: Mapping[str, str]) -> bool:
+    """Kubernetes' rule for a Service: an empty selector selects no pod (the Service has manual endpoints)."""
+    return bool(selector) and selector.items() <= pod_labels.items()
 
 
 class SmoothWeightedRoundRobin:
@@ -226,16 +298,18 @@ class SmoothWeightedRoundRobin:
 
 class RouteTable:
     """The routes and backend addresses currently applied, and the choice of a destination per request, as
-    Envoy's weighted clusters make it: by weight first, health second. No I/O; thread-safe."""
+    Envoy's weighted clusters make it: by weight first, health second; then an endpoint of the chosen
+    destination, weighted by available replicas. No I/O; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._balancer = SmoothWeightedRoundRobin()
+        self._endpoint_balancers: dict[int, SmoothWeightedRoundRobin] = {}
         self._routes: tuple[Destination, ...] | None = None
         self._upstreams: dict[str, str] = {}
 
     def apply(self, routes: tuple[Destination, ...] | None, upstreams: Mapping[str, str]) -> None:
-        """`upstreams` maps a version to the `host:port` of the process serving it."""
+        """`upstreams` maps an image tag to the `host:port` of the process serving it."""
         with self._lock:
             self._routes = routes
             self._upstreams = dict(upstreams)
@@ -245,6 +319,7 @@ class RouteTable:
             return self._routes
 
     def weights(self) -> dict[str, int]:
+        """Route weights keyed by `Destination.name`."""
         with self._lock:
             return {destination.name: destination.weight for destination in self._routes or ()}
 
@@ -253,39 +328,74 @@ class RouteTable:
             routes = self._routes or ()
             chosen = self._balancer.pick([destination.weight for destination in routes])
             if chosen is None:
-                return Selection(destination=None, upstream=None, refusal=NO_ROUTE)
+                return Selection(destination=None, workload=None, upstream=None, refusal=NO_ROUTE)
             destination = routes[chosen]
-            upstream = self._upstreams.get(destination.version or "") if destination.available else None
-        if upstream is None:
-            return Selection(destination=destination, upstream=None, refusal=NO_HEALTHY_UPSTREAM)
-        return Selection(destination=destination, upstream=upstream, refusal=None)
+            if destination.missing_subset:
+                return Selection(destination=destination, workload=None, upstream=None, refusal=NO_CLUSTER)
+            # One balancer per destination, kept across `apply`, so the spread stays exact over time.
+            endpoints = self._endpoint_balancers.setdefault(chosen, SmoothWeightedRoundRobin())
+            picked = endpoints.pick([workload.available_replicas for workload in destination.workloads])
+            workload = None if picked is None else destination.workloads[picked]
+            upstream = None if workload is None else self._upstreams.get(workload.image_tag)
+        if workload is None or upstream is None:
+            return Selection(
+                destination=destination, workload=None, upstream=None, refusal=NO_HEALTHY_UPSTREAM
+            )
+        return Selection(destination=destination, workload=workload, upstream=upstream, refusal=None)
 
 
 def request_labels(
-    destination: Destination | None,
+    reporter: Reporter,
+    route: Destination | None,
+    answered_by: Workload | None,
     *,
     source_workload: str,
     source_namespace: str,
     response_code: int,
     response_flags: str,
 ) -> dict[str, str]:
-    """Istio's standard metric labels for one request, as the destination's sidecar reports them."""
+    """Istio's standard metric labels for one request, as the stats filter of `reporter`'s sidecar sets them.
+
+    `route` is the VirtualService destination chosen for the request (None: no route), `answered_by` the
+    Deployment whose pod answered (None: no pod did, as with NR, NC and UH).
+
+    - `destination_service`, `_name`, `_namespace`: the Service as a FQDN, its name and its namespace.
+      reporter="source" takes the Service the route's host names. reporter="destination" takes the Service
+      that selects the answering pod, from the inbound cluster's metadata (`Workload.services`: the Services
+      whose selector is a non-empty subset of the pod's labels): the one the route's host names if it is among
+      them, else the first by name; when none selects the pod, or no pod answered, the route's host as for the
+      source. Without a route, "unknown".
+    - `destination_workload`, `destination_workload_namespace`: the answering Deployment and its namespace.
+    - `destination_version`: the pod's label `version`, else `app.kubernetes.io/version`; `destination_app`:
+      `app`, else `app.kubernetes.io/name`. Never the image tag.
+    - Every destination_* label not determined so, for want of a route or an answering pod, is "unknown".
+    """
+    service = (route.service, route.namespace) if route is not None else None
+    if reporter == "destination" and answered_by is not None and answered_by.services:
+        selecting = [(name, answered_by.namespace) for name in answered_by.services]
+        if service not in selecting:
+            service = selecting[0]
+    pod_labels = answered_by.pod_labels if answered_by is not None else {}
     return {
-        "reporter": "destination",
+        "reporter": reporter,
         "source_workload": source_workload,
         "source_workload_namespace": source_namespace,
-        "destination_service": destination.host if destination else UNKNOWN,
-        "destination_service_name": destination.service if destination else UNKNOWN,
-        "destination_service_namespace": destination.namespace if destination else UNKNOWN,
-        "destination_workload": (destination.workload if destination else None) or UNKNOWN,
-        "destination_workload_namespace": destination.namespace if destination else UNKNOWN,
-        "destination_version": (destination.version if destination else None) or UNKNOWN,
-        "destination_app": destination.app if destination else UNKNOWN,
+        "destination_service": _service_host(*service) if service else UNKNOWN,
+        "destination_service_name": service[0] if service else UNKNOWN,
+        "destination_service_namespace": service[1] if service else UNKNOWN,
+        "destination_workload": answered_by.name if answered_by else UNKNOWN,
+        "destination_workload_namespace": answered_by.namespace if answered_by else UNKNOWN,
+        "destination_version": _first_label(pod_labels, "version", "app.kubernetes.io/version"),
+        "destination_app": _first_label(pod_labels, "app", "app.kubernetes.io/name"),
         "request_protocol": "http",
         "response_code": str(response_code),
         "response_flags": response_flags,
         "connection_security_policy": UNKNOWN,
     }
+
+
+def _first_label(labels: Mapping[str, str], *keys: str) -> str:
+    return next((labels[key] for key in keys if key in labels), UNKNOWN)
 
 
 def is_nothello(sequence: int, nothello_fraction: float) -> bool:
@@ -311,48 +421,49 @@ def _check_fraction(nothello_fraction: float) -> float:
 
 
 class BackendPool:
-    """One status-code-server process per version, in its own process group, logging into `log_dir`."""
+    """One status-code-server process per image tag, which it reports as its `--version`, each in its own
+    process group, logging into `log_dir`."""
 
     def __init__(self, log_dir: Path) -> None:
         self._processes = ProcessGroup(log_dir)
         self._running: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
 
     def addresses(self) -> dict[str, str]:
-        return {version: address for version, (_, address) in self._running.items()}
+        return {tag: address for tag, (_, address) in self._running.items()}
 
-    def ensure(self, versions: Set[str]) -> None:
-        """Starts the versions not running yet, and again the ones whose process exited."""
-        for version in sorted(versions):
-            running = self._running.get(version)
+    def ensure(self, tags: Set[str]) -> None:
+        """Starts a process for each tag not running yet, and again the ones whose process exited."""
+        for tag in sorted(tags):
+            running = self._running.get(tag)
             if running is not None and running[0].poll() is None:
                 continue
             if running is not None:
                 log.warning(
                     "Restarted exited status-code-server backend",
-                    extra={"version": version, "exit_code": running[0].returncode},
+                    extra={"image_tag": tag, "exit_code": running[0].returncode},
                 )
-                self._processes.stop(_backend_name(version))
-            self._running[version] = self._start(version)
+                self._processes.stop(_backend_name(tag))
+            self._running[tag] = self._start(tag)
 
-    def retain(self, versions: Set[str]) -> None:
-        """Stops every version not in `versions`."""
-        for version in sorted(set(self._running) - set(versions)):
-            self._processes.stop(_backend_name(version))
-            del self._running[version]
-            log.info("Stopped status-code-server backend", extra={"version": version})
+    def retain(self, tags: Set[str]) -> None:
+        """Stops the process of every tag not in `tags`."""
+        for tag in sorted(set(self._running) - set(tags)):
+            self._processes.stop(_backend_name(tag))
+            del self._running[tag]
+            log.info("Stopped status-code-server backend", extra={"image_tag": tag})
 
     def stop_all(self) -> None:
         self._processes.stop_all()
         self._running.clear()
 
-    def _start(self, version: str) -> tuple[subprocess.Popen[bytes], str]:
-        name = _backend_name(version)
+    def _start(self, tag: str) -> tuple[subprocess.Popen[bytes], str]:
+        name = _backend_name(tag)
         log_path = self._processes.log_dir / f"{name}.log"
         # The log is appended to across restarts: only what this process writes counts.
         offset = log_path.stat().st_size if log_path.exists() else 0
         server = [sys.executable, str(STATUS_CODE_SERVER)]
         process = self._processes.start(
-            name, [*server, "--version", version, "--port", "0", "--host", "127.0.0.1"]
+            name, [*server, "--version", tag, "--port", "0", "--host", "127.0.0.1"]
         )
         ports: list[int] = []
 
@@ -364,29 +475,30 @@ class BackendPool:
                 ports.append(int(found.group(1)))
             return bool(found) or process.poll() is not None
 
-        wait_until(listening_or_exited, timeout=30, what=f"status-code-server {version}", interval=0.05)
+        wait_until(listening_or_exited, timeout=30, what=f"status-code-server {tag}", interval=0.05)
         if not ports:
             tail = self._processes.log_tail(name)
             self._processes.stop(name)
             raise RuntimeError(
-                f"status-code-server {version} exited with code {process.returncode} before listening; "
+                f"status-code-server {tag} exited with code {process.returncode} before listening; "
                 f"its log is {log_path}:\n{tail}"
             )
         address = f"127.0.0.1:{ports[0]}"
         log.info(
             "Started status-code-server backend",
-            extra={"version": version, "address": address, "pid": process.pid},
+            extra={"image_tag": tag, "address": address, "pid": process.pid},
         )
         return process, address
 
 
-def _backend_name(version: str) -> str:
-    return f"status-code-server-{version}"
+def _backend_name(tag: str) -> str:
+    return f"status-code-server-{tag}"
 
 
 class MeshProxy:
-    """The ingress-like proxy with the destination sidecars' metrics: routes each request by the applied
-    weights to the process of the chosen destination's version and counts it as Istio would."""
+    """The ingress-like proxy with both sidecars' metrics: routes each request by the applied weights to the
+    process of the chosen Deployment's image tag and counts it as Istio's source and destination sidecars
+    would."""
 
     def __init__(self, workdir: Path, namespace: str, listen_port: int = 0) -> None:
         self.namespace = namespace
@@ -442,19 +554,19 @@ class MeshProxy:
 
     def apply(self, routes: tuple[Destination, ...] | None) -> None:
         """Starts the backends `routes` need, switches traffic to them, then stops those no longer needed."""
-        versions = {destination.version for destination in routes or () if destination.version is not None}
+        tags = {workload.image_tag for destination in routes or () for workload in destination.workloads}
         with self._apply_lock:
-            self._backends.ensure(versions)
+            self._backends.ensure(tags)
             if routes != self.table.routes():
                 log.info(
                     "Applied local mesh routes",
                     extra={"routes": {d.name: d.weight for d in routes or ()}, "namespace": self.namespace},
                 )
             self.table.apply(routes, self._backends.addresses())
-            self._backends.retain(versions)
+            self._backends.retain(tags)
 
     def backends(self) -> dict[str, str]:
-        """The running status-code-server processes: version → `host:port`."""
+        """The running status-code-server processes: image tag → `host:port`."""
         with self._apply_lock:
             return self._backends.addresses()
 
@@ -465,17 +577,30 @@ class MeshProxy:
         """Answers one GET (all the status-code-server serves) and records it."""
         started = time.perf_counter()
         selection = self.table.select()
-        answer = selection.refusal or self._forward(selection.upstream or "", path)
+        # Response flags are those of the proxy that made the local reply: the source sidecar's refusals (NR,
+        # NC, UH) never reach a destination sidecar, so only the source reports them; a pod's sidecar that
+        # fails to reach its app (UF) answers a plain 503 to the source, which does not retry here.
+        flags: dict[Reporter, str]
+        if selection.refusal is not None:
+            answer = selection.refusal
+            flags = {"source": answer.response_flags}
+        else:
+            answer = self._forward(selection.upstream or "", path)
+            flags = {"source": NO_FLAGS, "destination": answer.response_flags}
+        elapsed_ms = (time.perf_counter() - started) * 1000
         from_generator = source_workload == GENERATOR_WORKLOAD
-        labels = request_labels(
-            selection.destination,
-            source_workload=GENERATOR_WORKLOAD if from_generator else UNKNOWN,
-            source_namespace=self.namespace if from_generator else UNKNOWN,
-            response_code=answer.status,
-            response_flags=answer.response_flags,
-        )
-        self._requests.labels(**labels).inc()
-        self._durations.labels(**labels).observe((time.perf_counter() - started) * 1000)
+        for reporter, response_flags in flags.items():
+            labels = request_labels(
+                reporter,
+                selection.destination,
+                selection.workload,
+                source_workload=GENERATOR_WORKLOAD if from_generator else UNKNOWN,
+                source_namespace=self.namespace if from_generator else UNKNOWN,
+                response_code=answer.status,
+                response_flags=response_flags,
+            )
+            self._requests.labels(**labels).inc()
+            self._durations.labels(**labels).observe(elapsed_ms)
         return answer
 
     def _forward(self, upstream: str, path: str) -> Answer:
@@ -573,7 +698,8 @@ class LoadGenerator:
 
 
 class ClusterRoutes:
-    """Reads a VirtualService and the Services and Deployments of its namespace from the API server."""
+    """Reads a VirtualService and the DestinationRules, Services and Deployments of its namespace from the API
+    server."""
 
     def __init__(self, kubeconfig: Path, namespace: str, virtual_service: str) -> None:
         self.namespace = namespace
@@ -586,23 +712,26 @@ class ClusterRoutes:
         self._apps = kubernetes.client.AppsV1Api(self._api)
 
     def read(self) -> tuple[Destination, ...] | None:
+        """The resolved routes; None when the VirtualService does not exist."""
+        # The client's custom-object calls are typed `object`; they return the objects as dicts.
         virtual_service: Any
+        destination_rules: Any
         try:
             virtual_service = self._custom.get_namespaced_custom_object(
-                VIRTUAL_SERVICE_GROUP,
-                VIRTUAL_SERVICE_VERSION,
-                self.namespace,
-                VIRTUAL_SERVICE_PLURAL,
-                self.virtual_service,
+                ISTIO_GROUP, ISTIO_VERSION, self.namespace, VIRTUAL_SERVICE_PLURAL, self.virtual_service
             )
         except ApiException as error:
             if error.status != 404:
                 raise
-            virtual_service = None
+            return None
+        destination_rules = self._custom.list_namespaced_custom_object(
+            ISTIO_GROUP, ISTIO_VERSION, self.namespace, DESTINATION_RULE_PLURAL
+        )
         services = self._core.list_namespaced_service(self.namespace).items
         deployments = self._apps.list_namespaced_deployment(self.namespace).items
         return resolve_routes(
             virtual_service,
+            destination_rules["items"],
             [self._api.sanitize_for_serialization(service) for service in services],
             [self._api.sanitize_for_serialization(deployment) for deployment in deployments],
         )
@@ -665,6 +794,7 @@ class LocalMesh:
         self._generator.set_mix(nothello_fraction)
 
     def routes(self) -> dict[str, int]:
+        """The applied weights by `Destination.name`, e.g. `{"web-primary": 100, "web-canary": 0}`."""
         return self.proxy.table.weights()
 
     def requests_sent(self) -> int:

@@ -19,6 +19,7 @@ from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.http import StatusServer
 from reconciler.leader import LeaderElector
 from reconciler.loop import Controller
+from reconciler.policy import RoutingPolicy
 from reconciler.reconcile import Reconciler
 from reconciler.telemetry import Telemetry
 
@@ -84,7 +85,14 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     )
     controller = Controller(
         cluster,
-        Reconciler(cluster, stacks, metrics, cluster, telemetry=telemetry),
+        Reconciler(
+            cluster,
+            stacks,
+            metrics,
+            cluster,
+            telemetry=telemetry,
+            policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
+        ),
         workers=config.workers,
         resync_seconds=config.resync_seconds,
     )

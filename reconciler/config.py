@@ -23,6 +23,8 @@ class RunConfig:
     lease_namespace: str
     lease_name: str
     identity: str
+    allowed_gateways: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def pulumi_home(self) -> Path:
@@ -65,8 +67,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "canaryapp-system"))
     parser.add_argument("--lease-name", default=_env("LEASE_NAME", "canaryapp-reconciler"))
     parser.add_argument(
+        "--allowed-gateways",
+        default=_env("ALLOWED_GATEWAYS", ""),
+        help="comma-separated <namespace>/<gateway> globs CanaryApps may bind besides the mesh "
+        "({namespace} = the CanaryApp's namespace); default: none (mesh only)",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default=_env("ALLOWED_HOSTS", ""),
+        help="comma-separated host globs CanaryApps may claim besides their own service names "
+        "(e.g. '*.{namespace}.example.com'); default: none",
+    )
+    parser.add_argument(
         "--identity", default=_env("IDENTITY", os.environ.get("HOSTNAME", f"pid-{os.getpid()}"))
     )
+
+
+def _patterns(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -87,4 +105,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         identity=args.identity,
+        allowed_gateways=_patterns(args.allowed_gateways),
+        allowed_hosts=_patterns(args.allowed_hosts),
     )

@@ -440,7 +440,11 @@ def _finish_status(
 
 
 def with_stack_sync(
-    status: CanaryAppStatus, synced: bool, now: datetime.datetime, failure: str = ""
+    status: CanaryAppStatus,
+    synced: bool,
+    now: datetime.datetime,
+    failure: str = "",
+    failure_reason: str = reasons.STACK_UPDATE_FAILED,
 ) -> CanaryAppStatus:
     """Sets StackSynced (does the cluster match the status?) and Promoted, which needs the promotion applied.
 
@@ -454,9 +458,7 @@ def with_stack_sync(
         (
             reasons.CONDITION_STACK_SYNCED,
             synced,
-            reasons.STACK_APPLIED
-            if synced
-            else (reasons.STACK_UPDATE_FAILED if failure else reasons.APPLYING),
+            reasons.STACK_APPLIED if synced else (failure_reason if failure else reasons.APPLYING),
             "The cluster matches the status"
             if synced
             else (failure or "Applying the decided step with stack.up"),

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from reconciler.model import CanaryAppSpec, CanaryAppStatus
+from reconciler.names import stack_name
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,6 @@ class DesiredStack:
         data["hosts"] = tuple(data["hosts"])
         data["gateways"] = tuple(data["gateways"])
         return cls(**data)
-
-
-def stack_name(namespace: str, name: str) -> str:
-    return f"{namespace}.{name}"
 
 
 def desired_stack(

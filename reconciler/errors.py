@@ -2,7 +2,8 @@
 
 ReconcileError
 ├── TransientError(retry_after)   the world may fix itself: retry the pass later
-│   └── StackBusyError            another update holds the Pulumi stack (ConcurrentUpdateError)
+│   ├── StackBusyError            another update holds the Pulumi stack (ConcurrentUpdateError)
+│   └── NameConflictError         an object with a derived name exists and is not this CanaryApp's
 └── PermanentError                retrying the same input fails the same way: wait for a change
     └── InvalidSpecError          the CanaryApp's spec breaks a rule (names the field and the fix)
 """
@@ -22,6 +23,10 @@ class TransientError(ReconcileError):
 
 class StackBusyError(TransientError):
     pass
+
+
+class NameConflictError(TransientError):
+    """Retried with backoff: whoever owns the conflicting object may rename or delete it."""
 
 
 class PermanentError(ReconcileError):

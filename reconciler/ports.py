@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from reconciler.decide import CheckResult, DeploymentState
 from reconciler.desired import DesiredStack
+from reconciler.names import ObjectRef
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Cluster(Protocol):
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]: ...
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
+
+    def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
+        """The UIDs in the object's owner references; None when it does not exist."""
+        ...
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
 

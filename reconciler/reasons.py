@@ -17,6 +17,7 @@ SKIPPED_FAILED_IMAGE = "FailedImageSkipped"
 # Errors (Event reasons)
 INVALID_SPEC = "InvalidSpec"
 STACK_UPDATE_FAILED = "StackUpdateFailed"
+NAME_CONFLICT = "NameConflict"
 STACK_DESTROYED = "StackDestroyed"
 
 # Condition types

@@ -23,14 +23,17 @@ from reconciler.decide import (
     wants_check,
     with_stack_sync,
 )
-from reconciler.desired import desired_stack
-from reconciler.errors import InvalidSpecError, ReconcileError
-from reconciler.model import FINALIZER, RETRY_ANNOTATION, CanaryApp, CanaryAppStatus
+from reconciler.desired import DesiredStack, desired_stack
+from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileError
+from reconciler.model import FINALIZER, RETRY_ANNOTATION, CanaryApp, CanaryAppStatus, Condition
+from reconciler.names import canary_name, owned_objects, primary_name
+from reconciler.policy import RoutingPolicy, is_ours
 from reconciler.ports import Cluster, EventSink, MetricsSource, StackRunner
 from reconciler.telemetry import Telemetry
-from stacks.names import canary_name, primary_name
 
 log = logging.getLogger(__name__)
+NAME_CONFLICT_RETRY_SECONDS = 10.0
+FAILURE_REASONS = frozenset({reasons.STACK_UPDATE_FAILED, reasons.NAME_CONFLICT})
 
 
 def utc_now() -> datetime.datetime:
@@ -70,6 +73,7 @@ class Reconciler:
         *,
         clock: Callable[[], datetime.datetime] = utc_now,
         telemetry: Telemetry | None = None,
+        policy: RoutingPolicy | None = None,
     ) -> None:
         self.cluster = cluster
         self.stacks = stacks
@@ -77,6 +81,7 @@ class Reconciler:
         self.events = events
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
+        self.policy = policy or RoutingPolicy()
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Runs one pass; returns seconds until the next pass is due (None: only on the next change)."""
@@ -96,7 +101,11 @@ class Reconciler:
         try:
             app = CanaryApp.model_validate(raw)
         except ValidationError as error:
-            self._report_invalid(raw, error)
+            self._report_invalid(raw, describe_validation_error(error))
+            return None
+        refused = self.policy.violations(namespace, name, app.spec)
+        if refused:
+            self._report_invalid(raw, "; ".join(refused))
             return None
 
         spec, status, now = app.spec, app.status, self.clock()
@@ -104,7 +113,14 @@ class Reconciler:
         desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
         fingerprint = desired.fingerprint()
         in_sync = fingerprint == decision.status.last_applied_hash
-        new_status = with_stack_sync(decision.status, in_sync, now, "" if in_sync else _last_failure(status))
+        failed = None if in_sync else _failed_sync(status)
+        new_status = with_stack_sync(
+            decision.status,
+            in_sync,
+            now,
+            failed.message if failed else "",
+            failed.reason if failed else reasons.STACK_UPDATE_FAILED,
+        )
         if new_status != status:
             self.cluster.write_status(namespace, name, _status_body(new_status))
         self._report(raw, decision)
@@ -112,11 +128,15 @@ class Reconciler:
             return decision.requeue_after
 
         try:
+            self._check_ownership(app, desired)
             step = self.stacks.apply(desired)
         except ReconcileError as error:
-            failure = f"Stack update failed: {error}"
+            conflict = isinstance(error, NameConflictError)
+            failure = str(error) if conflict else f"Stack update failed: {error}"
+            reason = reasons.NAME_CONFLICT if conflict else reasons.STACK_UPDATE_FAILED
             if failure != _last_failure(new_status):  # a repeated failure is already reported
-                self._report_stack_error(raw, with_stack_sync(new_status, False, now, failure), failure)
+                failed_status = with_stack_sync(new_status, False, now, failure, reason)
+                self._report_stack_error(raw, failed_status, reason, failure)
             raise
         self.telemetry.step_finished("up", step.seconds)
         log.info(
@@ -132,6 +152,26 @@ class Reconciler:
         synced = with_stack_sync(new_status.model_copy(update={"last_applied_hash": fingerprint}), True, now)
         self.cluster.write_status(namespace, name, _status_body(synced))
         return decision.requeue_after
+
+    def _check_ownership(self, app: CanaryApp, desired: DesiredStack) -> None:
+        """Refuses the step while any object it would change exists without this CanaryApp's owner reference.
+
+        Only then may the step's server-side apply force its fields (pulumi.com/patchForce): every object it
+        touches is absent or provably this CanaryApp's.
+        """
+        namespace, uid = app.metadata.namespace, app.metadata.uid
+        taken = [
+            ref.describe(namespace)
+            for ref in owned_objects(app.metadata.name, with_canary=desired.canary_image is not None)
+            if not is_ours(self.cluster.owner_uids(namespace, ref), uid)
+        ]
+        if taken:
+            raise NameConflictError(
+                f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''} and "
+                f"{'is' if len(taken) == 1 else 'are'} not owned by this CanaryApp; the reconciler changes "
+                "nothing until the name is free: rename the CanaryApp, or rename or delete that object",
+                retry_after=NAME_CONFLICT_RETRY_SECONDS,
+            )
 
     def _check(self, app: CanaryApp) -> CheckResult:
         result = self.metrics.check(str(app.spec.prometheus_url), app.spec.prometheus_query)
@@ -161,11 +201,11 @@ class Reconciler:
         )
         self.events.emit(raw, decision.reason, decision.message, warning=decision.is_warning)
 
-    def _report_invalid(self, raw: dict[str, Any], error: ValidationError) -> None:
+    def _report_invalid(self, raw: dict[str, Any], problems: str) -> None:
         metadata = raw["metadata"]
         problem = InvalidSpecError(
             f"CanaryApp {metadata['namespace']}/{metadata['name']} is invalid: "
-            f"{describe_validation_error(error)}. Fix the named fields and apply again."
+            f"{problems}. Fix the named fields and apply again."
         )
         log.warning("Rejected CanaryApp spec", extra={"canaryapp": metadata["name"], "detail": str(problem)})
         current = (raw.get("status") or {}).get("message")
@@ -173,13 +213,16 @@ class Reconciler:
             self.cluster.write_status(metadata["namespace"], metadata["name"], {"message": str(problem)})
             self.events.emit(raw, reasons.INVALID_SPEC, str(problem), warning=True)
 
-    def _report_stack_error(self, raw: dict[str, Any], failed: CanaryAppStatus, failure: str) -> None:
+    def _report_stack_error(
+        self, raw: dict[str, Any], failed: CanaryAppStatus, reason: str, failure: str
+    ) -> None:
         metadata = raw["metadata"]
         log.warning(
-            "Failed to apply CanaryApp stack", extra={"canaryapp": metadata["name"], "detail": failure}
+            "Failed to apply CanaryApp stack",
+            extra={"canaryapp": metadata["name"], "reason": reason, "detail": failure},
         )
         self.telemetry.reconcile_failed()
-        self.events.emit(raw, reasons.STACK_UPDATE_FAILED, failure, warning=True)
+        self.events.emit(raw, reason, failure, warning=True)
         self.cluster.write_status(metadata["namespace"], metadata["name"], _status_body(failed))
 
     def _finalize(self, raw: dict[str, Any], finalizers: list[str]) -> float | None:
@@ -200,10 +243,15 @@ class Reconciler:
         return None
 
 
-def _last_failure(status: CanaryAppStatus) -> str:
+def _failed_sync(status: CanaryAppStatus) -> Condition | None:
+    """The StackSynced condition when it reports a failed step, else None."""
     condition = status.condition(reasons.CONDITION_STACK_SYNCED)
-    failed = condition is not None and condition.reason == reasons.STACK_UPDATE_FAILED
-    return condition.message if condition is not None and failed else ""
+    return condition if condition is not None and condition.reason in FAILURE_REASONS else None
+
+
+def _last_failure(status: CanaryAppStatus) -> str:
+    failed = _failed_sync(status)
+    return failed.message if failed else ""
 
 
 def _status_body(status: CanaryAppStatus) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The Pulumi program of one CanaryApp: it declares, from a `DesiredStack`, the primary and canary
-Deployments, the Services and the Istio VirtualService with the current weights. It never decides anything.
+Deployments, the Service, the Istio DestinationRule and the VirtualService with the current weights. It never
+decides anything.
 
-Routing follows Flagger's layout rather than the original operator's DestinationRule subsets: the apex
-Service `<name>` (the VirtualService host), `<name>-primary` and `<name>-canary` Services, and a weighted
-route between the two. The canary Service stays when no canary runs (weight 0, no endpoints), so starting a
-canary changes one Deployment and nothing else.
+Routing follows the original operator: one Service `<name>` selects the pods of both Deployments, a
+DestinationRule `<name>` splits them into the subsets `primary` and `canary` by the track label, and the
+VirtualService `<name>` sends a weighted share of the traffic to each subset. Istio's stats filter labels a
+request with the Service it was routed to, so both tracks' requests carry `destination_service_name="<name>"`
+— what every query written for the original operator filters on — while `destination_workload` still tells
+`<name>-primary` from `<name>-canary` (Flagger-style queries).
 
 Deployments and Services carry `pulumi.com/skipAwait`: every `up` returns as soon as the API server
 accepted the change, and the reconciler loop watches readiness itself. A step is then seconds long, a
@@ -22,16 +25,18 @@ import pulumi_kubernetes as k8s
 
 from reconciler.desired import DesiredStack
 from reconciler.model import API_VERSION, KIND
-from stacks.names import canary_name, primary_name
+from reconciler.names import canary_name, primary_name
 
 APP_LABEL = "canary.atze.io/app"
 TRACK_LABEL = "canary.atze.io/track"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryapp"}
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
-# The reconciler owns these objects: its server-side apply wins field conflicts, so a stack whose state was
-# lost (or a field someone edited by hand) is taken back instead of failing the step.
+# Server-side apply wins field conflicts, so a stack whose state was lost (or a field someone edited by hand)
+# is taken back instead of failing the step. It is safe only because the reconciler runs no step while any
+# object of the stack exists without this CanaryApp's owner reference (reconciler/ownership.py).
 PATCH_FORCE = {"pulumi.com/patchForce": "true"}
-VIRTUAL_SERVICE_API_VERSION = "networking.istio.io/v1"
+ISTIO_API_VERSION = "networking.istio.io/v1"
+TRACKS = ("primary", "canary")
 ROUTE_NAME = "canary-split"
 
 
@@ -47,25 +52,43 @@ def declare(desired: DesiredStack) -> None:
     _deployment(desired, "primary", desired.primary_image, desired.replicas)
     if desired.canary_image is not None:
         _deployment(desired, "canary", desired.canary_image, desired.test_replicas)
-    _service(desired, "apex", desired.name, "primary")
-    _service(desired, "primary", primary_name(desired.name), "primary")
-    _service(desired, "canary", canary_name(desired.name), "canary")
+    _service(desired)
+    destination_rule = k8s.apiextensions.CustomResource(
+        "destinationrule",
+        api_version=ISTIO_API_VERSION,
+        kind="DestinationRule",
+        metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),
+        spec=destination_rule_spec(desired),
+    )
     k8s.apiextensions.CustomResource(
         "virtualservice",
-        api_version=VIRTUAL_SERVICE_API_VERSION,
+        api_version=ISTIO_API_VERSION,
         kind="VirtualService",
         metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),
         spec=virtual_service_spec(desired),
+        # A route to a subset the DestinationRule does not define yet would answer 503 (Envoy's NC).
+        opts=pulumi.ResourceOptions(depends_on=[destination_rule]),
     )
     pulumi.export("primaryImage", desired.primary_image)
     pulumi.export("canaryImage", desired.canary_image or "")
     pulumi.export("canaryWeight", desired.canary_weight)
 
 
+def service_host(desired: DesiredStack) -> str:
+    return f"{desired.name}.{desired.namespace}.svc.cluster.local"
+
+
+def destination_rule_spec(desired: DesiredStack) -> dict[str, Any]:
+    return {
+        "host": service_host(desired),
+        "subsets": [{"name": track, "labels": {TRACK_LABEL: track}} for track in TRACKS],
+    }
+
+
 def virtual_service_spec(desired: DesiredStack) -> dict[str, Any]:
-    def destination(service: str, weight: int) -> dict[str, Any]:
-        host = f"{service}.{desired.namespace}.svc.cluster.local"
-        return {"destination": {"host": host, "port": {"number": desired.port}}, "weight": weight}
+    def destination(subset: str, weight: int) -> dict[str, Any]:
+        target = {"host": service_host(desired), "subset": subset, "port": {"number": desired.port}}
+        return {"destination": target, "weight": weight}
 
     spec: dict[str, Any] = {
         "hosts": list(desired.hosts),
@@ -73,8 +96,8 @@ def virtual_service_spec(desired: DesiredStack) -> dict[str, Any]:
             {
                 "name": ROUTE_NAME,
                 "route": [
-                    destination(primary_name(desired.name), desired.primary_weight),
-                    destination(canary_name(desired.name), desired.canary_weight),
+                    destination("primary", desired.primary_weight),
+                    destination("canary", desired.canary_weight),
                 ],
             }
         ],
@@ -133,12 +156,13 @@ def _deployment(desired: DesiredStack, track: str, image: str, replicas: int) ->
     )
 
 
-def _service(desired: DesiredStack, role: str, name: str, track: str) -> None:
+def _service(desired: DesiredStack) -> None:
+    """The apex Service: it selects both tracks' pods; the DestinationRule's subsets tell them apart."""
     k8s.core.v1.Service(
-        f"{role}-service",
-        metadata=_metadata(desired, name, {APP_LABEL: desired.name}, SKIP_AWAIT),
+        "apex-service",
+        metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}, SKIP_AWAIT),
         spec={
-            "selector": {APP_LABEL: desired.name, TRACK_LABEL: track},
+            "selector": {APP_LABEL: desired.name},
             "ports": [{"name": "http", "port": desired.port, "targetPort": desired.port}],
         },
     )

@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from reconciler.decide import DeploymentState
 from reconciler.errors import TransientError
 from reconciler.model import GROUP, PLURAL, VERSION
+from reconciler.names import ObjectRef
 
 log = logging.getLogger(__name__)
 COMPONENT = "canaryapp-reconciler"
@@ -90,6 +91,31 @@ class KubeCluster:
                 return None
             raise _transient(error, f"reading Deployment {namespace}/{name}") from error
         return deployment_state(deployment.to_dict())
+
+    # Ownership -------------------------------------------------------------------------------------------
+
+    def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
+        try:
+            found: Any = self._read(namespace, ref)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading {ref.describe(namespace)}") from error
+        metadata = found.get("metadata") or {}
+        owners = metadata.get("ownerReferences") or metadata.get("owner_references") or []
+        return frozenset(str(owner.get("uid")) for owner in owners)
+
+    def _read(self, namespace: str, ref: ObjectRef) -> dict[str, Any]:
+        if ref.kind == "Deployment":
+            found: Any = self.apps.read_namespaced_deployment(ref.name, namespace)
+        elif ref.kind == "Service":
+            found = self.core.read_namespaced_service(ref.name, namespace)
+        else:
+            group, version = ref.api_version.split("/")
+            plural = f"{ref.kind.lower()}s"
+            found = self.custom.get_namespaced_custom_object(group, version, namespace, plural, ref.name)
+            return dict(found)
+        return dict(found.to_dict())
 
     # Events -----------------------------------------------------------------------------------------------
 

@@ -21,8 +21,9 @@ from urllib.parse import urlparse
 
 from pulumi import automation as auto
 
-from reconciler.desired import DesiredStack, stack_name
+from reconciler.desired import DesiredStack
 from reconciler.errors import PermanentError, StackBusyError, TransientError
+from reconciler.names import stack_name
 from reconciler.ports import StepReport
 
 log = logging.getLogger(__name__)

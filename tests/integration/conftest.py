@@ -16,6 +16,7 @@ from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT, tools_bin
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
+from tests.integration.helpers import LIMITED_USER, LIMITED_USER_EXAMPLE, kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +74,22 @@ def reconciler(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterato
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def limited_user(cluster: LocalCluster) -> Iterator[kubernetes.client.ApiClient]:
+    """An API client that acts as examples/limited-user's user (impersonated by the admin), with the example
+    applied: it may manage CanaryApps in `default` and nothing else."""
+    example = str(LIMITED_USER_EXAMPLE / "rbac.yaml")
+    applied = kubectl(cluster.kubeconfig, "apply", "-f", example)
+    assert applied.returncode == 0, applied.stderr
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=str(cluster.kubeconfig), client_configuration=configuration
+    )
+    client = kubernetes.client.ApiClient(configuration)
+    client.set_default_header("Impersonate-User", LIMITED_USER)
+    yield client
+    client.close()
+    deleted = kubectl(cluster.kubeconfig, "delete", "-f", example, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr

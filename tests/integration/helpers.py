@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from devenv.processes import REPO_ROOT, tool
 from reconciler.model import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
@@ -31,6 +35,19 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 
 
 READY_TIMEOUT = 180
+LIMITED_USER_EXAMPLE = REPO_ROOT / "examples" / "limited-user"
+LIMITED_USER = "system:serviceaccount:default:limited-user"
+
+
+def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("kubectl"), *args],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def error_query(namespace: str, name: str) -> str:

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -17,41 +14,14 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from devenv.cluster import LocalCluster
-from devenv.processes import REPO_ROOT, tool
+from devenv.processes import REPO_ROOT
+from tests.integration.helpers import LIMITED_USER, LIMITED_USER_EXAMPLE, kubectl
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = REPO_ROOT / "examples" / "limited-user"
-USER = "system:serviceaccount:default:limited-user"
+EXAMPLE = LIMITED_USER_EXAMPLE
+USER = LIMITED_USER
 GROUP, VERSION, PLURAL = "canary.atze.io", "v1", "canaryapps"
-
-
-def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [tool("kubectl"), *args],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def limited_user(cluster: LocalCluster) -> Iterator[kubernetes.client.ApiClient]:
-    """An API client that acts as the example's user (impersonated by the admin), with the example applied."""
-    applied = kubectl(cluster.kubeconfig, "apply", "-f", str(EXAMPLE / "rbac.yaml"))
-    assert applied.returncode == 0, applied.stderr
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(
-        config_file=str(cluster.kubeconfig), client_configuration=configuration
-    )
-    client = kubernetes.client.ApiClient(configuration)
-    client.set_default_header("Impersonate-User", USER)
-    yield client
-    client.close()
-    deleted = kubectl(cluster.kubeconfig, "delete", "-f", str(EXAMPLE / "rbac.yaml"), "--wait=false")
-    assert deleted.returncode == 0, deleted.stderr
 
 
 def sample_canaryapp(name: str) -> dict[str, Any]:

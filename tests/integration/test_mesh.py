@@ -1,5 +1,9 @@
-"""The local mesh against a real local cluster: it follows a VirtualService's weights and the Deployments
-behind it with real status-code-server processes."""
+"""The local mesh against a real local cluster: it follows a VirtualService's weights over the DestinationRule
+subsets of one Service, to the Deployments behind them, with real status-code-server processes.
+
+The objects follow CanaryApp's layout: the Service `web` selects the pods of both Deployments `web-primary`
+and `web-canary`, the DestinationRule `web` splits them into the subsets `primary` and `canary` by the track
+label, and the VirtualService `web` sends a weighted share to each subset."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import httpx
 import kubernetes
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.cluster import LocalCluster
 from devenv.mesh import LocalMesh
@@ -19,10 +24,13 @@ from tests.integration.helpers import wait_for
 pytestmark = pytest.mark.integration
 
 APP = "web"
+APP_LABEL = "canary.atze.io/app"
+TRACK_LABEL = "canary.atze.io/track"
+ISTIO = ("networking.istio.io", "v1")
 
 
-def labels(track: str) -> dict[str, str]:
-    return {"canary.atze.io/app": APP, "canary.atze.io/track": track}
+def pod_labels(track: str) -> dict[str, str]:
+    return {APP_LABEL: APP, TRACK_LABEL: track, "app": APP, "version": track}
 
 
 def deployment(track: str, image: str) -> dict[str, Any]:
@@ -30,36 +38,43 @@ def deployment(track: str, image: str) -> dict[str, Any]:
         "metadata": {"name": f"{APP}-{track}"},
         "spec": {
             "replicas": 1,
-            "selector": {"matchLabels": labels(track)},
+            "selector": {"matchLabels": {APP_LABEL: APP, TRACK_LABEL: track}},
             "template": {
-                "metadata": {"labels": {**labels(track), "app": APP}},
+                "metadata": {"labels": pod_labels(track)},
                 "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8088}]}]},
             },
         },
     }
 
 
-def service(name: str, track: str) -> dict[str, Any]:
+def host(namespace: str) -> str:
+    return f"{APP}.{namespace}.svc.cluster.local"
+
+
+def destination_rule_spec(namespace: str, *subsets: str) -> dict[str, Any]:
     return {
-        "metadata": {"name": name},
-        "spec": {"selector": labels(track), "ports": [{"name": "http", "port": 8088, "targetPort": 8088}]},
+        "host": host(namespace),
+        "subsets": [{"name": subset, "labels": {TRACK_LABEL: subset}} for subset in subsets],
     }
 
 
-def virtual_service_spec(namespace: str, primary_weight: int) -> dict[str, Any]:
-    def route(track: str, weight: int) -> dict[str, Any]:
-        host = f"{APP}-{track}.{namespace}.svc.cluster.local"
-        return {"destination": {"host": host, "port": {"number": 8088}}, "weight": weight}
+def virtual_service_spec(namespace: str, *weights: tuple[str | None, int]) -> dict[str, Any]:
+    """A VirtualService to the apex host with a (subset, weight) destination each; subset None: every pod of
+    the Service."""
 
-    return {
-        "hosts": [APP],
-        "http": [
-            {
-                "name": "canary-split",
-                "route": [route("primary", primary_weight), route("canary", 100 - primary_weight)],
-            }
-        ],
-    }
+    def route(subset: str | None, weight: int) -> dict[str, Any]:
+        named_subset = {} if subset is None else {"subset": subset}
+        destination = {"host": host(namespace), **named_subset, "port": {"number": 8088}}
+        return {"destination": destination, "weight": weight}
+
+    routes = [route(subset, weight) for subset, weight in weights]
+    return {"hosts": [APP], "http": [{"name": "canary-split", "route": routes}]}
+
+
+def patch_spec(kube: kubernetes.client.ApiClient, namespace: str, plural: str, spec: dict[str, Any]) -> None:
+    kubernetes.client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+        *ISTIO, namespace, plural, APP, {"spec": spec}
+    )
 
 
 @pytest.fixture
@@ -69,16 +84,21 @@ def web_objects(kube: kubernetes.client.ApiClient, namespace: str) -> None:
     custom = kubernetes.client.CustomObjectsApi(kube)
     apps.create_namespaced_deployment(namespace, deployment("primary", "status-code-server:v1"))
     apps.create_namespaced_deployment(namespace, deployment("canary", "status-code-server:v2"))
-    core.create_namespaced_service(namespace, service(APP, "primary"))
-    core.create_namespaced_service(namespace, service(f"{APP}-primary", "primary"))
-    core.create_namespaced_service(namespace, service(f"{APP}-canary", "canary"))
-    body = {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
+    apex: dict[str, Any] = {
         "metadata": {"name": APP},
-        "spec": virtual_service_spec(namespace, 50),
+        "spec": {"selector": {APP_LABEL: APP}, "ports": [{"name": "http", "port": 8088, "targetPort": 8088}]},
     }
-    custom.create_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", body)
+    core.create_namespaced_service(namespace, apex)
+    for kind, plural, spec in (
+        ("DestinationRule", "destinationrules", destination_rule_spec(namespace, "primary", "canary")),
+        (
+            "VirtualService",
+            "virtualservices",
+            virtual_service_spec(namespace, ("primary", 50), ("canary", 50)),
+        ),
+    ):
+        body = {"apiVersion": "/".join(ISTIO), "kind": kind, "metadata": {"name": APP}, "spec": spec}
+        custom.create_namespaced_custom_object(*ISTIO, namespace, plural, body)
     for track in ("primary", "canary"):
         wait_for(
             lambda track=track: (
@@ -104,19 +124,35 @@ def answers(url: str, count: int) -> Counter[tuple[int, str]]:
         )
 
 
+def requests_total(mesh: LocalMesh, **labels: str) -> float:
+    """The sum of istio_requests_total over the series whose labels include `labels`."""
+    text = httpx.get(f"http://{mesh.metrics_address}/stats/prometheus", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "istio_requests_total" and labels.items() <= sample.labels.items()
+    )
+
+
 def test_mesh_follows_the_virtual_service_weights(
     mesh: LocalMesh, kube: kubernetes.client.ApiClient, namespace: str
 ) -> None:
     assert mesh.routes() == {f"{APP}-primary": 50, f"{APP}-canary": 50}
     assert answers(mesh.url, 20) == {(200, "Hello! v1"): 10, (200, "Hello! v2"): 10}
+    for reporter in ("source", "destination"):
+        for track in ("primary", "canary"):
+            answered = {
+                "destination_service": host(namespace),
+                "destination_service_name": APP,
+                "destination_workload": f"{APP}-{track}",
+                "destination_version": track,
+                "destination_app": APP,
+            }
+            assert requests_total(mesh, reporter=reporter, response_code="200", **answered) == 10
 
-    kubernetes.client.CustomObjectsApi(kube).patch_namespaced_custom_object(
-        "networking.istio.io",
-        "v1",
-        namespace,
-        "virtualservices",
-        APP,
-        {"spec": virtual_service_spec(namespace, 100)},
+    patch_spec(
+        kube, namespace, "virtualservices", virtual_service_spec(namespace, ("primary", 100), ("canary", 0))
     )
     wait_for(lambda: mesh.routes() == {f"{APP}-primary": 100, f"{APP}-canary": 0}, 10, "the 100/0 routes")
     assert answers(mesh.url, 20) == {(200, "Hello! v1"): 20}
@@ -129,6 +165,19 @@ def test_mesh_answers_no_healthy_upstream_when_the_canary_is_gone(
     wait_for(
         lambda: answers(mesh.url, 2) == {(200, "Hello! v1"): 1, (503, "no healthy upstream"): 1}, 10, "503 UH"
     )
-    metrics = httpx.get(f"http://{mesh.metrics_address}/stats/prometheus", timeout=5).text
-    assert 'destination_service_name="web-canary"' in metrics
-    assert 'response_flags="UH"' in metrics
+    assert mesh.routes() == {f"{APP}-primary": 50, f"{APP}-canary": 50}
+    no_healthy_upstream = {"response_code": "503", "response_flags": "UH", "destination_service_name": APP}
+    assert requests_total(mesh, reporter="source", destination_workload="unknown", **no_healthy_upstream) >= 1
+    assert requests_total(mesh, reporter="destination", response_code="503") == 0
+
+
+def test_mesh_follows_the_destination_rule_subsets(
+    mesh: LocalMesh, kube: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    patch_spec(kube, namespace, "destinationrules", destination_rule_spec(namespace, "primary"))
+    wait_for(lambda: answers(mesh.url, 2) == {(200, "Hello! v1"): 1, (503, ""): 1}, 10, "503 NC")
+    assert requests_total(mesh, reporter="source", response_flags="NC", destination_service_name=APP) >= 1
+
+    patch_spec(kube, namespace, "virtualservices", virtual_service_spec(namespace, (None, 100)))
+    wait_for(lambda: mesh.routes() == {APP: 100}, 10, "the route to the whole Service")
+    assert answers(mesh.url, 20) == {(200, "Hello! v1"): 10, (200, "Hello! v2"): 10}

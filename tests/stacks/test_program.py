@@ -59,14 +59,13 @@ def run(desired: DesiredStack, recorder: Recorder) -> dict[str, dict[str, Any]]:
     return recorder.resources
 
 
-def test_declares_primary_canary_services_and_virtual_service(recorder: Recorder) -> None:
+def test_declares_deployments_service_destination_rule_and_virtual_service(recorder: Recorder) -> None:
     resources = run(DESIRED, recorder)
     assert sorted(resources) == [
         "apex-service",
         "canary-deployment",
-        "canary-service",
+        "destinationrule",
         "primary-deployment",
-        "primary-service",
         "virtualservice",
     ]
     primary = resources["primary-deployment"]
@@ -85,7 +84,25 @@ def test_declares_primary_canary_services_and_virtual_service(recorder: Recorder
         "canary.atze.io/app": "shop",
         "canary.atze.io/track": "canary",
     }
-    assert resources["apex-service"]["spec"]["selector"]["canary.atze.io/track"] == "primary"
+    # One Service selects both tracks, so Istio labels both tracks' requests with its name.
+    assert resources["apex-service"]["metadata"]["name"] == "shop"
+    assert resources["apex-service"]["spec"]["selector"] == {"canary.atze.io/app": "shop"}
+
+
+def test_destination_rule_splits_the_apex_service_by_track(recorder: Recorder) -> None:
+    rule = run(DESIRED, recorder)["destinationrule"]
+    assert (rule["apiVersion"], rule["kind"], rule["metadata"]["name"]) == (
+        "networking.istio.io/v1",
+        "DestinationRule",
+        "shop",
+    )
+    assert rule["spec"] == {
+        "host": "shop.team-a.svc.cluster.local",
+        "subsets": [
+            {"name": "primary", "labels": {"canary.atze.io/track": "primary"}},
+            {"name": "canary", "labels": {"canary.atze.io/track": "canary"}},
+        ],
+    }
 
 
 def test_virtual_service_weights_sum_to_100(recorder: Recorder) -> None:
@@ -94,9 +111,9 @@ def test_virtual_service_weights_sum_to_100(recorder: Recorder) -> None:
     assert vs["kind"] == "VirtualService"
     assert vs["metadata"]["name"] == "shop"
     route = vs["spec"]["http"][0]["route"]
-    assert [(r["destination"]["host"], r["weight"]) for r in route] == [
-        ("shop-primary.team-a.svc.cluster.local", 70),
-        ("shop-canary.team-a.svc.cluster.local", 30),
+    assert [(r["destination"]["host"], r["destination"]["subset"], r["weight"]) for r in route] == [
+        ("shop.team-a.svc.cluster.local", "primary", 70),
+        ("shop.team-a.svc.cluster.local", "canary", 30),
     ]
     assert all(r["destination"]["port"]["number"] == 8088 for r in route)
     assert "gateways" not in vs["spec"]
@@ -106,7 +123,7 @@ def test_no_canary_deployment_without_canary_image(recorder: Recorder) -> None:
     desired = DesiredStack(**{**DESIRED.__dict__, "canary_image": None, "canary_weight": 0})
     resources = run(desired, recorder)
     assert "canary-deployment" not in resources
-    assert "canary-service" in resources
+    assert "destinationrule" in resources
     route = resources["virtualservice"]["spec"]["http"][0]["route"]
     assert [r["weight"] for r in route] == [100, 0]
 

@@ -11,8 +11,10 @@ from typing import Any
 from reconciler.adapters.pulumi_stacks import summarize_step_error
 from reconciler.decide import CheckResult, DeploymentState
 from reconciler.desired import DesiredStack
-from reconciler.errors import TransientError
+from reconciler.errors import NameConflictError, TransientError
 from reconciler.model import FINALIZER, CheckOutcome
+from reconciler.names import ObjectRef
+from reconciler.policy import RoutingPolicy
 from reconciler.ports import StepReport
 from reconciler.reconcile import Reconciler
 
@@ -23,6 +25,7 @@ class FakeCluster:
     def __init__(self, app: dict[str, Any]) -> None:
         self.app: dict[str, Any] | None = app
         self.deployments: dict[str, DeploymentState] = {}
+        self.owners: dict[tuple[str, str], frozenset[str]] = {}  # (kind, name) -> owner UIDs
         self.log: list[str] = []
 
     def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -33,6 +36,9 @@ class FakeCluster:
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
         return self.deployments.get(name)
+
+    def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
+        return self.owners.get((ref.kind, ref.name))
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         assert self.app is not None
@@ -101,11 +107,14 @@ def new_app(**spec: Any) -> dict[str, Any]:
     }
 
 
-def reconciler(app: dict[str, Any]) -> tuple[Reconciler, FakeCluster, FakeStacks, FakeEvents]:
+def reconciler(
+    app: dict[str, Any], policy: RoutingPolicy | None = None
+) -> tuple[Reconciler, FakeCluster, FakeStacks, FakeEvents]:
     cluster = FakeCluster(app)
     stacks = FakeStacks(cluster)
     events = FakeEvents()
-    return Reconciler(cluster, stacks, FakeMetrics(), events, clock=lambda: NOW), cluster, stacks, events
+    subject = Reconciler(cluster, stacks, FakeMetrics(), events, clock=lambda: NOW, policy=policy)
+    return subject, cluster, stacks, events
 
 
 def conditions(cluster: FakeCluster) -> dict[str, tuple[str, str]]:
@@ -187,3 +196,49 @@ def test_step_errors_keep_the_cause_and_drop_the_engines_noise() -> None:
         f" stdout: {cause}\nerror: update failed\nerror: Resource monitor has terminated, shutting down"
     )
     assert summarize_step_error(first) == summarize_step_error(second) == cause
+
+
+def test_an_object_owned_by_someone_else_stops_every_step_and_is_reported_once() -> None:
+    subject, cluster, stacks, events = reconciler(new_app())
+    cluster.owners[("Service", "web")] = frozenset({"someone-else"})
+    for _ in range(3):
+        with contextlib.suppress(NameConflictError):
+            subject.reconcile("ns", "web")
+    assert "up" not in cluster.log
+    assert stacks.applied == []
+    assert events.reasons.count("NameConflict") == 1
+    assert conditions(cluster)["StackSynced"] == ("False", "NameConflict")
+    assert cluster.app is not None
+    message = next(c for c in cluster.app["status"]["conditions"] if c["type"] == "StackSynced")["message"]
+    assert "Service ns/web" in message
+    del cluster.owners[("Service", "web")]
+    subject.reconcile("ns", "web")
+    assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
+
+
+def test_objects_this_canaryapp_owns_are_adopted() -> None:
+    subject, cluster, stacks, _ = reconciler(new_app())
+    for kind, name in [("Deployment", "web-primary"), ("Service", "web"), ("VirtualService", "web")]:
+        cluster.owners[(kind, name)] = frozenset({"u1"})
+    subject.reconcile("ns", "web")
+    assert stacks.applied[0].primary_image == "app:v1"
+
+
+def test_a_canary_deployment_someone_else_made_stops_the_canary() -> None:
+    subject, cluster, stacks, events = reconciler(new_app(image="app:v2"))
+    assert cluster.app is not None
+    cluster.app["status"] = {"phase": "Ready", "primaryImage": "app:v1"}
+    cluster.owners[("Deployment", "web-canary")] = frozenset()
+    with contextlib.suppress(NameConflictError):
+        subject.reconcile("ns", "web")
+    assert stacks.applied == []
+    assert events.reasons[-1] == "NameConflict"
+
+
+def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
+    subject, cluster, stacks, events = reconciler(new_app(gateways=["istio-system/public"]))
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.applied == []
+    assert events.reasons == ["InvalidSpec"]
+    assert cluster.app is not None
+    assert "spec.gateways" in cluster.app["status"]["message"]

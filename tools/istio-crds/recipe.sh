@@ -2,7 +2,7 @@
 build_tool() {
   local src=$1 bin=$2 mod_dir share
   share=$(dirname "$bin")/share
-  mod_dir=$(cd "$src" && go list -m -f '{{.Dir}}' istio.io/api)
+  mod_dir=$(module_dir "$src" istio.io/api)
   mkdir -p "$share"
   cp "$mod_dir/kubernetes/customresourcedefinitions.gen.yaml" "$share/istio-crds.yaml"
 }

@@ -6,7 +6,7 @@ build_tool() {
   work=$(mktemp -d)
   trap 'chmod -R u+w "$work"; rm -rf "$work"' RETURN
   cp "$src/go.mod" "$src/go.sum" "$src/tools.go" "$work/"
-  mod_dir=$(cd "$work" && go list -m -f '{{.Dir}}' "$PROVIDER_MODULE")
+  mod_dir=$(module_dir "$work" "$PROVIDER_MODULE")
   mkdir -p "$work/cmd"
   cp -r "$mod_dir/cmd/pulumi-resource-kubernetes" "$work/cmd/"
   chmod -R u+w "$work/cmd"

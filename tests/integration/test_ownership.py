@@ -1,0 +1,253 @@
+"""The reconciler is a deputy: acting for a user who may only manage CanaryApps (examples/limited-user), a
+CanaryApp never changes or deletes an object it does not own, never takes the API server's own Service, and
+never binds a gateway or host the reconciler's operator did not allow. Real API server, real reconciler."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from devenv.cluster import LocalCluster
+from devenv.reconciler_process import ReconcilerProcess
+from reconciler.model import GROUP, PLURAL, VERSION
+from tests.integration.helpers import kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "default"  # where the limited user may create CanaryApps
+ISTIO = ("networking.istio.io", "v1")
+
+
+@pytest.fixture(scope="module")
+def default_reconciler(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    process = ReconcilerProcess(cluster.kubeconfig, NAMESPACE, tmp_path_factory.mktemp("reconciler"))
+    process.start()
+    yield
+    process.stop()
+    assert "Traceback" not in process.log()
+
+
+def canary_app(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "CanaryApp",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "evil:v1",
+            "imageListenPort": 8088,
+            "prometheusQuery": "vector(1) > 2",
+            "prometheusURL": "http://127.0.0.1:1",
+            **spec,
+        },
+    }
+
+
+class AsUser:
+    """The limited user's own view: CanaryApps in `default`, created, read and deleted with their rights."""
+
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+
+    def create(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+
+    def status(self, name: str) -> dict[str, Any]:
+        app: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        return dict(app.get("status") or {})
+
+    def delete_and_wait(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+
+        def gone() -> bool:
+            try:
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            except ApiException as error:
+                return error.status == 404
+            return False
+
+        wait_for(gone, 60, f"CanaryApp {name} deleted (finalizer released)")
+
+
+def stack_synced(status: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == "StackSynced"), None)
+
+
+def warning_reasons(core: kubernetes.client.CoreV1Api, name: str) -> list[str]:
+    events = core.list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={name}").items
+    return [event.reason for event in events if event.type == "Warning"]
+
+
+def test_a_canaryapp_named_kubernetes_leaves_the_api_servers_service_alone(
+    limited_user: kubernetes.client.ApiClient,
+    kube: kubernetes.client.ApiClient,
+    default_reconciler: None,
+) -> None:
+    core = kubernetes.client.CoreV1Api(kube)
+    before = core.read_namespaced_service("kubernetes", NAMESPACE)
+    endpoints_before = core.read_namespaced_endpoints("kubernetes", NAMESPACE)
+    user = AsUser(limited_user)
+    user.create(canary_app("kubernetes"))
+    status = wait_for(
+        lambda: "reserved" in user.status("kubernetes").get("message", "") and user.status("kubernetes"),
+        60,
+        "the CanaryApp refused as reserved",
+    )
+    assert "metadata.name: the Service default/kubernetes is reserved" in status["message"]
+    assert "InvalidSpec" in warning_reasons(core, "kubernetes")
+    user.delete_and_wait("kubernetes")
+    after = core.read_namespaced_service("kubernetes", NAMESPACE)
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.spec.selector is None
+    assert [port.port for port in after.spec.ports] == [443]
+    endpoints_after = core.read_namespaced_endpoints("kubernetes", NAMESPACE)
+    assert endpoints_after.metadata.resource_version == endpoints_before.metadata.resource_version
+    assert endpoints_after.subsets[0].addresses[0].ip == "127.0.0.1"
+
+
+def victim_objects(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """Objects someone else made, with the names a CanaryApp `name` would derive."""
+    labels = {"app": "victim"}
+    deployment = {
+        "metadata": {"name": f"{name}-primary", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "victim:v1"}]},
+            },
+        },
+    }
+    service = {"metadata": {"name": name}, "spec": {"selector": labels, "ports": [{"port": 80}]}}
+    virtual_service = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name},
+        "spec": {"hosts": [name], "http": [{"route": [{"destination": {"host": "victim-backend"}}]}]},
+    }
+    return [("Deployment", deployment), ("Service", service), ("VirtualService", virtual_service)]
+
+
+class Objects:
+    def __init__(self, kube: kubernetes.client.ApiClient) -> None:
+        self.kube = kube
+        self.apps = kubernetes.client.AppsV1Api(kube)
+        self.core = kubernetes.client.CoreV1Api(kube)
+        self.custom = kubernetes.client.CustomObjectsApi(kube)
+
+    def create(self, kind: str, body: dict[str, Any]) -> None:
+        if kind == "Deployment":
+            self.apps.create_namespaced_deployment(NAMESPACE, body)
+        elif kind == "Service":
+            self.core.create_namespaced_service(NAMESPACE, body)
+        else:
+            self.custom.create_namespaced_custom_object(*ISTIO, NAMESPACE, "virtualservices", body)
+
+    def read(self, kind: str, name: str) -> dict[str, Any]:
+        """The object as the API server serves it (camelCase)."""
+        if kind == "Deployment":
+            found: Any = self.apps.read_namespaced_deployment(name, NAMESPACE)
+        elif kind == "Service":
+            found = self.core.read_namespaced_service(name, NAMESPACE)
+        else:
+            found = self.custom.get_namespaced_custom_object(*ISTIO, NAMESPACE, "virtualservices", name)
+        return dict(self.kube.sanitize_for_serialization(found))
+
+    def delete(self, kind: str, name: str) -> None:
+        if kind == "Deployment":
+            self.apps.delete_namespaced_deployment(name, NAMESPACE)
+        elif kind == "Service":
+            self.core.delete_namespaced_service(name, NAMESPACE)
+        else:
+            self.custom.delete_namespaced_custom_object(*ISTIO, NAMESPACE, "virtualservices", name)
+
+
+def test_objects_it_does_not_own_are_never_changed_or_deleted(
+    limited_user: kubernetes.client.ApiClient,
+    kube: kubernetes.client.ApiClient,
+    cluster: LocalCluster,
+    default_reconciler: None,
+) -> None:
+    name = f"victim-{uuid.uuid4().hex[:6]}"
+    objects = Objects(kube)
+    victims = victim_objects(name)
+    for kind, body in victims:
+        objects.create(kind, body)
+    before = {kind: objects.read(kind, body["metadata"]["name"]) for kind, body in victims}
+    user = AsUser(limited_user)
+    user.create(canary_app(name))
+    try:
+        condition = wait_for(
+            lambda: (c := stack_synced(user.status(name))) and c["reason"] == "NameConflict" and c,
+            60,
+            "the name conflict reported",
+        )
+        for kind, body in victims:
+            assert f"{kind} {NAMESPACE}/{body['metadata']['name']}" in condition["message"]
+        assert condition["status"] == "False"
+        listed = kubectl(cluster.kubeconfig, "get", "canaryapp", name, "--namespace", NAMESPACE)
+        assert "NameConflict" in listed.stdout, listed.stdout + listed.stderr
+        described = kubectl(cluster.kubeconfig, "describe", "canaryapp", name, "--namespace", NAMESPACE)
+        assert "NameConflict" in described.stdout
+        assert warning_reasons(objects.core, name).count("NameConflict") == 1
+        user.delete_and_wait(name)
+        for kind, body in victims:
+            after = objects.read(kind, body["metadata"]["name"])
+            assert (
+                after["metadata"]["resource_version" if kind != "VirtualService" else "resourceVersion"]
+                == (
+                    before[kind]["metadata"][
+                        "resource_version" if kind != "VirtualService" else "resourceVersion"
+                    ]
+                )
+            ), kind
+    finally:
+        for kind, body in victims:
+            objects.delete(kind, body["metadata"]["name"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        pytest.param({"gateways": ["istio-system/public-gateway"]}, "spec.gateways", id="gateway"),
+        pytest.param({"hosts": ["www.example.com"]}, "spec.hosts", id="host"),
+    ],
+)
+def test_a_gateway_or_host_the_operator_did_not_allow_is_refused(
+    limited_user: kubernetes.client.ApiClient,
+    kube: kubernetes.client.ApiClient,
+    default_reconciler: None,
+    spec: dict[str, Any],
+    field: str,
+) -> None:
+    name = f"route-{uuid.uuid4().hex[:6]}"
+    user = AsUser(limited_user)
+    user.create(canary_app(name, **spec))
+    try:
+        status = wait_for(
+            lambda: "is invalid" in user.status(name).get("message", "") and user.status(name),
+            60,
+            "the CanaryApp refused",
+        )
+        assert f"{field}:" in status["message"]
+        assert "--allowed-" in status["message"]
+        objects = Objects(kube)
+        with pytest.raises(ApiException) as missing:
+            objects.read("VirtualService", name)
+        assert missing.value.status == 404
+    finally:
+        user.delete_and_wait(name)
+
+
+def test_names_too_long_for_its_objects_are_refused_at_admission(
+    limited_user: kubernetes.client.ApiClient,
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        AsUser(limited_user).create(canary_app("a" * 56))
+    assert refused.value.status == 422
+    assert "at most 55 characters" in str(refused.value.body)

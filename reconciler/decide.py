@@ -21,15 +21,21 @@ import datetime
 from dataclasses import dataclass
 
 from reconciler import reasons
+from reconciler.analysis import CheckResult
 from reconciler.model import (
+    MAX_CHECK_RECORDS,
+    MAX_ROLLOUT_RECORDS,
     RETRY_ANNOTATION,
     STEADY_PHASES,
     CanaryAppSpec,
     CanaryAppStatus,
     CheckOutcome,
+    CheckRecord,
     Condition,
     ConditionStatus,
     Phase,
+    RolloutRecord,
+    RolloutResult,
 )
 
 # How often to look again while waiting for a Deployment to become ready.
@@ -42,12 +48,6 @@ class DeploymentState:
 
     image: str
     ready: bool
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    outcome: CheckOutcome
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,16 @@ class FailCheck(Decision):
 
 
 @dataclass(frozen=True)
+class HoldWeight(Decision):
+    """A check without evidence either way (no canary traffic, or an ignored failed query): the weight stays,
+    no check counts as failed, and the progress deadline bounds how long this may last."""
+
+    @property
+    def is_warning(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
 class Promote(Decision):
     pass
 
@@ -117,8 +127,6 @@ class CompletePromotion(Decision):
 
 @dataclass(frozen=True)
 class Rollback(Decision):
-    why: str
-
     @property
     def is_warning(self) -> bool:
         return True
@@ -200,7 +208,7 @@ def _decide(
     if status.phase == Phase.PROGRESSING:
         return _progressing(spec, status, obs, now)
     if status.phase == Phase.PROMOTING:
-        return _promoting(status, obs)
+        return _promoting(status, obs, now)
     return _steady(spec, status, now)
 
 
@@ -256,6 +264,7 @@ def _steady(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime
             "last_check_time": None,
             "last_check_outcome": None,
             "last_check_message": "",
+            "rollouts": _bounded(status.rollouts, RolloutRecord(image=spec.image, started_at=timestamp(now))),
             "message": f"Started canary {spec.image}; waiting for it to become ready",
         }
     )
@@ -267,11 +276,9 @@ def _progressing(
 ) -> Decision:
     canary_image = status.canary_image or ""
     if spec.image != canary_image:
-        new = _without_canary(status).model_copy(
-            update={
-                "phase": Phase.READY,
-                "message": f"Abandoned canary {canary_image}: spec.image is now {spec.image}",
-            }
+        why = f"spec.image is now {spec.image}"
+        new = _without_canary(_finish_rollout(status, RolloutResult.ABANDONED, why, now)).model_copy(
+            update={"phase": Phase.READY, "message": f"Abandoned canary {canary_image}: {why}"}
         )
         return AbandonCanary(new, 0.0, reasons.CANARY_ABANDONED, new.message)
 
@@ -284,6 +291,8 @@ def _progressing(
                 status,
                 f"canary {canary_image} was not ready within deploymentReadyWaitTime "
                 f"({spec.deployment_ready_wait_time}s)",
+                now,
+                reasons.CANARY_NOT_READY,
             )
         remaining = spec.deployment_ready_wait_time - waited
         new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
@@ -296,36 +305,71 @@ def _progressing(
     check = obs.check
     if not _ready_with(obs.canary, canary_image):
         check = CheckResult(CheckOutcome.ERRORS_FOUND, f"canary Deployment {canary_image} is not ready")
+    record = CheckRecord(
+        time=timestamp(now),
+        weight=status.canary_weight,
+        outcome=check.outcome,
+        message=check.message,
+        query=check.query,
+        series=check.series,
+        canary_requests=check.canary_requests,
+    )
     checked = status.model_copy(
         update={
             "last_check_time": timestamp(now),
             "last_check_outcome": check.outcome,
             "last_check_message": check.message,
+            "checks": (*status.checks, record)[-MAX_CHECK_RECORDS:],
         }
     )
     ignored_failure = check.outcome == CheckOutcome.QUERY_FAILED and not spec.fail_when_prometheus_fails
-    if check.outcome == CheckOutcome.CLEAN or ignored_failure:
-        note = (
-            f"query failed and failWhenPrometheusFails is false: {check.message}" if ignored_failure else ""
-        )
+    if check.outcome == CheckOutcome.NO_CANARY_TRAFFIC or ignored_failure:
+        return _hold_without_evidence(spec, checked, check, now)
+    if check.outcome == CheckOutcome.CLEAN:
         if status.canary_weight >= spec.max_weight:
-            return _promote(checked, now, note)
+            return _promote(checked, now)
         next_weight = min(status.canary_weight + spec.step_weight, spec.max_weight)
-        return _advance(spec, checked, next_weight, now, note or "Check clean")
+        return _advance(spec, checked, next_weight, now, "Check clean")
 
     failed_checks = status.failed_checks + 1
     why = f"check {failed_checks}/{spec.failure_threshold} failed: {check.message}"
     checked = checked.model_copy(update={"failed_checks": failed_checks})
     if failed_checks >= spec.failure_threshold:
-        return _rollback(checked, why)
+        return _rollback(checked, why, now, reasons.CHECKS_FAILED)
     new = checked.model_copy(update={"message": f"Holding weight {status.canary_weight}%: {why}"})
     return FailCheck(new, float(spec.traffic_shift_update_interval), reasons.CHECK_FAILED, new.message)
+
+
+def _hold_without_evidence(
+    spec: CanaryAppSpec, status: CanaryAppStatus, check: CheckResult, now: datetime.datetime
+) -> Decision:
+    """Neither advance nor fail: the check saw nothing to judge by. Past the progress deadline (counted from
+    the last weight change), roll back: a canary nobody can judge is not promoted."""
+    stalled = _seconds_since(status.last_traffic_shift or status.canary_started_at or timestamp(now), now)
+    no_traffic = check.outcome == CheckOutcome.NO_CANARY_TRAFFIC
+    if stalled >= spec.progress_deadline_seconds:
+        what = "no canary traffic" if no_traffic else "no answer from Prometheus"
+        why = (
+            f"{what} for {int(stalled)}s at weight {status.canary_weight}%, past progressDeadlineSeconds "
+            f"({spec.progress_deadline_seconds}s): {check.message}"
+        )
+        return _rollback(
+            status, why, now, reasons.NO_CANARY_TRAFFIC if no_traffic else reasons.ANALYSIS_UNAVAILABLE
+        )
+    remaining = spec.progress_deadline_seconds - stalled
+    message = (
+        f"Holding weight {status.canary_weight}%: {check.message}; rolling back in {int(remaining)}s "
+        "(progressDeadlineSeconds) unless the next checks see enough canary traffic"
+    )
+    new = status.model_copy(update={"message": message})
+    reason = reasons.NO_CANARY_TRAFFIC if no_traffic else reasons.QUERY_FAILED_IGNORED
+    return HoldWeight(new, float(spec.traffic_shift_update_interval), reason, message)
 
 
 def _advance(
     spec: CanaryAppSpec, status: CanaryAppStatus, weight: int, now: datetime.datetime, why: str
 ) -> Decision:
-    new = status.model_copy(
+    new = _update_rollout(status, weights=(*_current_weights(status), weight)).model_copy(
         update={
             "canary_weight": weight,
             "last_traffic_shift": timestamp(now),
@@ -339,9 +383,9 @@ def _advance(
     )
 
 
-def _promote(status: CanaryAppStatus, now: datetime.datetime, note: str) -> Decision:
+def _promote(status: CanaryAppStatus, now: datetime.datetime) -> Decision:
     image = status.canary_image or ""
-    message = f"Promoting {image}: the primary rolls it out" + (f" ({note})" if note else "")
+    message = f"Promoting {image}: the primary rolls it out"
     new = status.model_copy(
         update={
             "phase": Phase.PROMOTING,
@@ -353,11 +397,12 @@ def _promote(status: CanaryAppStatus, now: datetime.datetime, note: str) -> Deci
     return Promote(new, READINESS_POLL_SECONDS, reasons.PROMOTION_STARTED, message)
 
 
-def _promoting(status: CanaryAppStatus, obs: Observations) -> Decision:
+def _promoting(status: CanaryAppStatus, obs: Observations, now: datetime.datetime) -> Decision:
     if not _ready_with(obs.primary, status.primary_image):
         new = status.model_copy(update={"message": f"Waiting for the primary to run {status.primary_image}"})
         return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
-    new = _without_canary(status).model_copy(
+    promoted = _finish_rollout(status, RolloutResult.PROMOTED, "all checks clean", now)
+    new = _without_canary(promoted).model_copy(
         update={
             "phase": Phase.SUCCEEDED,
             "successful_release": status.primary_image,
@@ -367,10 +412,12 @@ def _promoting(status: CanaryAppStatus, obs: Observations) -> Decision:
     return CompletePromotion(new, None, reasons.PROMOTED, new.message)
 
 
-def _rollback(status: CanaryAppStatus, why: str) -> Decision:
+def _rollback(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: str) -> Decision:
+    """Back to 100 % primary; `cause` (a reason constant) heads the rollout record's reason."""
     image = status.canary_image or ""
     failed = status.failed_images if image in status.failed_images else (*status.failed_images, image)
-    new = _without_canary(status).model_copy(
+    rolled_back = _finish_rollout(status, RolloutResult.ROLLED_BACK, f"{cause}: {why}", now)
+    new = _without_canary(rolled_back).model_copy(
         update={
             "phase": Phase.FAILED,
             "failed_images": failed,
@@ -378,7 +425,30 @@ def _rollback(status: CanaryAppStatus, why: str) -> Decision:
             "message": f"Rolled back {image}: {why}",
         }
     )
-    return Rollback(new, None, reasons.ROLLED_BACK, new.message, why=why)
+    return Rollback(new, None, reasons.ROLLED_BACK, new.message)
+
+
+def _bounded(rollouts: tuple[RolloutRecord, ...], record: RolloutRecord) -> tuple[RolloutRecord, ...]:
+    return (*rollouts, record)[-MAX_ROLLOUT_RECORDS:]
+
+
+def _current_weights(status: CanaryAppStatus) -> tuple[int, ...]:
+    current = status.rollouts[-1] if status.rollouts else None
+    return current.weights if current and current.result == RolloutResult.PROGRESSING else ()
+
+
+def _update_rollout(status: CanaryAppStatus, **fields: object) -> CanaryAppStatus:
+    """The status with the running rollout's record updated (a status from before records had none)."""
+    if not status.rollouts or status.rollouts[-1].result != RolloutResult.PROGRESSING:
+        return status
+    current = status.rollouts[-1].model_copy(update=fields)
+    return status.model_copy(update={"rollouts": (*status.rollouts[:-1], current)})
+
+
+def _finish_rollout(
+    status: CanaryAppStatus, result: RolloutResult, reason: str, now: datetime.datetime
+) -> CanaryAppStatus:
+    return _update_rollout(status, result=result, reason=reason, finished_at=timestamp(now))
 
 
 def _without_canary(status: CanaryAppStatus) -> CanaryAppStatus:

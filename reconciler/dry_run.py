@@ -15,7 +15,7 @@ from reconciler.decide import Decision, decide
 from reconciler.desired import DesiredStack, desired_stack
 from reconciler.errors import PermanentError
 from reconciler.model import CanaryApp
-from reconciler.reconcile import observe, utc_now
+from reconciler.reconcile import check_canary, observe, utc_now
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,7 @@ def next_step(stack: str, kubeconfig: str | None = None) -> NextStep:
     metrics = PrometheusMetrics()
     try:
         now = utc_now()
-        observations = observe(
-            app, cluster, lambda a: metrics.check(str(a.spec.prometheus_url), a.spec.prometheus_query), now
-        )
+        observations = observe(app, cluster, lambda a, at: check_canary(metrics, a, a.status, at), now)
     finally:
         metrics.close()
     decision = decide(app.spec, app.status, observations, now)

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from reconciler import templates
+
 GROUP = "canary.atze.io"
 VERSION = "v1"
 KIND = "CanaryApp"
@@ -27,6 +29,15 @@ DEFAULT_DEPLOYMENT_READY_WAIT_SECONDS = 120
 DEFAULT_STEP_WEIGHT = 10
 DEFAULT_MAX_WEIGHT = 50
 DEFAULT_FAILURE_THRESHOLD = 1
+DEFAULT_MIN_CANARY_REQUESTS = 1
+# Flagger's default: how long a rollout may go without progress (no canary traffic, no answer) before it is
+# rolled back.
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+# How much evidence the status keeps: the last checks and the last rollouts.
+MAX_CHECK_RECORDS = 10
+MAX_ROLLOUT_RECORDS = 10
+MAX_SERIES_PER_CHECK = 3
+MAX_EVIDENCE_TEXT = 512
 
 
 class _Model(BaseModel):
@@ -52,6 +63,20 @@ class CanaryAppSpec(_Model):
     failure_threshold: Annotated[int, Field(ge=1)] = DEFAULT_FAILURE_THRESHOLD
     hosts: tuple[str, ...] = ()
     gateways: tuple[str, ...] = ()
+    canary_traffic_query: Annotated[str, Field(min_length=1)] | None = None
+    min_canary_requests: Annotated[int, Field(ge=0)] = DEFAULT_MIN_CANARY_REQUESTS
+    progress_deadline_seconds: Annotated[int, Field(ge=1)] = DEFAULT_PROGRESS_DEADLINE_SECONDS
+
+    @field_validator("prometheus_query", "canary_traffic_query")
+    @classmethod
+    def _known_variables(cls, query: str | None) -> str | None:
+        unknown = templates.unknown_variables(query or "")
+        if unknown:
+            raise ValueError(
+                f"unknown query variable {', '.join(repr(name) for name in unknown)}: "
+                f"use {', '.join('{{ ' + name + ' }}' for name in templates.VARIABLES)}"
+            )
+        return query
 
     @field_validator("image")
     @classmethod
@@ -110,6 +135,44 @@ class CheckOutcome(enum.StrEnum):
     CLEAN = "Clean"  # the query returned no result: no errors
     ERRORS_FOUND = "ErrorsFound"  # the query returned a result: the canary is failing
     QUERY_FAILED = "QueryFailed"  # Prometheus unreachable, bad PromQL, timeout, unusable answer
+    NO_CANARY_TRAFFIC = "NoCanaryTraffic"  # too few canary requests in the window: no evidence either way
+
+
+class RolloutResult(enum.StrEnum):
+    PROGRESSING = "Progressing"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABANDONED = "Abandoned"
+
+
+class Series(_Model):
+    """One series a query returned: its labels and its value at the check."""
+
+    labels: dict[str, str]
+    value: str
+
+
+class CheckRecord(_Model):
+    """The evidence of one check: when, at which weight, what was asked and what came back."""
+
+    time: str
+    weight: int
+    outcome: CheckOutcome
+    message: str = ""
+    query: str = ""
+    series: tuple[Series, ...] = ()
+    canary_requests: float | None = None
+
+
+class RolloutRecord(_Model):
+    """One rollout from start to end: the image, when, the weights it reached, how and why it ended."""
+
+    image: str
+    started_at: str
+    finished_at: str | None = None
+    result: RolloutResult = RolloutResult.PROGRESSING
+    weights: tuple[int, ...] = ()
+    reason: str = ""
 
 
 class CanaryAppStatus(_Model):
@@ -129,6 +192,8 @@ class CanaryAppStatus(_Model):
     last_check_message: str = ""
     last_retry_token: str | None = None
     last_applied_hash: str | None = None
+    checks: tuple[CheckRecord, ...] = ()
+    rollouts: tuple[RolloutRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
     # Fields of the original operator, kept up to date for tools that read them.
     successful_release: str | None = None

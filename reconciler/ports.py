@@ -3,10 +3,12 @@ in-memory fakes. The core (`decide.py`, `desired.py`) needs none of them."""
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.decide import CheckResult, DeploymentState
+from reconciler.analysis import QueryResult
+from reconciler.decide import DeploymentState
 from reconciler.desired import DesiredStack
 from reconciler.names import ObjectRef
 
@@ -26,7 +28,7 @@ class StackRunner(Protocol):
 
 
 class MetricsSource(Protocol):
-    def check(self, prometheus_url: str, query: str) -> CheckResult: ...
+    def query(self, prometheus_url: str, query: str, at: datetime.datetime | None = None) -> QueryResult: ...
 
 
 class Cluster(Protocol):

@@ -13,6 +13,13 @@ CANARY_ABANDONED = "CanaryAbandoned"
 RETRY_REQUESTED = "RetryRequested"
 WAITING = "Waiting"
 SKIPPED_FAILED_IMAGE = "FailedImageSkipped"
+NO_CANARY_TRAFFIC = "NoCanaryTraffic"
+QUERY_FAILED_IGNORED = "QueryFailedIgnored"
+
+# Causes of a rollback (the reason of a status.rollouts record)
+CHECKS_FAILED = "ChecksFailed"
+CANARY_NOT_READY = "CanaryNotReady"
+ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
 
 # Errors (Event reasons)
 INVALID_SPEC = "InvalidSpec"

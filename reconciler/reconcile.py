@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler import reasons
+from reconciler import analysis, reasons
+from reconciler.analysis import CheckResult
 from reconciler.decide import (
-    CheckResult,
     Decision,
     Hold,
     Observations,
@@ -41,17 +41,41 @@ def utc_now() -> datetime.datetime:
 
 
 def observe(
-    app: CanaryApp, cluster: Cluster, check: Callable[[CanaryApp], CheckResult], now: datetime.datetime
+    app: CanaryApp,
+    cluster: Cluster,
+    check: Callable[[CanaryApp, datetime.datetime], CheckResult],
+    now: datetime.datetime,
 ) -> Observations:
-    """Reads what `decide()` needs: both Deployments and, only when a check is due, the metric."""
+    """Reads what `decide()` needs: both Deployments and, only when a check is due, the metrics."""
     namespace, name, status = app.metadata.namespace, app.metadata.name, app.status
     return Observations(
         generation=app.metadata.generation,
         primary=cluster.deployment_state(namespace, primary_name(name)),
         canary=cluster.deployment_state(namespace, canary_name(name)) if status.canary_image else None,
-        check=check(app) if wants_check(app.spec, status, now) else None,
+        check=check(app, now) if wants_check(app.spec, status, now) else None,
         retry_token=app.metadata.annotations.get(RETRY_ANNOTATION),
     )
+
+
+def check_canary(
+    metrics: MetricsSource,
+    app: CanaryApp,
+    status: CanaryAppStatus,
+    now: datetime.datetime,
+    *,
+    at_now: bool = True,
+) -> CheckResult:
+    """One check: the error query and the traffic query, rendered for `now`, answered and assessed.
+
+    `at_now=False` evaluates both queries at `now` in Prometheus' history (the backtest).
+    """
+    spec, url = app.spec, str(app.spec.prometheus_url)
+    variables = analysis.query_variables(app.metadata.name, app.metadata.namespace, spec, status, now)
+    queries = analysis.render_queries(spec, variables)
+    at = None if at_now else now
+    errors = metrics.query(url, queries.errors, at)
+    traffic = metrics.query(url, queries.traffic, at) if queries.traffic is not None else None
+    return analysis.assess(queries, errors, traffic, spec.min_canary_requests)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -173,8 +197,8 @@ class Reconciler:
                 retry_after=NAME_CONFLICT_RETRY_SECONDS,
             )
 
-    def _check(self, app: CanaryApp) -> CheckResult:
-        result = self.metrics.check(str(app.spec.prometheus_url), app.spec.prometheus_query)
+    def _check(self, app: CanaryApp, now: datetime.datetime) -> CheckResult:
+        result = check_canary(self.metrics, app, app.status, now)
         self.telemetry.check_finished(result.outcome)
         return result
 

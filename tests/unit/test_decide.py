@@ -9,12 +9,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import decide as d
-from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
+from reconciler.model import (
+    MAX_CHECK_RECORDS,
+    MAX_ROLLOUT_RECORDS,
+    CanaryAppSpec,
+    CanaryAppStatus,
+    CheckOutcome,
+    CheckRecord,
+    Phase,
+    RolloutRecord,
+    RolloutResult,
+    Series,
+)
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 CLEAN = d.CheckResult(CheckOutcome.CLEAN)
 ERRORS = d.CheckResult(CheckOutcome.ERRORS_FOUND, "5xx found")
 QUERY_FAILED = d.CheckResult(CheckOutcome.QUERY_FAILED, "unreachable")
+NO_TRAFFIC = d.CheckResult(CheckOutcome.NO_CANARY_TRAFFIC, "no canary traffic observed", canary_requests=0)
 
 
 def spec(**changes: object) -> CanaryAppSpec:
@@ -246,12 +258,48 @@ CASES = [
     ),
     pytest.param(
         spec(failWhenPrometheusFails=False),
-        running(30),
+        running(30, lastTrafficShift=stamp(0)),
         d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
         10,
-        d.Advance,
-        {"canary_weight": 40, "last_check_outcome": CheckOutcome.QUERY_FAILED},
-        id="query failure is ignored otherwise",
+        d.HoldWeight,
+        {"canary_weight": 30, "failed_checks": 0, "last_check_outcome": CheckOutcome.QUERY_FAILED},
+        id="an ignored query failure neither fails nor advances",
+    ),
+    pytest.param(
+        spec(failWhenPrometheusFails=False, progressDeadlineSeconds=60),
+        running(30, checked_at=60, lastTrafficShift=stamp(0)),
+        d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
+        70,
+        d.Rollback,
+        {"phase": Phase.FAILED, "failed_images": ("app:v2",)},
+        id="ignored query failures past the progress deadline roll back",
+    ),
+    pytest.param(
+        spec(),
+        running(30, lastTrafficShift=stamp(0)),
+        d.Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
+        10,
+        d.HoldWeight,
+        {"canary_weight": 30, "failed_checks": 0, "last_check_outcome": CheckOutcome.NO_CANARY_TRAFFIC},
+        id="no canary traffic holds the weight",
+    ),
+    pytest.param(
+        spec(progressDeadlineSeconds=60),
+        running(30, checked_at=55, lastTrafficShift=stamp(0)),
+        d.Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
+        65,
+        d.Rollback,
+        {"phase": Phase.FAILED, "canary_weight": 0, "failed_images": ("app:v2",)},
+        id="no canary traffic past the progress deadline rolls back",
+    ),
+    pytest.param(
+        spec(progressDeadlineSeconds=60),
+        running(50, checked_at=55, lastTrafficShift=stamp(0)),
+        d.Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
+        65,
+        d.Rollback,
+        {"phase": Phase.FAILED},
+        id="silence at maxWeight is never promoted",
     ),
     pytest.param(
         spec(),
@@ -368,7 +416,7 @@ def test_condition_transition_time_is_kept_while_unchanged() -> None:
 
 # --- invariants over random runs --------------------------------------------------------------------------
 
-outcomes = st.sampled_from([CLEAN, ERRORS, QUERY_FAILED, None])
+outcomes = st.sampled_from([CLEAN, ERRORS, QUERY_FAILED, NO_TRAFFIC, None])
 
 
 @settings(max_examples=200, deadline=None)
@@ -409,7 +457,8 @@ def test_rollout_invariants(
             assert new.canary_weight == 0
         if isinstance(decision, d.Promote):
             assert current.failed_checks < threshold
-            assert observations.check is not None
+            # Promotion needs a clean check: silence (no traffic, no answer) is never health.
+            assert observations.check is CLEAN
         if isinstance(decision, d.StartCanary):
             assert decision.image not in current.failed_images
         if isinstance(decision, d.Rollback):
@@ -419,3 +468,54 @@ def test_rollout_invariants(
     if "app:v2" in current.failed_images:
         follow_up = d.decide(the_spec, current, d.Observations(primary=ready("app:v1")), at(clock + 100))
         assert not isinstance(follow_up, d.StartCanary)
+
+
+def test_every_check_is_recorded_with_its_evidence_and_bounded() -> None:
+    series = (Series(labels={"response_code": "500"}, value="3"),)
+    found = d.CheckResult(CheckOutcome.ERRORS_FOUND, "3 errors", "rate(x[1m]) > 0", series, 42.0)
+    old_checks = tuple(
+        CheckRecord(time=stamp(0), weight=10, outcome=CheckOutcome.CLEAN) for _ in range(MAX_CHECK_RECORDS)
+    )
+    current = status(**running(30, lastTrafficShift=stamp(0))).model_copy(update={"checks": old_checks})
+    decision = d.decide(
+        spec(failureThreshold=2), current, d.Observations(canary=ready("app:v2"), check=found), at(10)
+    )
+    assert len(decision.status.checks) == MAX_CHECK_RECORDS
+    assert decision.status.checks[-1] == CheckRecord(
+        time=stamp(10),
+        weight=30,
+        outcome=CheckOutcome.ERRORS_FOUND,
+        message="3 errors",
+        query="rate(x[1m]) > 0",
+        series=series,
+        canary_requests=42.0,
+    )
+
+
+def test_a_rollout_is_recorded_from_start_to_end() -> None:
+    the_spec = spec(stepWeight=25, maxWeight=50)
+    started = d.decide(the_spec, status(**STEADY_V1), d.Observations(primary=ready("app:v1")), at(0))
+    assert started.status.rollouts[-1] == RolloutRecord(image="app:v2", started_at=stamp(0))
+    first = d.decide(the_spec, started.status, d.Observations(canary=ready("app:v2")), at(1))
+    second = d.decide(the_spec, first.status, d.Observations(canary=ready("app:v2"), check=CLEAN), at(11))
+    assert second.status.rollouts[-1].weights == (25, 50)
+    failed = d.decide(the_spec, second.status, d.Observations(canary=ready("app:v2"), check=ERRORS), at(21))
+    record = failed.status.rollouts[-1]
+    assert (record.result, record.finished_at, record.weights) == (
+        RolloutResult.ROLLED_BACK,
+        stamp(21),
+        (25, 50),
+    )
+    assert record.reason.startswith("ChecksFailed: check 1/1 failed: 5xx found")
+
+
+def test_rollout_records_are_bounded() -> None:
+    records = tuple(
+        RolloutRecord(image=f"app:v{n}", started_at=stamp(0), result=RolloutResult.PROMOTED)
+        for n in range(MAX_ROLLOUT_RECORDS)
+    )
+    current = status(**STEADY_V1).model_copy(update={"rollouts": records})
+    started = d.decide(spec(), current, d.Observations(primary=ready("app:v1")), at(0))
+    assert len(started.status.rollouts) == MAX_ROLLOUT_RECORDS
+    assert started.status.rollouts[-1].image == "app:v2"
+    assert started.status.rollouts[0].image == "app:v1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import httpx
 import pytest
 
@@ -56,7 +58,7 @@ def test_unreachable_and_timeout_are_query_failures() -> None:
 
     for handler, fragment in ((refuse, "unreachable"), (slow, "timed out")):
         metrics = PrometheusMetrics(transport=httpx.MockTransport(handler))
-        result = metrics.check("http://prometheus:9090/", "up")
+        result = metrics.query("http://prometheus:9090/", "up")
         assert result.outcome == CheckOutcome.QUERY_FAILED
         assert fragment in result.message
 
@@ -68,6 +70,20 @@ def test_query_is_sent_to_the_query_api() -> None:
         seen.append(request)
         return httpx.Response(200, json=vector())
 
-    PrometheusMetrics(transport=httpx.MockTransport(answer)).check("http://prom:9090/", 'up{job="x"}')
+    metrics = PrometheusMetrics(transport=httpx.MockTransport(answer))
+    metrics.query("http://prom:9090/", 'up{job="x"}')
+    metrics.query("http://prom:9090/", "up", at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
     assert seen[0].url.path == "/api/v1/query"
     assert seen[0].url.params["query"] == 'up{job="x"}'
+    assert "time" not in seen[0].url.params
+    assert seen[1].url.params["time"] == "1767225600.000"
+
+
+def test_series_are_kept_as_evidence_capped_and_counted() -> None:
+    many = [{"metric": {"__name__": "x", "pod": f"p{n}"}, "value": [1, str(n)]} for n in range(5)]
+    result = classify(200, vector(*many))
+    assert result.total_series == 5
+    assert [series.labels for series in result.series] == [{"pod": "p0"}, {"pod": "p1"}, {"pod": "p2"}]
+    assert [series.value for series in result.series] == ["0", "1", "2"]
+    assert result.message.endswith("and 2 more")
+    assert result.sum() == 3.0

@@ -9,7 +9,8 @@ import datetime
 from typing import Any
 
 from reconciler.adapters.pulumi_stacks import summarize_step_error
-from reconciler.decide import CheckResult, DeploymentState
+from reconciler.analysis import QueryResult
+from reconciler.decide import DeploymentState
 from reconciler.desired import DesiredStack
 from reconciler.errors import NameConflictError, TransientError
 from reconciler.model import FINALIZER, CheckOutcome
@@ -75,8 +76,8 @@ class FakeStacks:
 
 
 class FakeMetrics:
-    def check(self, prometheus_url: str, query: str) -> CheckResult:
-        return CheckResult(CheckOutcome.CLEAN)
+    def query(self, prometheus_url: str, query: str, at: datetime.datetime | None = None) -> QueryResult:
+        return QueryResult(CheckOutcome.CLEAN)
 
 
 class FakeEvents:

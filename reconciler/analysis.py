@@ -1,0 +1,154 @@
+"""The canary analysis as data: what a check asks Prometheus, and what its answers mean. Pure.
+
+A check runs two queries. The CanaryApp's `prometheusQuery` returns a result when the canary is failing
+(the original operator's contract). The traffic query counts the canary's requests in the same window,
+because an empty error query proves nothing by itself: a canary that served nothing, or a query whose
+label matches nothing, also returns nothing. Silence is not health, so a check is clean only when the
+canary demonstrably served at least `minCanaryRequests` requests and no error result came back.
+
+    error query ──failed──▶ QueryFailed
+        │ result ─────────▶ ErrorsFound      (errors are evidence even with little traffic)
+        │ empty
+    traffic query ─failed─▶ QueryFailed
+        │ count < minimum ▶ NoCanaryTraffic  (hold the weight; the progress deadline bounds the wait)
+        └ enough ─────────▶ Clean
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+
+from reconciler import templates
+from reconciler.model import (
+    MAX_EVIDENCE_TEXT,
+    MAX_SERIES_PER_CHECK,
+    CanaryAppSpec,
+    CanaryAppStatus,
+    CheckOutcome,
+    Series,
+)
+from reconciler.names import canary_name, primary_name
+
+# Requests the canary's workload answered in the window, as Istio's destination sidecars count them.
+DEFAULT_TRAFFIC_QUERY = (
+    'sum(increase(istio_requests_total{reporter="destination",'
+    'destination_workload_namespace="{{ namespace }}",destination_workload="{{ canary }}"}[{{ window }}]))'
+)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One answer of the metrics source: `series` is empty for an empty result; `outcome` is QUERY_FAILED
+    (with the cause in `message`) when there was no usable answer, else CLEAN (empty) or ERRORS_FOUND."""
+
+    outcome: CheckOutcome
+    message: str = ""
+    series: tuple[Series, ...] = ()
+    total_series: int = 0
+
+    def sum(self) -> float:
+        values = [_number(series.value) for series in self.series]
+        return sum(value for value in values if math.isfinite(value))
+
+
+@dataclass(frozen=True)
+class RenderedQueries:
+    errors: str
+    traffic: str | None  # None: the traffic check is off (minCanaryRequests 0)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check found, with its evidence; `decide()` consumes it."""
+
+    outcome: CheckOutcome
+    message: str = ""
+    query: str = ""
+    series: tuple[Series, ...] = ()
+    canary_requests: float | None = None
+
+
+def query_variables(
+    name: str, namespace: str, spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime
+) -> dict[str, str]:
+    """The values of the template variables at `now`: the window starts at the last weight change."""
+    since = status.last_traffic_shift
+    window = (now - _parse(since)).total_seconds() if since else spec.traffic_shift_update_interval
+    return {
+        "name": name,
+        "namespace": namespace,
+        "canary": canary_name(name),
+        "primary": primary_name(name),
+        "interval": templates.promql_duration(spec.traffic_shift_update_interval),
+        "window": templates.promql_duration(window),
+    }
+
+
+def render_queries(spec: CanaryAppSpec, variables: dict[str, str]) -> RenderedQueries:
+    traffic = spec.canary_traffic_query or DEFAULT_TRAFFIC_QUERY
+    return RenderedQueries(
+        errors=templates.render(spec.prometheus_query, variables),
+        traffic=templates.render(traffic, variables) if spec.min_canary_requests > 0 else None,
+    )
+
+
+def assess(
+    queries: RenderedQueries, errors: QueryResult, traffic: QueryResult | None, min_requests: int
+) -> CheckResult:
+    """One check's outcome from the two answers (see the module's diagram)."""
+    requests = traffic.sum() if traffic is not None and traffic.outcome != CheckOutcome.QUERY_FAILED else None
+
+    def result(outcome: CheckOutcome, message: str) -> CheckResult:
+        return CheckResult(outcome, _short(message), queries.errors, errors.series, requests)
+
+    if errors.outcome != CheckOutcome.CLEAN:
+        return result(errors.outcome, errors.message)
+    if traffic is None:
+        return result(CheckOutcome.CLEAN, "error query returned no result")
+    if requests is None:
+        return result(CheckOutcome.QUERY_FAILED, f"canary traffic query failed: {traffic.message}")
+    counted = f"{_count(requests)} canary requests in the window"
+    if requests < min_requests:
+        return result(
+            CheckOutcome.NO_CANARY_TRAFFIC,
+            f"no canary traffic observed: {counted}, at least {min_requests} needed",
+        )
+    return result(CheckOutcome.CLEAN, f"error query returned no result; {counted}")
+
+
+def capped_series(series: list[tuple[dict[str, str], str]]) -> tuple[Series, ...]:
+    """At most MAX_SERIES_PER_CHECK series, each label value cut to a bounded length, for the status."""
+    return tuple(
+        Series(labels={key: value[:128] for key, value in labels.items() if key != "__name__"}, value=value)
+        for labels, value in series[:MAX_SERIES_PER_CHECK]
+    )
+
+
+def describe_series(result: QueryResult) -> str:
+    shown = ", ".join(
+        "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}=" + s.value
+        for s in result.series
+    )
+    more = result.total_series - len(result.series)
+    return f"query returned {result.total_series} series: {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def _count(requests: float) -> str:
+    return str(int(requests)) if requests == int(requests) else f"{requests:.1f}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_EVIDENCE_TEXT else text[: MAX_EVIDENCE_TEXT - 1] + "…"
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan
+
+
+def _parse(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,9 +1,12 @@
 """`make demo`: the canary story of the original project, told on this machine with real parts.
 
 A local cluster, Prometheus, the reconciler (`canaryapp run`) and the local traffic layer (the stand-in for
-Istio's data plane, `devenv/mesh.py`) start; the sample CanaryApp is applied; v2 is rolled out with clean
-traffic and promoted; v3 is rolled out while a share of the traffic hits `/nothello`, and rolled back. Each
-step is printed as it happens, a summary at the end, and the exit code is 0 only if the story happened.
+Istio's data plane, `devenv/mesh.py`) start. The story is told twice: with the sample CanaryApp (its query
+counts the canary workload's own errors), then with the original operator's manifest and its query unchanged
+(it filters on `destination_service_name`). Each time v2 is rolled out with clean traffic and promoted, and v3
+is rolled out while a share of the traffic hits `/nothello`, and rolled back. Each step is printed as it
+happens with the check's value and the canary's request count, a summary at the end, and the exit code is 0
+only if the story happened.
 `demo-up` / `demo-down` keep the same environment running for the walkthrough by hand.
 """
 
@@ -38,6 +41,8 @@ from reconciler.model import GROUP, PLURAL, VERSION
 NAMESPACE = "default"
 NAME = "canaryapp-sample"
 SAMPLE = REPO_ROOT / "examples" / "canaryapp-sample.yaml"
+ORIGINAL_NAME = "canaryapp-original"
+ORIGINAL = REPO_ROOT / "examples" / "original-operator-sample.yaml"
 IMAGE = "status-code-server"
 DEMO_INTERVAL_SECONDS = 3
 ROLLOUT_TIMEOUT_SECONDS = 240
@@ -47,10 +52,15 @@ ROLLOUT_TIMEOUT_SECONDS = 240
 class Environment:
     cluster: LocalCluster
     prometheus: PrometheusServer
-    mesh: LocalMesh
+    meshes: dict[str, LocalMesh]  # the traffic layer of each CanaryApp, by name
     reconciler: ReconcilerProcess
     custom: kubernetes.client.CustomObjectsApi
     apps: kubernetes.client.AppsV1Api
+
+    @property
+    def mesh(self) -> LocalMesh:
+        """The sample's traffic layer (the one the walkthrough curls)."""
+        return self.meshes[NAME]
 
     def env_lines(self) -> dict[str, str]:
         return {
@@ -69,12 +79,16 @@ def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> 
     workdir.mkdir(parents=True, exist_ok=True)
     with running(workdir / "cluster") as cluster:
         cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
-        mesh = LocalMesh(cluster.kubeconfig, NAMESPACE, NAME, workdir / "mesh", listen_port=mesh_port)
-        mesh.start()
+        meshes = {
+            NAME: LocalMesh(cluster.kubeconfig, NAMESPACE, NAME, workdir / "mesh", listen_port=mesh_port),
+            ORIGINAL_NAME: LocalMesh(cluster.kubeconfig, NAMESPACE, ORIGINAL_NAME, workdir / "mesh-original"),
+        }
+        for mesh in meshes.values():
+            mesh.start()
         prometheus = PrometheusServer(
             workdir / "prometheus",
-            {"local-mesh": [mesh.metrics_address]},
-            metrics_paths={"local-mesh": "/stats/prometheus"},
+            {f"local-mesh-{name}": [mesh.metrics_address] for name, mesh in meshes.items()},
+            metrics_paths={f"local-mesh-{name}": "/stats/prometheus" for name in meshes},
             port=prometheus_port,
         )
         reconciler = ReconcilerProcess(cluster.kubeconfig, NAMESPACE, workdir / "reconciler")
@@ -87,7 +101,7 @@ def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> 
             yield Environment(
                 cluster,
                 prometheus,
-                mesh,
+                meshes,
                 reconciler,
                 kubernetes.client.CustomObjectsApi(api),
                 kubernetes.client.AppsV1Api(api),
@@ -95,19 +109,22 @@ def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> 
         finally:
             reconciler.stop()
             prometheus.stop()
-            mesh.stop()
+            for mesh in meshes.values():
+                mesh.stop()
 
 
-def local_sample(prometheus_url: str) -> dict[str, Any]:
-    """The sample CanaryApp with the local Prometheus and a short interval, so the demo takes minutes."""
-    sample: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
-    sample["spec"]["prometheusURL"] = prometheus_url
-    sample["spec"]["trafficShiftUpdateInterval"] = DEMO_INTERVAL_SECONDS
-    return sample
+def local_manifest(path: Path, prometheus_url: str) -> dict[str, Any]:
+    """A CanaryApp manifest with the local Prometheus and a short interval, so the demo takes minutes; the
+    rest, its query included, as written."""
+    manifest: dict[str, Any] = yaml.safe_load(path.read_text())
+    manifest["spec"]["prometheusURL"] = prometheus_url
+    manifest["spec"]["trafficShiftUpdateInterval"] = DEMO_INTERVAL_SECONDS
+    return manifest
 
 
 @dataclass
 class Rollout:
+    app: str
     image: str
     started: float
     steps: list[int] = field(default_factory=list)
@@ -124,13 +141,13 @@ class Story:
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
-    def status(self) -> dict[str, Any]:
-        app: Any = self.env.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME)
+    def status(self, name: str = NAME) -> dict[str, Any]:
+        app: Any = self.env.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
         return dict(app.get("status") or {})
 
-    def weights(self) -> tuple[int, int]:
+    def weights(self, name: str = NAME) -> tuple[int, int]:
         vs: Any = self.env.custom.get_namespaced_custom_object(
-            "networking.istio.io", "v1", NAMESPACE, "virtualservices", NAME
+            "networking.istio.io", "v1", NAMESPACE, "virtualservices", name
         )
         route = vs["spec"]["http"][0]["route"]
         return int(route[0]["weight"]), int(route[1]["weight"])
@@ -139,94 +156,117 @@ class Story:
     def _synced(status: dict[str, Any]) -> bool:
         return any(c["type"] == "StackSynced" and c["status"] == "True" for c in status.get("conditions", []))
 
-    def settled(self, phase: str) -> bool:
-        status = self.status()
+    def settled(self, phase: str, name: str = NAME) -> bool:
+        status = self.status(name)
         return status.get("phase") == phase and self._synced(status)
 
-    def curl(self, path: str) -> tuple[int, str]:
+    def curl(self, path: str, name: str = NAME) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(self.env.mesh.url + path, timeout=5) as response:
+            with urllib.request.urlopen(self.env.meshes[name].url + path, timeout=5) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def apply_sample(self) -> None:
-        self.env.custom.create_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, local_sample(self.env.prometheus.url)
-        )
-        self.say(f"applied {NAME} with {IMAGE}:v1 (examples/canaryapp-sample.yaml, local Prometheus)")
-        wait_until(lambda: self.settled("Ready"), timeout=ROLLOUT_TIMEOUT_SECONDS, what=f"{NAME} Ready")
-        self.say(f"Ready: primary serves {IMAGE}:v1; curl /hello -> {self.curl('/hello')}")
+    def apply(self, manifest: Path) -> str:
+        body = local_manifest(manifest, self.env.prometheus.url)
+        name = str(body["metadata"]["name"])
+        self.env.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+        source = manifest.relative_to(REPO_ROOT)
+        self.say(f"applied {name} with {body['spec']['image']} ({source}, local Prometheus)")
+        self.say(f"  its query: {' '.join(body['spec']['prometheusQuery'].split())}")
+        wait_until(lambda: self.settled("Ready", name), timeout=ROLLOUT_TIMEOUT_SECONDS, what=f"{name} Ready")
+        self.say(f"Ready: primary serves {body['spec']['image']}; curl /hello -> {self.curl('/hello', name)}")
+        return name
 
-    def roll_out(self, version: str, until: str) -> Rollout:
-        rollout = Rollout(f"{IMAGE}:{version}", time.monotonic())
+    def roll_out(self, version: str, until: str, name: str = NAME) -> Rollout:
+        rollout = Rollout(name, f"{IMAGE}:{version}", time.monotonic())
         self.env.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, NAME, {"spec": {"image": rollout.image}}
+            GROUP, VERSION, NAMESPACE, PLURAL, name, {"spec": {"image": rollout.image}}
         )
-        self.say(f"patched spec.image to {rollout.image}")
+        self.say(f"patched {name} spec.image to {rollout.image}")
         last_line = ""
         deadline = time.monotonic() + ROLLOUT_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            status, (primary, canary) = self.status(), self.weights()
+            status, (primary, canary) = self.status(name), self.weights(name)
             if canary and (not rollout.steps or rollout.steps[-1] != canary):
                 rollout.steps.append(canary)
             applying = "" if self._synced(status) else " (applying)"
             line = (
-                f"weights primary {primary:3d}% / canary {canary:3d}% | "
-                f"check {status.get('lastCheckOutcome') or '-':<11} | phase {status.get('phase')}{applying}"
+                f"weights primary {primary:3d}% / canary {canary:3d}% | {check_line(status):<44} | "
+                f"phase {status.get('phase')}{applying}"
             )
             if line != last_line:
                 self.say(line)
                 last_line = line
-            if self.settled(until):
+            if self.settled(until, name):
                 break
             time.sleep(0.25)
         rollout.seconds = time.monotonic() - rollout.started
-        rollout.result = str(self.status().get("phase"))
-        self.say(f"{rollout.result}: {self.status().get('message')}")
+        rollout.result = str(self.status(name).get("phase"))
+        self.say(f"{rollout.result}: {self.status(name).get('message')}")
         self.rollouts.append(rollout)
         return rollout
 
     def check_world(self) -> list[str]:
         """What the story promised, read from the world; returns the broken promises."""
         problems = []
-        status = self.status()
-        primary: Any = self.env.apps.read_namespaced_deployment(f"{NAME}-primary", NAMESPACE)
-        if primary.spec.template.spec.containers[0].image != f"{IMAGE}:v2":
-            problems.append("the primary does not run v2")
-        with contextlib.suppress(kubernetes.client.exceptions.ApiException):
-            self.env.apps.read_namespaced_deployment(f"{NAME}-canary", NAMESPACE)
-            problems.append("a canary Deployment is left")
-        if f"{IMAGE}:v3" not in status.get("failedImages", []):
-            problems.append("v3 is not recorded in failedImages")
-        if self.weights() != (100, 0):
-            problems.append(f"weights are {self.weights()}, not 100/0")
-        answers = {self.curl("/hello") for _ in range(10)}
-        if answers != {(200, "Hello! v2")}:
-            problems.append(f"/hello through the traffic layer answered {sorted(answers)}")
+        for name in (NAME, ORIGINAL_NAME):
+            status = self.status(name)
+            primary: Any = self.env.apps.read_namespaced_deployment(f"{name}-primary", NAMESPACE)
+            if primary.spec.template.spec.containers[0].image != f"{IMAGE}:v2":
+                problems.append(f"the primary of {name} does not run v2")
+            with contextlib.suppress(kubernetes.client.exceptions.ApiException):
+                self.env.apps.read_namespaced_deployment(f"{name}-canary", NAMESPACE)
+                problems.append(f"a canary Deployment of {name} is left")
+            if f"{IMAGE}:v3" not in status.get("failedImages", []):
+                problems.append(f"v3 is not recorded in the failedImages of {name}")
+            if self.weights(name) != (100, 0):
+                problems.append(f"the weights of {name} are {self.weights(name)}, not 100/0")
+            answers = {self.curl("/hello", name) for _ in range(10)}
+            if answers != {(200, "Hello! v2")}:
+                problems.append(f"/hello of {name} through the traffic layer answered {sorted(answers)}")
         return problems
 
     def summary(self, problems: list[str]) -> None:
         print("\nSummary", flush=True)
         for rollout in self.rollouts:
             steps = " -> ".join(f"{weight}%" for weight in rollout.steps) or "none"
-            print(f"  {rollout.image}: {rollout.result} after {rollout.seconds:.0f}s; canary weights {steps}")
-        print(f"  failedImages: {self.status().get('failedImages', [])}")
+            print(
+                f"  {rollout.app} {rollout.image}: {rollout.result} after {rollout.seconds:.0f}s; "
+                f"canary weights {steps}"
+            )
+        for name in (NAME, ORIGINAL_NAME):
+            print(f"  {name}: failedImages {self.status(name).get('failedImages', [])}")
         print(f"  /hello through the traffic layer: {self.curl('/hello')}")
         print(f"  total: {time.monotonic() - self.started:.0f}s")
         print("  story: " + ("as told" if not problems else "BROKEN: " + "; ".join(problems)), flush=True)
 
 
+def check_line(status: dict[str, Any]) -> str:
+    """The last check as a demo line: outcome, the error query's value, the canary's request count."""
+    checks = status.get("checks") or []
+    if not checks:
+        return "check -"
+    last = checks[-1]
+    value = last["series"][0]["value"] if last.get("series") else "none"
+    requests = last.get("canaryRequests")
+    counted = "?" if requests is None else f"{requests:g}"
+    return f"check {last['outcome']:<15} value {value:<6} canary requests {counted}"
+
+
 def tell_story(env: Environment) -> Story:
-    """The story itself: v1, a clean v2 promoted, a v3 under failing traffic rolled back."""
+    """The story, twice: v1, a clean v2 promoted, a v3 under failing traffic rolled back — first with the
+    sample's canary-scoped query, then with the original operator's manifest and query as written."""
     story = Story(env)
     story.say(f"up: local cluster, Prometheus {env.prometheus.url}, reconciler, traffic layer {env.mesh.url}")
-    story.apply_sample()
-    story.roll_out("v2", until="Succeeded")
-    env.mesh.set_mix(0.5)
-    story.say("the traffic layer now sends half of the requests to /nothello (500 from any version)")
-    story.roll_out("v3", until="Failed")
-    env.mesh.set_mix(0.0)
+    for manifest in (SAMPLE, ORIGINAL):
+        name = story.apply(manifest)
+        mesh = env.meshes[name]
+        story.roll_out("v2", until="Succeeded", name=name)
+        mesh.set_mix(0.5)
+        story.say("the traffic layer now sends half of the requests to /nothello (500 from any version)")
+        story.roll_out("v3", until="Failed", name=name)
+        mesh.set_mix(0.0)
     return story
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import shutil
@@ -11,7 +12,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from reconciler import logs
+from reconciler import backtest, logs
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
 from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
@@ -19,8 +20,9 @@ from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.http import StatusServer
 from reconciler.leader import LeaderElector
 from reconciler.loop import Controller
+from reconciler.model import CanaryApp
 from reconciler.policy import RoutingPolicy
-from reconciler.reconcile import Reconciler
+from reconciler.reconcile import Reconciler, check_canary, utc_now
 from reconciler.telemetry import Telemetry
 
 log = logging.getLogger("canaryapp")
@@ -31,7 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="canaryapp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_arguments(commands.add_parser("run", help="run the reconciler"))
+    add_backtest_arguments(
+        commands.add_parser(
+            "backtest",
+            help="replay a CanaryApp's analysis against Prometheus history",
+            description=backtest.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     args = parser.parse_args(argv)
+    if args.command == "backtest":
+        return backtest_command(args)
     config = run_config(args)
     logs.configure(config.log_format, config.log_level)
     missing = [binary for binary in REQUIRED_BINARIES if shutil.which(binary) is None]
@@ -48,6 +60,55 @@ def main(argv: list[str] | None = None) -> int:
             "set it from a Secret (config/manager does)"
         )
     return run(config)
+
+
+def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("canaryapp", metavar="NAMESPACE/NAME", help="the CanaryApp whose analysis to replay")
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--last", default="1h", help="replay the last DURATION (1h, 30m, 2h30m; default 1h)")
+    window.add_argument("--from", dest="start", help="start time, ISO 8601 (e.g. 2026-11-28T10:00:00Z)")
+    parser.add_argument("--to", dest="end", help="end time with --from, ISO 8601 (default: now)")
+    parser.add_argument("--kubeconfig", default=os.environ.get("CANARYAPP_KUBECONFIG"), help="kubeconfig")
+    parser.add_argument(
+        "--prometheus-url", help="query this Prometheus instead of spec.prometheusURL (e.g. a port-forward)"
+    )
+
+
+def backtest_command(args: argparse.Namespace) -> int:
+    """Exit code: 0 if the analysis would have promoted, 1 if it would have rolled back, 3 if neither."""
+    namespace, slash, name = args.canaryapp.partition("/")
+    if not slash or not namespace or not name:
+        raise SystemExit(f"canaryapp backtest: {args.canaryapp!r} is not NAMESPACE/NAME, e.g. default/web")
+    try:
+        end = _moment(args.end) if args.end else utc_now()
+        start = _moment(args.start) if args.start else end - backtest.parse_duration(args.last)
+    except ValueError as error:
+        raise SystemExit(f"canaryapp backtest: {error}") from error
+    if start >= end:
+        raise SystemExit("canaryapp backtest: --from must be before --to")
+    cluster = KubeCluster(load_client_config(args.kubeconfig))
+    raw = cluster.get_canary_app(namespace, name)
+    if raw is None:
+        raise SystemExit(f"canaryapp backtest: CanaryApp {namespace}/{name} not found (check the kubeconfig)")
+    app = CanaryApp.model_validate(raw)
+    if args.prometheus_url:
+        app = app.model_copy(
+            update={"spec": app.spec.model_copy(update={"prometheus_url": args.prometheus_url})}
+        )
+    metrics = PrometheusMetrics()
+    try:
+        result = backtest.replay(
+            app, lambda a, status, at: check_canary(metrics, a, status, at, at_now=False), start, end
+        )
+    finally:
+        metrics.close()
+    print(backtest.render(app, result, start, end))
+    return 0 if result.promoted else 1 if result.rolled_back else 3
+
+
+def _moment(text: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def run(config: RunConfig, stop: threading.Event | None = None) -> int:

@@ -55,7 +55,16 @@ def error_query(namespace: str, name: str) -> str:
     return f'canary_errors{{namespace="{namespace}", canaryapp="{name}"}} > 0'
 
 
+def traffic_query() -> str:
+    """The test traffic query: the canary requests the test's exporter reports for this CanaryApp (templated,
+    as a user's query for another mesh would be)."""
+    return 'canary_requests{namespace="{{ namespace }}", canaryapp="{{ name }}"}'
+
+
 def canary_app(name: str, image: str, query: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
+    """A test CanaryApp. Its traffic check is off (minCanaryRequests 0) unless the test sets one: most tests
+    drive only the error gauge of the exporter, which reports no requests; test_rollouts.py and
+    test_analysis.py run with the traffic check on."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "CanaryApp",
@@ -71,6 +80,7 @@ def canary_app(name: str, image: str, query: str, prometheus_url: str, **spec: A
             "deploymentReadyWaitTime": 60,
             "stepWeight": 20,
             "maxWeight": 40,
+            "minCanaryRequests": 0,
             **spec,
         },
     }

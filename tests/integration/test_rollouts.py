@@ -1,6 +1,7 @@
 """Whole rollouts on the local cluster: the reconciler process, the Pulumi engine and Kubernetes provider,
-and a real Prometheus scraping an exporter whose error gauge each test sets. Assertions read the world:
-Deployments, the VirtualService's weights and the CanaryApp status."""
+and a real Prometheus scraping an exporter whose error and canary-request gauges each test sets (the traffic
+check is on: a check is clean only with canary requests). Assertions read the world: Deployments, the
+VirtualService's weights and the CanaryApp status."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, WeightRecorder, canary_app, error_query, wait_for
+from tests.integration.helpers import (
+    Apps,
+    WeightRecorder,
+    canary_app,
+    error_query,
+    traffic_query,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +38,16 @@ def apps(kube: object, namespace: str) -> Apps:
     return Apps(kube, namespace)  # type: ignore[arg-type]
 
 
+def set_requests(exporter: ControlledExporter, namespace: str, name: str, value: float) -> None:
+    exporter.set("canary_requests", {"namespace": namespace, "canaryapp": name}, value)
+
+
 def create_ready(
     apps: Apps, exporter: ControlledExporter, prometheus_url: str, name: str, **spec: object
 ) -> None:
     set_errors(exporter, apps.namespace, name, 0)
+    set_requests(exporter, apps.namespace, name, 50)
+    spec = {"canaryTrafficQuery": traffic_query(), "minCanaryRequests": 1, **spec}
     apps.create_ready(name, prometheus_url, **spec)
 
 
@@ -71,6 +85,12 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert status["successfulRelease"] == "app:v2"
     assert status.get("failedImages", []) == []
     assert {c["type"]: c["status"] for c in status["conditions"]}["Promoted"] == "True"
+    # The evidence: every check with its rendered query and the canary's requests; the rollout's record.
+    last_check = status["checks"][-1]
+    assert (last_check["outcome"], last_check["weight"], last_check["canaryRequests"]) == ("Clean", 40, 50)
+    assert last_check["query"] == error_query(apps.namespace, "web")
+    rollout = status["rollouts"][-1]
+    assert (rollout["image"], rollout["result"], rollout["weights"]) == ("app:v2", "Promoted", [20, 40])
 
     set_errors(exporter, apps.namespace, "web", 1)
     wait_for(lambda: _prometheus_sees_errors(prometheus, apps.namespace, "web"), 30, "errors scraped")
@@ -81,6 +101,11 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert failed["failedImages"] == ["app:v3"]
     assert failed["lastFailedTag"] == "app:v3"
     assert failed["primaryImage"] == "app:v2"
+    failed_check = failed["checks"][-1]
+    assert failed_check["outcome"] == "ErrorsFound"
+    assert failed_check["series"][0]["labels"]["canaryapp"] == "web"
+    assert failed_check["series"][0]["value"] == "1"
+    assert failed["rollouts"][-1]["result"] == "RolledBack"
     assert apps.deployment_image("web-primary") == "app:v2"
     assert apps.deployment("web-canary") is None
     assert apps.weights("web") == (100, 0)
@@ -106,39 +131,81 @@ def _prometheus_sees_errors(prometheus: PrometheusServer, namespace: str, name: 
     return bool(prometheus.query(error_query(namespace, name)))
 
 
-@pytest.mark.parametrize(
-    ("fail_when_prometheus_fails", "final_phase"), [(True, "Failed"), (False, "Succeeded")]
-)
-def test_prometheus_down_mid_rollout(
-    apps: Apps,
-    reconciler: ReconcilerProcess,
-    exporter: ControlledExporter,
-    tmp_path: Path,
-    fail_when_prometheus_fails: bool,
-    final_phase: str,
+def test_prometheus_down_mid_rollout_fails_it_by_default(
+    apps: Apps, reconciler: ReconcilerProcess, exporter: ControlledExporter, tmp_path: Path
 ) -> None:
     own = PrometheusServer(tmp_path / "prometheus", {"controlled": [exporter.address]})
     own.start()
     try:
-        create_ready(
-            apps,
-            exporter,
-            own.url,
-            "api",
-            failWhenPrometheusFails=fail_when_prometheus_fails,
-            trafficShiftUpdateInterval=3,
-        )
+        create_ready(apps, exporter, own.url, "api", trafficShiftUpdateInterval=3)
         apps.patch_spec("api", image="app:v2")
         wait_for(lambda: (apps.status("api").get("canaryWeight") == 20) or None, ROLLOUT_TIMEOUT, "weight 20")
     finally:
         own.stop()
-    status = wait_for(lambda: apps.phase_is("api", final_phase), ROLLOUT_TIMEOUT, final_phase)
+    status = wait_for(lambda: apps.phase_is("api", "Failed"), ROLLOUT_TIMEOUT, "Failed")
     assert status["lastCheckOutcome"] == "QueryFailed"
     assert apps.deployment("api-canary") is None
     assert apps.weights("api") == (100, 0)
-    expected_primary = "app:v2" if final_phase == "Succeeded" else "app:v1"
-    assert apps.deployment_image("api-primary") == expected_primary
-    assert status.get("failedImages", []) == ([] if final_phase == "Succeeded" else ["app:v2"])
+    assert apps.deployment_image("api-primary") == "app:v1"
+    assert status["failedImages"] == ["app:v2"]
+    assert status["rollouts"][-1]["reason"].startswith("ChecksFailed")
+
+
+def test_prometheus_down_holds_the_weight_when_failures_are_ignored(
+    apps: Apps, reconciler: ReconcilerProcess, exporter: ControlledExporter, tmp_path: Path
+) -> None:
+    """failWhenPrometheusFails: false keeps a rollout from failing, but no answer is no evidence either: the
+    weight holds until Prometheus is back, then the rollout goes on."""
+    own = PrometheusServer(tmp_path / "prometheus", {"controlled": [exporter.address]})
+    own.start()
+    create_ready(apps, exporter, own.url, "api", failWhenPrometheusFails=False, trafficShiftUpdateInterval=3)
+    apps.patch_spec("api", image="app:v2")
+    wait_for(lambda: (apps.status("api").get("canaryWeight") == 20) or None, ROLLOUT_TIMEOUT, "weight 20")
+    own.stop()
+    try:
+        status = wait_for(
+            lambda: (
+                (s := apps.status("api"))
+                and sum(c["outcome"] == "QueryFailed" for c in s.get("checks", [])) >= 3
+                and s
+            ),
+            ROLLOUT_TIMEOUT,
+            "three ignored failed checks",
+        )
+        assert status["canaryWeight"] == 20
+        assert status["failedChecks"] == 0
+        assert status["phase"] == "Progressing"
+        assert apps.weights("api") == (80, 20)
+    finally:
+        own.start()
+    status = wait_for(lambda: apps.phase_is("api", "Succeeded"), ROLLOUT_TIMEOUT, "Succeeded")
+    assert apps.deployment_image("api-primary") == "app:v2"
+    assert status.get("failedImages", []) == []
+    own.stop()
+
+
+def test_no_canary_traffic_holds_then_rolls_back_at_the_progress_deadline(
+    apps: Apps, reconciler: ReconcilerProcess, exporter: ControlledExporter, prometheus: PrometheusServer
+) -> None:
+    create_ready(apps, exporter, prometheus.url, "quiet", progressDeadlineSeconds=12)
+    set_requests(exporter, apps.namespace, "quiet", 0)
+    apps.patch_spec("quiet", image="app:v2")
+    held = wait_for(
+        lambda: (s := apps.status("quiet")).get("lastCheckOutcome") == "NoCanaryTraffic" and s,
+        ROLLOUT_TIMEOUT,
+        "a check without canary traffic",
+    )
+    assert held["canaryWeight"] == 20
+    assert held["failedChecks"] == 0
+    assert "no canary traffic observed: 0 canary requests" in held["message"]
+    status = wait_for(lambda: apps.phase_is("quiet", "Failed"), ROLLOUT_TIMEOUT, "Failed")
+    assert status["rollouts"][-1]["result"] == "RolledBack"
+    assert status["rollouts"][-1]["reason"].startswith("NoCanaryTraffic: no canary traffic for")
+    assert status["rollouts"][-1]["weights"] == [20]
+    assert status["failedImages"] == ["app:v2"]
+    assert apps.weights("quiet") == (100, 0)
+    assert apps.deployment_image("quiet-primary") == "app:v1"
+    assert apps.deployment("quiet-canary") is None
 
 
 def test_newer_image_mid_canary_wins(

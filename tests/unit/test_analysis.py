@@ -73,12 +73,8 @@ def requests(count: float) -> QueryResult:
     ("errors", "traffic", "minimum", "outcome", "canary_requests"),
     [
         pytest.param(EMPTY, requests(12), 1, CheckOutcome.CLEAN, 12, id="no errors and traffic: clean"),
-        pytest.param(
-            EMPTY, EMPTY, 1, CheckOutcome.NO_CANARY_TRAFFIC, 0, id="empty traffic query"
-        ),
-        pytest.param(
-            EMPTY, requests(0), 1, CheckOutcome.NO_CANARY_TRAFFIC, 0, id="zero requests"
-        ),
+        pytest.param(EMPTY, EMPTY, 1, CheckOutcome.NO_CANARY_TRAFFIC, 0, id="empty traffic query"),
+        pytest.param(EMPTY, requests(0), 1, CheckOutcome.NO_CANARY_TRAFFIC, 0, id="zero requests"),
         pytest.param(EMPTY, requests(9), 10, CheckOutcome.NO_CANARY_TRAFFIC, 9, id="below the minimum"),
         pytest.param(ERRORS, EMPTY, 1, CheckOutcome.ERRORS_FOUND, 0, id="errors count without traffic"),
         pytest.param(FAILED, requests(5), 1, CheckOutcome.QUERY_FAILED, 5, id="error query failed"),

@@ -1,0 +1,204 @@
+"""Analysis you can trust, end to end with real traffic: the local traffic layer (labelling requests as
+Istio's stats filter does), a real Prometheus scraping it, the reconciler process and the real Pulumi engine.
+
+- The original operator's manifest, its query unchanged (it filters on destination_service_name="<name>"),
+  promotes a healthy canary and rolls back a failing one, and the status carries the evidence.
+- `canaryapp backtest` over the recorded history reaches the same verdicts at the same intervals.
+- A query whose window starts at the last weight change ({{ window }}) promotes a healthy rollout started
+  right after a failed one, where a fixed one-minute window still sees the old errors.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+
+from devenv.cluster import LocalCluster
+from devenv.mesh import METRICS_PATH, LocalMesh
+from devenv.processes import REPO_ROOT
+from devenv.prometheus import PrometheusServer
+from devenv.reconciler_process import ReconcilerProcess
+from tests.integration.helpers import Apps, wait_for
+
+pytestmark = pytest.mark.integration
+
+INTERVAL = 3
+ROLLOUT_TIMEOUT = 180
+ORIGINAL = REPO_ROOT / "examples" / "original-operator-sample.yaml"
+
+
+@dataclass
+class World:
+    apps: Apps
+    mesh: LocalMesh
+    prometheus: PrometheusServer
+    kubeconfig: Path
+
+
+@pytest.fixture
+def world_for(
+    cluster: LocalCluster, kube: kubernetes.client.ApiClient, namespace: str, tmp_path: Path
+) -> Iterator[Any]:
+    """Starts, for one CanaryApp name: the traffic layer following its VirtualService, a Prometheus scraping
+    the traffic layer, and the reconciler for the namespace."""
+    started: list[Any] = []
+
+    def start(name: str) -> World:
+        mesh = LocalMesh(cluster.kubeconfig, namespace, name, tmp_path / "mesh", request_rate=20)
+        mesh.start()
+        started.append(mesh)
+        prometheus = PrometheusServer(
+            tmp_path / "prometheus", {"mesh": [mesh.metrics_address]}, metrics_paths={"mesh": METRICS_PATH}
+        )
+        prometheus.start()
+        started.append(prometheus)
+        reconciler = ReconcilerProcess(cluster.kubeconfig, namespace, tmp_path / "reconciler")
+        reconciler.start()
+        started.append(reconciler)
+        return World(Apps(kube, namespace), mesh, prometheus, cluster.kubeconfig)
+
+    yield start
+    for part in reversed(started):
+        part.stop()
+
+
+def roll_out(world: World, name: str, image: str, phase: str) -> dict[str, Any]:
+    world.apps.patch_spec(name, image=image)
+    status: dict[str, Any] = wait_for(
+        lambda: (
+            world.apps.phase_is(name, phase)
+            and world.apps.status(name).get("rollouts", [{}])[-1].get("image") == image
+            and world.apps.status(name)
+        ),
+        ROLLOUT_TIMEOUT,
+        f"{image} {phase}",
+    )
+    return status
+
+
+def parse(stamp: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def backtest(world: World, name: str, start: datetime.datetime, end: datetime.datetime) -> tuple[int, str]:
+    result = subprocess.run(
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "canaryapp"),
+            "backtest",
+            f"{world.apps.namespace}/{name}",
+            "--from",
+            start.isoformat(),
+            "--to",
+            end.isoformat(),
+            f"--kubeconfig={world.kubeconfig}",
+            f"--prometheus-url={world.prometheus.url}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stdout
+
+
+def test_the_original_manifest_and_query_promote_a_healthy_canary_and_roll_back_a_failing_one(
+    world_for: Any,
+) -> None:
+    manifest = yaml.safe_load(ORIGINAL.read_text())
+    name = manifest["metadata"]["name"]
+    world: World = world_for(name)
+    manifest["spec"]["prometheusURL"] = world.prometheus.url
+    manifest["spec"]["trafficShiftUpdateInterval"] = INTERVAL
+    original_query = yaml.safe_load(ORIGINAL.read_text())["spec"]["prometheusQuery"]
+    assert manifest["spec"]["prometheusQuery"] == original_query
+    world.apps.create(manifest)
+    wait_for(lambda: world.apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, "v1 Ready")
+
+    promoted = roll_out(world, name, "status-code-server:v2", "Succeeded")
+    # Each step needed a clean check that saw canary traffic (a check that saw none would only hold).
+    v2_checks = [check for check in promoted["checks"] if check["outcome"] == "Clean"]
+    assert [check["weight"] for check in v2_checks] == [10, 20, 30, 40, 50]
+    assert all(check["canaryRequests"] >= 1 for check in v2_checks)
+    assert {check["outcome"] for check in promoted["checks"]} <= {"Clean", "NoCanaryTraffic"}
+    assert promoted["rollouts"][-1]["weights"] == [10, 20, 30, 40, 50]
+
+    world.mesh.set_mix(0.5)
+    failed = roll_out(world, name, "status-code-server:v3", "Failed")
+    assert failed["failedImages"] == ["status-code-server:v3"]
+    assert world.apps.deployment_image(f"{name}-primary") == "status-code-server:v2"
+    assert world.apps.weights(name) == (100, 0)
+    v3_check = failed["checks"][-1]
+    assert v3_check["outcome"] == "ErrorsFound"
+    assert v3_check["weight"] == 10
+    assert v3_check["query"] == original_query
+    assert v3_check["series"][0]["labels"]["response_code"] == "500"
+    assert v3_check["canaryRequests"] >= 1
+    assert failed["rollouts"][-1]["reason"].startswith("ChecksFailed")
+    world.mesh.set_mix(0.0)
+
+    # The backtest replays the recorded history and reaches the same verdicts at the same intervals.
+    v2_start = parse(v2_checks[0]["time"]) - datetime.timedelta(seconds=INTERVAL)
+    code, output = backtest(
+        world, name, v2_start, parse(v2_checks[-1]["time"]) + datetime.timedelta(seconds=1)
+    )
+    assert code == 0, output
+    assert "verdict: promoted at" in output
+    v3_time = parse(v3_check["time"])
+    code, output = backtest(
+        world, name, v3_time - datetime.timedelta(seconds=INTERVAL), v3_time + datetime.timedelta(seconds=30)
+    )
+    assert code == 1, output
+    assert f"verdict: rolled back at {v3_check['time']}" in output
+
+
+def errors_query(service: str, window: str) -> str:
+    """5xx answers of the app's Service (both tracks: the primary's errors count too) within `window`."""
+    selector = f'destination_service_name="{service}",response_code=~"5.."'
+    return f"sum by (destination_workload) (increase(istio_requests_total{{{selector}}}[{window}])) > 0"
+
+
+def test_a_window_from_the_last_weight_change_promotes_a_healthy_rollout_right_after_a_failed_one(
+    world_for: Any,
+) -> None:
+    name = "web"
+    world: World = world_for(name)
+    world.apps.create(
+        {
+            "apiVersion": "canary.atze.io/v1",
+            "kind": "CanaryApp",
+            "metadata": {"name": name},
+            "spec": {
+                "image": "status-code-server:v1",
+                "imageListenPort": 8088,
+                "prometheusQuery": errors_query("{{ name }}", "{{ window }}"),
+                "prometheusURL": world.prometheus.url,
+                "trafficShiftUpdateInterval": INTERVAL,
+            },
+        }
+    )
+    wait_for(lambda: world.apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, "v1 Ready")
+    world.mesh.set_mix(0.5)
+    roll_out(world, name, "status-code-server:v2", "Failed")
+    world.mesh.set_mix(0.0)
+    wait_for(lambda: not world.prometheus.query(errors_query(name, "2s")), 30, "no new errors for 2s")
+    fixed_minute = errors_query(name, "1m")
+    assert world.prometheus.query(fixed_minute), "a one-minute window still sees the failed rollout's errors"
+
+    promoted = roll_out(world, name, "status-code-server:v3", "Succeeded")
+    assert promoted["failedImages"] == ["status-code-server:v2"]
+    assert world.apps.deployment_image(f"{name}-primary") == "status-code-server:v3"
+    assert promoted["rollouts"][-1]["weights"] == [10, 20, 30, 40, 50]
+    clean = [check for check in promoted["checks"] if check["outcome"] == "Clean"]
+    assert len(clean) == 5
+    windows = [int(re.search(r"\[(\d+)s\]", check["query"]).group(1)) for check in clean]  # type: ignore[union-attr]
+    assert all(INTERVAL <= window <= 3 * INTERVAL for window in windows), windows

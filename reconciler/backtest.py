@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from reconciler import decide as core
 from reconciler.analysis import CheckResult
 from reconciler.model import CanaryApp, CanaryAppStatus, Phase
+from reconciler.readiness import DeploymentState
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -61,7 +62,7 @@ def replay(app: CanaryApp, check: Check, start: datetime.datetime, end: datetime
         last_traffic_shift=core.timestamp(start),
         last_check_time=core.timestamp(start),
     )
-    ready = core.DeploymentState(image=spec.image, ready=True)
+    ready = DeploymentState(image=spec.image, ready=True)
     steps: list[Step] = []
     moment = start + datetime.timedelta(seconds=spec.traffic_shift_update_interval)
     while moment <= end:

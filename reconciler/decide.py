@@ -37,17 +37,10 @@ from reconciler.model import (
     RolloutRecord,
     RolloutResult,
 )
+from reconciler.readiness import DeploymentState, ready_with
 
 # How often to look again while waiting for a Deployment to become ready.
 READINESS_POLL_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class DeploymentState:
-    """What the loop saw of a Deployment: its image and whether all its pods run that image and are ready."""
-
-    image: str
-    ready: bool
 
 
 @dataclass(frozen=True)
@@ -170,10 +163,6 @@ def wants_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.date
     )
 
 
-def _ready_with(state: DeploymentState | None, image: str | None) -> bool:
-    return state is not None and state.ready and state.image == image
-
-
 def decide(
     spec: CanaryAppSpec, status: CanaryAppStatus, observations: Observations, now: datetime.datetime
 ) -> Decision:
@@ -229,7 +218,7 @@ def _initialize(spec: CanaryAppSpec, status: CanaryAppStatus) -> Decision:
 def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations) -> Decision:
     if spec.image != status.primary_image:
         return _initialize(spec, status)
-    if _ready_with(obs.primary, status.primary_image):
+    if ready_with(obs.primary, status.primary_image):
         new = status.model_copy(
             update={
                 "phase": Phase.READY,
@@ -283,7 +272,7 @@ def _progressing(
         return AbandonCanary(new, 0.0, reasons.CANARY_ABANDONED, new.message)
 
     if status.canary_weight == 0:
-        if _ready_with(obs.canary, canary_image):
+        if ready_with(obs.canary, canary_image):
             return _advance(spec, status, spec.step_weight, now, "Canary is ready")
         waited = _seconds_since(status.canary_started_at, now)
         if waited >= spec.deployment_ready_wait_time:
@@ -303,7 +292,7 @@ def _progressing(
         return Hold(status, max(remaining, 0.0), reasons.WAITING, status.message)
 
     check = obs.check
-    if not _ready_with(obs.canary, canary_image):
+    if not ready_with(obs.canary, canary_image):
         check = CheckResult(CheckOutcome.ERRORS_FOUND, f"canary Deployment {canary_image} is not ready")
     record = CheckRecord(
         time=timestamp(now),
@@ -398,7 +387,7 @@ def _promote(status: CanaryAppStatus, now: datetime.datetime) -> Decision:
 
 
 def _promoting(status: CanaryAppStatus, obs: Observations, now: datetime.datetime) -> Decision:
-    if not _ready_with(obs.primary, status.primary_image):
+    if not ready_with(obs.primary, status.primary_image):
         new = status.model_copy(update={"message": f"Waiting for the primary to run {status.primary_image}"})
         return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
     promoted = _finish_rollout(status, RolloutResult.PROMOTED, "all checks clean", now)

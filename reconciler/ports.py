@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reconciler.analysis import QueryResult
-from reconciler.decide import DeploymentState
 from reconciler.desired import DesiredStack
 from reconciler.names import ObjectRef
+from reconciler.readiness import DeploymentState
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.decide import DeploymentState
 from reconciler.errors import TransientError
 from reconciler.model import GROUP, PLURAL, VERSION
 from reconciler.names import ObjectRef
+from reconciler.readiness import DeploymentState, deployment_state
 
 log = logging.getLogger(__name__)
 COMPONENT = "canaryapp-reconciler"
@@ -90,7 +90,7 @@ class KubeCluster:
             if error.status == 404:
                 return None
             raise _transient(error, f"reading Deployment {namespace}/{name}") from error
-        return deployment_state(deployment.to_dict())
+        return deployment_state(self.api_client.sanitize_for_serialization(deployment))
 
     # Ownership -------------------------------------------------------------------------------------------
 
@@ -152,19 +152,3 @@ class KubeCluster:
                 "Failed to record Event",
                 extra={"canaryapp": metadata["name"], "reason": reason, "status": error.status},
             )
-
-
-def deployment_state(deployment: dict[str, Any]) -> DeploymentState:
-    """Ready means: the controller saw the latest spec, every pod runs it, and all of them are available."""
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
-    metadata = deployment.get("metadata") or {}
-    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
-    wanted = spec.get("replicas", 1)
-    ready = (
-        (status.get("observed_generation") or 0) >= (metadata.get("generation") or 0)
-        and (status.get("updated_replicas") or 0) == wanted
-        and (status.get("available_replicas") or 0) == wanted
-        and (status.get("replicas") or 0) == wanted
-    )
-    return DeploymentState(image=containers[0].get("image", ""), ready=ready)

@@ -7,6 +7,7 @@ builds the `pulumi` command once and reuses it, so a step pays for the engine ru
 
 from __future__ import annotations
 
+import enum
 import logging
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ from urllib.parse import urlparse
 from pulumi import automation as auto
 
 from reconciler.desired import DesiredStack
-from reconciler.errors import PermanentError, StackBusyError, TransientError
+from reconciler.errors import PermanentError, ReconcileError, StackBusyError, TransientError
 from reconciler.names import stack_name
 from reconciler.ports import StepReport
 
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 PROJECT_NAME = "canaryapp"
 _STACK_ERROR_RETRY_SECONDS = 10.0
-_PERMANENT = (auto.errors.CompilationError, auto.errors.InlineSourceRuntimeError)
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,38 @@ class PulumiSettings:
         return Path(parsed.path) if parsed.scheme == "file" else None
 
 
+class Step(enum.StrEnum):
+    UP = "up"
+    DESTROY = "destroy"
+
+
+class Failure(enum.Enum):
+    """How a failed step is retried (mapped from the Automation API's exceptions in `classify_failure`)."""
+
+    BUSY = enum.auto()  # another update holds the stack lock
+    PERMANENT = enum.auto()  # the program itself is broken: the same input fails the same way
+    TRANSIENT = enum.auto()  # anything else the engine reported: retry later
+
+
+# The Automation API's exceptions mapped to ours, most specific first (as httpx maps its transports' errors).
+_FAILURES: tuple[tuple[type[Exception], Failure], ...] = (
+    (auto.errors.ConcurrentUpdateError, Failure.BUSY),
+    (auto.errors.CompilationError, Failure.PERMANENT),
+    (auto.errors.InlineSourceRuntimeError, Failure.PERMANENT),
+    (auto.errors.CommandError, Failure.TRANSIENT),
+)
+
+
+def classify_failure(error: Exception) -> Failure | None:
+    """The kind of a step's exception; None for an exception that is not the engine's (a bug: re-raised)."""
+    return next((kind for exception, kind in _FAILURES if isinstance(error, exception)), None)
+
+
 @dataclass(frozen=True)
 class _Outcome:
     changes: dict[str, int]
     seconds: float
-    error_kind: str = ""
+    failure: Failure | None = None
     error: str = ""
 
 
@@ -98,12 +125,12 @@ def _workspace_stack(name: str, *, create: bool) -> auto.Stack:
     return select(stack_name=name, project_name=PROJECT_NAME, program=lambda: None, opts=options)
 
 
-def _run(step: str, name: str, desired_json: str) -> _Outcome:
+def _run(step: Step, name: str, desired_json: str) -> _Outcome:
     from stacks.program import build_program  # noqa: PLC0415 - imported in the worker, not the loop
 
     started = time.monotonic()
     try:
-        if step == "up":
+        if step == Step.UP:
             desired = DesiredStack.from_json(desired_json)
             stack = _cached_stacks.get(name) or _workspace_stack(name, create=True)
             stack.workspace.program = build_program(desired)
@@ -119,12 +146,11 @@ def _run(step: str, name: str, desired_json: str) -> _Outcome:
             destroyed = stack.destroy(color="never", suppress_progress=True, on_output=lambda _line: None)
             changes = {str(op): count for op, count in (destroyed.summary.resource_changes or {}).items()}
             stack.workspace.remove_stack(name)
-    except auto.errors.ConcurrentUpdateError as error:
-        return _Outcome({}, time.monotonic() - started, "busy", summarize_step_error(error))
     except auto.errors.CommandError as error:
-        _cached_stacks.pop(name, None)  # select the stack afresh next time (its state may have gone)
-        kind = "permanent" if isinstance(error, _PERMANENT) else "transient"
-        return _Outcome({}, time.monotonic() - started, kind, summarize_step_error(error))
+        failure = classify_failure(error) or Failure.TRANSIENT
+        if failure != Failure.BUSY:
+            _cached_stacks.pop(name, None)  # select the stack afresh next time (its state may have gone)
+        return _Outcome({}, time.monotonic() - started, failure, summarize_step_error(error))
     return _Outcome(changes, time.monotonic() - started)
 
 
@@ -139,6 +165,21 @@ def summarize_step_error(error: Exception, lines: int = 2) -> str:
     errors = [line[line.index("error:") :] for line in text if "error:" in line]
     causes = list(dict.fromkeys(line for line in errors if not line.startswith(_GENERIC_ERRORS)))
     return " | ".join(causes[:lines] or errors[:lines] or text[-lines:])
+
+
+def outcome_error(step: Step, name: str, outcome: _Outcome) -> ReconcileError | None:
+    """The error a failed step raises, by its kind; None for a step that succeeded."""
+    if outcome.failure == Failure.BUSY:
+        return StackBusyError(
+            f"stack {name} is locked by another update; retrying ({outcome.error})", retry_after=5.0
+        )
+    if outcome.failure == Failure.PERMANENT:
+        return PermanentError(f"the Pulumi program for stack {name} failed: {outcome.error}")
+    if outcome.failure == Failure.TRANSIENT:
+        return TransientError(
+            f"`pulumi {step}` of stack {name} failed: {outcome.error}", retry_after=_STACK_ERROR_RETRY_SECONDS
+        )
+    return None
 
 
 class PulumiStacks:
@@ -175,12 +216,12 @@ class PulumiStacks:
         return count
 
     def apply(self, desired: DesiredStack) -> StepReport:
-        return self._step("up", desired.stack_name, desired.to_json())
+        return self._step(Step.UP, desired.stack_name, desired.to_json())
 
     def destroy(self, namespace: str, name: str) -> StepReport:
-        return self._step("destroy", stack_name(namespace, name), "")
+        return self._step(Step.DESTROY, stack_name(namespace, name), "")
 
-    def _step(self, step: str, name: str, desired_json: str) -> StepReport:
+    def _step(self, step: Step, name: str, desired_json: str) -> StepReport:
         with self._lock:
             pool = self._pool
         try:
@@ -190,15 +231,7 @@ class PulumiStacks:
                 if self._pool is pool:
                     self._pool = self._new_pool()
             raise TransientError(f"a Pulumi worker process died during `{step}` of stack {name}") from error
-        if outcome.error_kind == "busy":
-            raise StackBusyError(
-                f"stack {name} is locked by another update; retrying ({outcome.error})", retry_after=5.0
-            )
-        if outcome.error_kind == "permanent":
-            raise PermanentError(f"the Pulumi program for stack {name} failed: {outcome.error}")
-        if outcome.error_kind:
-            raise TransientError(
-                f"`pulumi {step}` of stack {name} failed: {outcome.error}",
-                retry_after=_STACK_ERROR_RETRY_SECONDS,
-            )
+        failed = outcome_error(step, name, outcome)
+        if failed is not None:
+            raise failed
         return StepReport(changes=outcome.changes, seconds=outcome.seconds)

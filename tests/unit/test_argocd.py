@@ -16,7 +16,9 @@ import yaml
 from lupa import lua51  # type: ignore[import-untyped]
 
 from reconciler import decide as d
+from reconciler.analysis import CheckResult
 from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
+from reconciler.readiness import DeploymentState
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "argocd-app"
@@ -89,8 +91,8 @@ class Rollout:
         return argocd_health(canaryapp(self.status, self.generation))
 
 
-def ready(image: str) -> d.DeploymentState:
-    return d.DeploymentState(image=image, ready=True)
+def ready(image: str) -> DeploymentState:
+    return DeploymentState(image=image, ready=True)
 
 
 def test_a_promoted_rollout_is_progressing_until_it_is_healthy() -> None:
@@ -105,7 +107,7 @@ def test_a_promoted_rollout_is_progressing_until_it_is_healthy() -> None:
     assert started == {"status": "Progressing", "message": rollout.status.message}
     assert "web:v2" in started["message"]
     assert rollout.tick("web:v2", primary=ready("web:v1"), canary=ready("web:v2"))["status"] == "Progressing"
-    clean = d.CheckResult(CheckOutcome.CLEAN)
+    clean = CheckResult(CheckOutcome.CLEAN)
     promoting = rollout.tick("web:v2", primary=ready("web:v1"), canary=ready("web:v2"), check=clean)
     assert rollout.status.phase == "Promoting"
     assert promoting["status"] == "Progressing"
@@ -120,7 +122,7 @@ def test_a_rolled_back_rollout_is_degraded_and_names_the_image_and_the_reason() 
     rollout.tick("web:v1", primary=ready("web:v1"))
     rollout.tick("web:v2", primary=ready("web:v1"))
     rollout.tick("web:v2", primary=ready("web:v1"), canary=ready("web:v2"))
-    errors = d.CheckResult(CheckOutcome.ERRORS_FOUND, "5xx answers of web-canary")
+    errors = CheckResult(CheckOutcome.ERRORS_FOUND, "5xx answers of web-canary")
     degraded = rollout.tick("web:v2", primary=ready("web:v1"), canary=ready("web:v2"), check=errors)
     assert rollout.status.phase == "Failed"
     assert degraded["status"] == "Degraded"

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import decide as d
+from reconciler.analysis import CheckResult
 from reconciler.model import (
     MAX_CHECK_RECORDS,
     MAX_ROLLOUT_RECORDS,
@@ -21,12 +22,13 @@ from reconciler.model import (
     RolloutResult,
     Series,
 )
+from reconciler.readiness import DeploymentState
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-CLEAN = d.CheckResult(CheckOutcome.CLEAN)
-ERRORS = d.CheckResult(CheckOutcome.ERRORS_FOUND, "5xx found")
-QUERY_FAILED = d.CheckResult(CheckOutcome.QUERY_FAILED, "unreachable")
-NO_TRAFFIC = d.CheckResult(CheckOutcome.NO_CANARY_TRAFFIC, "no canary traffic observed", canary_requests=0)
+CLEAN = CheckResult(CheckOutcome.CLEAN)
+ERRORS = CheckResult(CheckOutcome.ERRORS_FOUND, "5xx found")
+QUERY_FAILED = CheckResult(CheckOutcome.QUERY_FAILED, "unreachable")
+NO_TRAFFIC = CheckResult(CheckOutcome.NO_CANARY_TRAFFIC, "no canary traffic observed", canary_requests=0)
 
 
 def spec(**changes: object) -> CanaryAppSpec:
@@ -67,12 +69,12 @@ def running(weight: int, checked_at: float = 0, **more: object) -> dict[str, obj
     return {**CANARY_V2, "canaryWeight": weight, "lastCheckTime": stamp(checked_at), **more}
 
 
-def ready(image: str) -> d.DeploymentState:
-    return d.DeploymentState(image=image, ready=True)
+def ready(image: str) -> DeploymentState:
+    return DeploymentState(image=image, ready=True)
 
 
-def not_ready(image: str) -> d.DeploymentState:
-    return d.DeploymentState(image=image, ready=False)
+def not_ready(image: str) -> DeploymentState:
+    return DeploymentState(image=image, ready=False)
 
 
 CASES = [
@@ -432,7 +434,7 @@ def test_rollout_invariants(
     max_weight: int,
     threshold: int,
     fail_on_query: bool,
-    ticks: list[tuple[d.CheckResult | None, bool, int]],
+    ticks: list[tuple[CheckResult | None, bool, int]],
 ) -> None:
     the_spec = spec(
         stepWeight=step_weight,
@@ -446,7 +448,7 @@ def test_rollout_invariants(
         clock += advance
         observations = d.Observations(
             primary=ready(current.primary_image or ""),
-            canary=d.DeploymentState(image=current.canary_image or "", ready=canary_ready),
+            canary=DeploymentState(image=current.canary_image or "", ready=canary_ready),
             check=check if d.wants_check(the_spec, current, at(clock)) else None,
         )
         decision = d.decide(the_spec, current, observations, at(clock))
@@ -472,7 +474,7 @@ def test_rollout_invariants(
 
 def test_every_check_is_recorded_with_its_evidence_and_bounded() -> None:
     series = (Series(labels={"response_code": "500"}, value="3"),)
-    found = d.CheckResult(CheckOutcome.ERRORS_FOUND, "3 errors", "rate(x[1m]) > 0", series, 42.0)
+    found = CheckResult(CheckOutcome.ERRORS_FOUND, "3 errors", "rate(x[1m]) > 0", series, 42.0)
     old_checks = tuple(
         CheckRecord(time=stamp(0), weight=10, outcome=CheckOutcome.CLEAN) for _ in range(MAX_CHECK_RECORDS)
     )

@@ -10,13 +10,13 @@ from typing import Any
 
 from reconciler.adapters.pulumi_stacks import summarize_step_error
 from reconciler.analysis import QueryResult
-from reconciler.decide import DeploymentState
 from reconciler.desired import DesiredStack
 from reconciler.errors import NameConflictError, TransientError
 from reconciler.model import FINALIZER, CheckOutcome
 from reconciler.names import ObjectRef
 from reconciler.policy import RoutingPolicy
 from reconciler.ports import StepReport
+from reconciler.readiness import DeploymentState
 from reconciler.reconcile import Reconciler
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

@@ -1,0 +1,39 @@
+"""When a Deployment counts as rolled out: the predicate that decides when a canary gets traffic and when a
+promotion completes. Pure (a Deployment as the API server serves it, in, a small value out), so it is
+table-tested on its own (tests/unit/test_readiness.py), as Argo Rollouts tests its replica predicates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What the loop saw of a Deployment: its image and whether all its pods run that image and are ready."""
+
+    image: str
+    ready: bool
+
+
+def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
+    """Ready means: the controller saw the latest spec, every pod runs it, and all of them are available (no
+    old pod is left either). `deployment` is the API object as JSON (camelCase keys)."""
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    metadata = deployment.get("metadata") or {}
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    wanted = spec.get("replicas", 1)
+    ready = (
+        (status.get("observedGeneration") or 0) >= (metadata.get("generation") or 0)
+        and (status.get("updatedReplicas") or 0) == wanted
+        and (status.get("availableReplicas") or 0) == wanted
+        and (status.get("replicas") or 0) == wanted
+    )
+    return DeploymentState(image=containers[0].get("image", ""), ready=ready)
+
+
+def ready_with(state: DeploymentState | None, image: str | None) -> bool:
+    """The Deployment exists, is ready, and runs `image`."""
+    return state is not None and state.ready and state.image == image

@@ -12,20 +12,35 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.adapters.kube import KubeCluster
 from reconciler.errors import PermanentError, TransientError
+from reconciler.ports import Cluster
 from reconciler.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 MAX_BACKOFF_SECONDS = 300.0
+# (list function, its arguments, resourceVersion, timeout seconds) -> watch events
+WatchStream = Callable[[Any, tuple[Any, ...], str, int], Iterable[dict[str, Any]]]
+
+
+def _kubernetes_watch(
+    function: Any, args: tuple[Any, ...], resource_version: str, timeout_seconds: int
+) -> Iterable[dict[str, Any]]:
+    events: Iterable[dict[str, Any]] = watch.Watch().stream(
+        function,
+        *args,
+        resource_version=resource_version,
+        timeout_seconds=timeout_seconds,
+        allow_watch_bookmarks=True,
+    )
+    return events
 
 
 class WorkQueue:
@@ -96,19 +111,23 @@ def key_of(obj: dict[str, Any]) -> Key:
 class Controller:
     def __init__(
         self,
-        cluster: KubeCluster,
+        cluster: Cluster,
         reconciler: Reconciler,
         *,
         workers: int = 4,
         resync_seconds: float = 300.0,
         watch_timeout_seconds: int = 60,
+        stream: WatchStream | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cluster = cluster
         self.reconciler = reconciler
         self.workers = workers
         self.resync_seconds = resync_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
-        self.queue = WorkQueue()
+        self.stream = stream or _kubernetes_watch
+        self.clock = clock
+        self.queue = WorkQueue(clock)
         self.stopping = threading.Event()
         self._failures: dict[Key, int] = {}
         self._seen: dict[Key, tuple[object, ...]] = {}
@@ -152,18 +171,12 @@ class Controller:
             self._changed("ADDED", item)
             self.queue.add(key_of(item))
         self.synced.set()
-        next_resync = time.monotonic() + self.resync_seconds
+        next_resync = self.clock() + self.resync_seconds
         function, args = self.cluster.watch_function()
-        while not self.stopping.is_set() and time.monotonic() < next_resync:
-            stream = watch.Watch().stream(
-                function,
-                *args,
-                resource_version=resource_version,
-                timeout_seconds=self.watch_timeout_seconds,
-                allow_watch_bookmarks=True,
-            )
+        while not self.stopping.is_set() and self.clock() < next_resync:
+            events = self.stream(function, args, resource_version, self.watch_timeout_seconds)
             try:
-                for event in stream:
+                for event in events:
                     obj = event["object"]
                     if event["type"] == "ERROR":
                         if obj.get("code") == 410:
@@ -172,7 +185,7 @@ class Controller:
                     resource_version = obj["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK" and self._changed(event["type"], obj):
                         self.queue.add(key_of(obj))
-                    if self.stopping.is_set() or time.monotonic() >= next_resync:
+                    if self.stopping.is_set() or self.clock() >= next_resync:
                         break
             except ApiException as error:
                 if error.status == 410:

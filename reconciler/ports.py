@@ -36,6 +36,10 @@ class Cluster(Protocol):
 
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]: ...
 
+    def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
+        """The list function (and its arguments) a watch of CanaryApps streams from."""
+        ...
+
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
 
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:

@@ -92,7 +92,7 @@ def render(app: CanaryApp, result: Backtest, start: datetime.datetime, end: date
     for step in result.steps:
         requests = "-" if step.check.canary_requests is None else f"{step.check.canary_requests:g}"
         after = step.decision.status.canary_weight
-        decision = type(step.decision).__name__ + (f" -> {after}%" if after != step.weight else "")
+        decision = step.decision.kind + (f" -> {after}%" if after != step.weight else "")
         lines.append(
             f"{core.timestamp(step.time):<21} {step.weight:>5}%  {step.check.outcome.value:<16} "
             f"{requests:>8}  {decision}: {step.check.message}"

@@ -63,6 +63,11 @@ class Decision:
     def is_warning(self) -> bool:
         return False
 
+    @property
+    def kind(self) -> str:
+        """The decision's name as logs and the backtest show it."""
+        return type(self).__name__
+
 
 @dataclass(frozen=True)
 class Hold(Decision):
@@ -81,12 +86,12 @@ class BecomeReady(Decision):
 
 @dataclass(frozen=True)
 class StartCanary(Decision):
-    image: str
+    pass
 
 
 @dataclass(frozen=True)
 class Advance(Decision):
-    weight: int
+    pass
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,7 @@ def _steady(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime
             "message": f"Started canary {spec.image}; waiting for it to become ready",
         }
     )
-    return StartCanary(new, READINESS_POLL_SECONDS, reasons.CANARY_STARTED, new.message, image=spec.image)
+    return StartCanary(new, READINESS_POLL_SECONDS, reasons.CANARY_STARTED, new.message)
 
 
 def _progressing(
@@ -367,9 +372,7 @@ def _advance(
             "message": f"{why}; canary {status.canary_image} now receives {weight}%",
         }
     )
-    return Advance(
-        new, float(spec.traffic_shift_update_interval), reasons.WEIGHT_ADVANCED, new.message, weight=weight
-    )
+    return Advance(new, float(spec.traffic_shift_update_interval), reasons.WEIGHT_ADVANCED, new.message)
 
 
 def _promote(status: CanaryAppStatus, now: datetime.datetime) -> Decision:

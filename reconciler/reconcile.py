@@ -215,7 +215,7 @@ class Reconciler:
             "Decided CanaryApp step",
             extra={
                 "canaryapp": f"{metadata['namespace']}/{metadata['name']}",
-                "decision": type(decision).__name__,
+                "decision": decision.kind,
                 "phase": status.phase,
                 "weight": status.canary_weight,
                 "image": status.canary_image or status.primary_image,

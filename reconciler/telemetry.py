@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from reconciler.decide import AbandonCanary, CompletePromotion, Decision, Rollback, StartCanary
 from reconciler.model import Phase
 
-if TYPE_CHECKING:
-    from reconciler.decide import Decision
-
-_ROLLOUT_RESULTS = {"CompletePromotion": "promoted", "Rollback": "rolled_back", "AbandonCanary": "abandoned"}
+# The decisions that end a rollout, and the `result` label each gives it.
+_ROLLOUT_RESULTS: tuple[tuple[type[Decision], str], ...] = (
+    (CompletePromotion, "promoted"),
+    (Rollback, "rolled_back"),
+    (AbandonCanary, "abandoned"),
+)
 
 
 class Telemetry:
@@ -54,11 +56,11 @@ class Telemetry:
         )
 
     def decided(self, namespace: str, name: str, decision: Decision) -> None:
-        kind = type(decision).__name__
-        if kind == "StartCanary":
+        if isinstance(decision, StartCanary):
             self.rollouts_started.inc()
-        if kind in _ROLLOUT_RESULTS:
-            self.rollouts_finished.labels(_ROLLOUT_RESULTS[kind]).inc()
+        for ending, result in _ROLLOUT_RESULTS:
+            if isinstance(decision, ending):
+                self.rollouts_finished.labels(result).inc()
         self.canary_weight.labels(namespace, name).set(decision.status.canary_weight)
         for phase in Phase:
             self.phase.labels(namespace, name, phase.value).set(1 if decision.status.phase == phase else 0)

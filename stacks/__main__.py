@@ -10,5 +10,5 @@ from reconciler.dry_run import next_step
 from stacks.program import declare
 
 step = next_step(pulumi.get_stack())
-pulumi.log.info(f"next step: {type(step.decision).__name__}: {step.decision.message}")
+pulumi.log.info(f"next step: {step.decision.kind}: {step.decision.message}")
 declare(step.desired)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from reconciler import decide as d
 from reconciler.analysis import CheckResult
+from reconciler.desired import desired_stack
 from reconciler.model import (
     MAX_CHECK_RECORDS,
     MAX_ROLLOUT_RECORDS,
@@ -23,6 +24,7 @@ from reconciler.model import (
     Series,
 )
 from reconciler.readiness import DeploymentState
+from stacks.program import virtual_service_spec
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 CLEAN = CheckResult(CheckOutcome.CLEAN)
@@ -454,7 +456,11 @@ def test_rollout_invariants(
         decision = d.decide(the_spec, current, observations, at(clock))
         new = decision.status
         assert 0 <= new.canary_weight <= max_weight
-        assert (100 - new.canary_weight) + new.canary_weight == 100
+        # The route the Pulumi program declares for this status: weights in range, summing to 100.
+        routes = virtual_service_spec(desired_stack("web", "ns", "uid", the_spec, new))["http"][0]["route"]
+        assert all(0 <= route["weight"] <= 100 for route in routes)
+        assert sum(route["weight"] for route in routes) == 100
+        assert routes[1]["weight"] == (new.canary_weight if new.canary_image else 0)
         if new.canary_image is None:
             assert new.canary_weight == 0
         if isinstance(decision, d.Promote):
@@ -462,7 +468,7 @@ def test_rollout_invariants(
             # Promotion needs a clean check: silence (no traffic, no answer) is never health.
             assert observations.check is CLEAN
         if isinstance(decision, d.StartCanary):
-            assert decision.image not in current.failed_images
+            assert new.canary_image not in current.failed_images
         if isinstance(decision, d.Rollback):
             assert new.phase == Phase.FAILED
             assert "app:v2" in new.failed_images

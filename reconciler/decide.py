@@ -478,25 +478,12 @@ def _finish_status(
         ),
         (reasons.CONDITION_PROGRESSING, moving, progressing_reason, status.message),
     ]
-    others = [c for c in status.conditions if c.type not in {name for name, *_ in wanted}]
-    conditions = [
-        _condition(
-            status.condition(name),
-            condition_type=name,
-            value=value,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
-        for name, value, reason, message in wanted
-    ]
     return status.model_copy(
         update={
             "observed_generation": generation,
             "test_running": status.canary_image is not None,
             "traffic_shift": status.canary_weight,
-            "conditions": (*conditions, *others),
+            "conditions": _with_conditions(status, wanted, generation, now),
         }
     )
 
@@ -534,8 +521,19 @@ def with_stack_sync(
             else "No promotion is complete for spec.image",
         ),
     ]
+    conditions = _with_conditions(status, wanted, status.observed_generation or 0, now)
+    return status.model_copy(update={"conditions": conditions})
+
+
+# A condition as wanted: (type, true or false, reason, message).
+WantedCondition = tuple[str, bool, str, str]
+
+
+def _with_conditions(
+    status: CanaryAppStatus, wanted: list[WantedCondition], generation: int, now: datetime.datetime
+) -> tuple[Condition, ...]:
+    """The status's conditions with `wanted` set (the others kept as they are, in front)."""
     kept = [c for c in status.conditions if c.type not in {name for name, *_ in wanted}]
-    generation = status.observed_generation or 0
     updated = [
         _condition(
             status.condition(name),
@@ -548,7 +546,7 @@ def with_stack_sync(
         )
         for name, value, reason, message in wanted
     ]
-    return status.model_copy(update={"conditions": (*kept, *updated)})
+    return (*kept, *updated)
 
 
 def _condition(

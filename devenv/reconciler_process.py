@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from devenv.processes import REPO_ROOT, free_port
@@ -70,6 +71,14 @@ class ReconcilerProcess:
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+
+    def metrics(self) -> dict[str, float]:
+        """The process's /metrics as {'name{labels}': value} (prometheus text format, comments dropped)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        return {name: float(value) for name, value in samples}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -231,6 +231,7 @@ class Controller:
         try:
             requeue_after = self.reconciler.reconcile(namespace, name)
         except TransientError as error:
+            self.reconciler.telemetry.reconcile_failed()
             delay = self._backoff(key, error.retry_after)
             log.warning(
                 "Retrying CanaryApp after a transient error",
@@ -238,6 +239,7 @@ class Controller:
             )
             return delay
         except PermanentError as error:
+            self.reconciler.telemetry.reconcile_failed()
             self._failures.pop(key, None)
             log.error(
                 "Stopped reconciling CanaryApp until it changes",

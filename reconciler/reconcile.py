@@ -245,7 +245,6 @@ class Reconciler:
             "Failed to apply CanaryApp stack",
             extra={"canaryapp": metadata["name"], "reason": reason, "detail": failure},
         )
-        self.telemetry.reconcile_failed()
         self.events.emit(raw, reason, failure, warning=True)
         self.cluster.write_status(metadata["namespace"], metadata["name"], _status_body(failed))
 

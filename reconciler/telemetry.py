@@ -52,7 +52,9 @@ class Telemetry:
             "canaryapp_checks", "Metric checks, by outcome", ["outcome"], registry=self.registry
         )
         self.reconcile_errors = Counter(
-            "canaryapp_reconcile_errors", "Reconcile passes that failed", registry=self.registry
+            "canaryapp_reconcile_errors",
+            "Reconcile passes that failed (any error: API, Pulumi step, conflict)",
+            registry=self.registry,
         )
 
     def decided(self, namespace: str, name: str, decision: Decision) -> None:

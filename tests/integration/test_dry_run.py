@@ -39,15 +39,27 @@ def test_preview_shows_the_next_step_without_taking_it(
         extra_env={"KUBECONFIG": str(cluster.kubeconfig), "PULUMI_CONFIG_PASSPHRASE": reconciler.passphrase},
     )
     env = {**os.environ, **settings.environment()}
-    preview = subprocess.run(
-        ["pulumi", "preview", "--stack", f"{namespace}.web", "--non-interactive", "--color=never", "--diff"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    try:
+        preview = subprocess.run(
+            [
+                "pulumi",
+                "preview",
+                "--stack",
+                f"{namespace}.web",
+                "--non-interactive",
+                "--color=never",
+                "--diff",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        # `pulumi preview` writes the stack's settings file next to Pulumi.yaml, in the work tree.
+        (REPO_ROOT / f"Pulumi.{namespace}.web.yaml").unlink(missing_ok=True)
     output = preview.stdout + preview.stderr
     assert preview.returncode == 0, output
     assert "next step: StartCanary" in output
@@ -56,4 +68,3 @@ def test_preview_shows_the_next_step_without_taking_it(
     assert "app:v2" in output
     assert apps.deployment("web-canary") is None
     assert apps.status("web")["phase"] == "Ready"
-    (REPO_ROOT / f"Pulumi.{namespace}.web.yaml").unlink(missing_ok=True)

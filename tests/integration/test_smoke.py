@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -183,4 +182,3 @@ def test_prometheus_scrapes_an_exporter(prometheus: PrometheusServer, exporter: 
     exporter.set("smoke_value", {"probe": "smoke"}, 42)
     result = wait_for(lambda: prometheus.query('smoke_value{probe="smoke"}'), 30, "scraped value")
     assert float(result[0]["value"][1]) == 42
-    assert pulumi.__name__ == "pulumi"

@@ -16,6 +16,7 @@ from pathlib import Path
 import kubernetes
 
 from devenv.cluster import running
+from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
 from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
 from reconciler.desired import DesiredStack
@@ -78,9 +79,7 @@ def main() -> None:
         finally:
             stacks.close()
 
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(str(cluster.kubeconfig), client_configuration=configuration)
-        custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
+        custom = kubernetes.client.CustomObjectsApi(api_client(cluster.kubeconfig))
         patches = []
         for step in range(args.steps):
             canary = 10 + 10 * (step % 5)

@@ -32,6 +32,7 @@ import kubernetes
 import yaml
 
 from devenv.cluster import LocalCluster, running
+from devenv.kube import api_client, read_weights, stack_synced
 from devenv.mesh import LocalMesh
 from devenv.processes import REPO_ROOT, tools_bin, wait_until
 from devenv.prometheus import PrometheusServer
@@ -95,9 +96,7 @@ def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> 
         try:
             prometheus.start()
             reconciler.start()
-            configuration = kubernetes.client.Configuration()
-            kubernetes.config.load_kube_config(str(cluster.kubeconfig), client_configuration=configuration)
-            api = kubernetes.client.ApiClient(configuration)
+            api = api_client(cluster.kubeconfig)
             yield Environment(
                 cluster,
                 prometheus,
@@ -146,19 +145,11 @@ class Story:
         return dict(app.get("status") or {})
 
     def weights(self, name: str = NAME) -> tuple[int, int]:
-        vs: Any = self.env.custom.get_namespaced_custom_object(
-            "networking.istio.io", "v1", NAMESPACE, "virtualservices", name
-        )
-        route = vs["spec"]["http"][0]["route"]
-        return int(route[0]["weight"]), int(route[1]["weight"])
-
-    @staticmethod
-    def _synced(status: dict[str, Any]) -> bool:
-        return any(c["type"] == "StackSynced" and c["status"] == "True" for c in status.get("conditions", []))
+        return read_weights(self.env.custom, NAMESPACE, name) or (100, 0)
 
     def settled(self, phase: str, name: str = NAME) -> bool:
         status = self.status(name)
-        return status.get("phase") == phase and self._synced(status)
+        return status.get("phase") == phase and stack_synced(status)
 
     def curl(self, path: str, name: str = NAME) -> tuple[int, str]:
         try:
@@ -190,7 +181,7 @@ class Story:
             status, (primary, canary) = self.status(name), self.weights(name)
             if canary and (not rollout.steps or rollout.steps[-1] != canary):
                 rollout.steps.append(canary)
-            applying = "" if self._synced(status) else " (applying)"
+            applying = "" if stack_synced(status) else " (applying)"
             line = (
                 f"weights primary {primary:3d}% / canary {canary:3d}% | {check_line(status):<44} | "
                 f"phase {status.get('phase')}{applying}"

@@ -13,6 +13,7 @@ import pytest
 
 from devenv.cluster import LocalCluster, running
 from devenv.exporter import ControlledExporter
+from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
@@ -36,11 +37,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="session")
 def kube(cluster: LocalCluster) -> kubernetes.client.ApiClient:
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(
-        config_file=str(cluster.kubeconfig), client_configuration=configuration
-    )
-    return kubernetes.client.ApiClient(configuration)
+    return api_client(cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")
@@ -83,11 +80,7 @@ def limited_user(cluster: LocalCluster) -> Iterator[kubernetes.client.ApiClient]
     example = str(LIMITED_USER_EXAMPLE / "rbac.yaml")
     applied = kubectl(cluster.kubeconfig, "apply", "-f", example)
     assert applied.returncode == 0, applied.stderr
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(
-        config_file=str(cluster.kubeconfig), client_configuration=configuration
-    )
-    client = kubernetes.client.ApiClient(configuration)
+    client = api_client(cluster.kubeconfig)
     client.set_default_header("Impersonate-User", LIMITED_USER)
     yield client
     client.close()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from devenv.kube import read_weights, stack_synced
 from devenv.processes import REPO_ROOT, tool
 from reconciler.model import GROUP, PLURAL, VERSION
 
@@ -133,16 +134,7 @@ class Apps:
         return True
 
     def weights(self, name: str) -> tuple[int, int] | None:
-        try:
-            vs: Any = self.custom.get_namespaced_custom_object(
-                "networking.istio.io", "v1", self.namespace, "virtualservices", name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        route = vs["spec"]["http"][0]["route"]
-        return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
+        return read_weights(self.custom, self.namespace, name)
 
     def deployment(self, name: str) -> Any | None:
         try:
@@ -159,10 +151,7 @@ class Apps:
     def phase_is(self, name: str, phase: str) -> dict[str, Any] | None:
         """The status once it shows `phase` and the cluster matches it (StackSynced), else None."""
         status = self.status(name)
-        synced = any(
-            c["type"] == "StackSynced" and c["status"] == "True" for c in status.get("conditions", [])
-        )
-        return status if status.get("phase") == phase and synced else None
+        return status if status.get("phase") == phase and stack_synced(status) else None
 
 
 class WeightRecorder:

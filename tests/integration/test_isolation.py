@@ -8,6 +8,7 @@ import kubernetes
 import pytest
 
 from devenv.exporter import ControlledExporter
+from devenv.kube import condition
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 from tests.integration.helpers import Apps, canary_app, error_query, wait_for
@@ -57,8 +58,7 @@ def deny_deployment(kube: kubernetes.client.ApiClient, namespace: str, deploymen
 
 
 def synced_condition(apps: Apps, name: str) -> dict[str, str] | None:
-    conditions = apps.status(name).get("conditions", [])
-    return next((c for c in conditions if c["type"] == "StackSynced"), None)
+    return condition(apps.status(name), "StackSynced")
 
 
 def test_a_failing_canaryapp_does_not_hold_up_another(

@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devenv.cluster import LocalCluster, write_kubeconfig
 from devenv.exporter import ControlledExporter
+from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tool
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
@@ -109,8 +110,6 @@ def test_verbs_it_does_not_need_are_forbidden(
     call: object,
 ) -> None:
     kubeconfig = service_account_kubeconfig(kube, cluster, tmp_path / "sa.kubeconfig")
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(str(kubeconfig), client_configuration=configuration)
     with pytest.raises(ApiException) as forbidden:
-        call(kubernetes.client.ApiClient(configuration), namespace)  # type: ignore[operator]
+        call(api_client(kubeconfig), namespace)  # type: ignore[operator]
     assert forbidden.value.status == 403, action

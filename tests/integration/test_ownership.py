@@ -19,6 +19,7 @@ from tests.integration.helpers import kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
+NAME_CONFLICT = "NameConflict"
 NAMESPACE = "default"  # where the limited user may create CanaryApps
 ISTIO = ("networking.istio.io", "v1")
 
@@ -71,10 +72,6 @@ class AsUser:
             return False
 
         wait_for(gone, 60, f"CanaryApp {name} deleted (finalizer released)")
-
-
-def stack_synced(status: dict[str, Any]) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions", []) if c["type"] == "StackSynced"), None)
 
 
 def warning_reasons(core: kubernetes.client.CoreV1Api, name: str) -> list[str]:
@@ -183,13 +180,15 @@ def test_objects_it_does_not_own_are_never_changed_or_deleted(
     user.create(canary_app(name))
     try:
         condition = wait_for(
-            lambda: (c := stack_synced(user.status(name))) and c["reason"] == "NameConflict" and c,
+            lambda: (
+                (c := condition(user.status(name), "StackSynced")) and c["reason"] == "NameConflict" and c
+            ),
             60,
             "the name conflict reported",
         )
         for kind, body in victims:
-            assert f"{kind} {NAMESPACE}/{body['metadata']['name']}" in condition["message"]
-        assert condition["status"] == "False"
+            assert f"{kind} {NAMESPACE}/{body['metadata']['name']}" in conflict["message"]
+        assert conflict["status"] == "False"
         listed = kubectl(cluster.kubeconfig, "get", "canaryapp", name, "--namespace", NAMESPACE)
         assert "NameConflict" in listed.stdout, listed.stdout + listed.stderr
         described = kubectl(cluster.kubeconfig, "describe", "canaryapp", name, "--namespace", NAMESPACE)

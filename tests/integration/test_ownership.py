@@ -179,10 +179,8 @@ def test_objects_it_does_not_own_are_never_changed_or_deleted(
     user = AsUser(limited_user)
     user.create(canary_app(name))
     try:
-        condition = wait_for(
-            lambda: (
-                (c := condition(user.status(name), "StackSynced")) and c["reason"] == "NameConflict" and c
-            ),
+        conflict = wait_for(
+            lambda: (c := condition(user.status(name), "StackSynced")) and c["reason"] == NAME_CONFLICT and c,
             60,
             "the name conflict reported",
         )

@@ -277,26 +277,43 @@ def _progressing(
         return AbandonCanary(new, 0.0, reasons.CANARY_ABANDONED, new.message)
 
     if status.canary_weight == 0:
-        if ready_with(obs.canary, canary_image):
-            return _advance(spec, status, spec.step_weight, now, "Canary is ready")
-        waited = _seconds_since(status.canary_started_at, now)
-        if waited >= spec.deployment_ready_wait_time:
-            return _rollback(
-                status,
-                f"canary {canary_image} was not ready within deploymentReadyWaitTime "
-                f"({spec.deployment_ready_wait_time}s)",
-                now,
-                reasons.CANARY_NOT_READY,
-            )
-        remaining = spec.deployment_ready_wait_time - waited
-        new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
-        return Hold(new, min(READINESS_POLL_SECONDS, remaining), reasons.WAITING, new.message)
-
+        return _waiting_for_canary(spec, status, obs, now)
     remaining = seconds_until_check(spec, status, now)
     if remaining > 0 or obs.check is None:
         return Hold(status, max(remaining, 0.0), reasons.WAITING, status.message)
+    return _judge(spec, status, obs, obs.check, now)
 
-    check = obs.check
+
+def _waiting_for_canary(
+    spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
+) -> Decision:
+    """Weight 0: the canary gets its first step once ready, and is rolled back if it is not in time."""
+    canary_image = status.canary_image or ""
+    if ready_with(obs.canary, canary_image):
+        return _advance(spec, status, spec.step_weight, now, "Canary is ready")
+    waited = _seconds_since(status.canary_started_at, now)
+    if waited >= spec.deployment_ready_wait_time:
+        return _rollback(
+            status,
+            f"canary {canary_image} was not ready within deploymentReadyWaitTime "
+            f"({spec.deployment_ready_wait_time}s)",
+            now,
+            reasons.CANARY_NOT_READY,
+        )
+    remaining = spec.deployment_ready_wait_time - waited
+    new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
+    return Hold(new, min(READINESS_POLL_SECONDS, remaining), reasons.WAITING, new.message)
+
+
+def _judge(
+    spec: CanaryAppSpec,
+    status: CanaryAppStatus,
+    obs: Observations,
+    check: CheckResult,
+    now: datetime.datetime,
+) -> Decision:
+    """A due check, recorded as evidence, decides: advance, promote, hold, fail a check or roll back."""
+    canary_image = status.canary_image or ""
     if not ready_with(obs.canary, canary_image):
         check = CheckResult(CheckOutcome.ERRORS_FOUND, f"canary Deployment {canary_image} is not ready")
     record = CheckRecord(

@@ -122,16 +122,25 @@ class Reconciler:
                 namespace, name, [*finalizers, FINALIZER], metadata["resourceVersion"]
             )
             return 0.0
+        app = self._admitted(raw)
+        return None if app is None else self._step(raw, app)
+
+    def _admitted(self, raw: dict[str, Any]) -> CanaryApp | None:
+        """The CanaryApp if its spec is valid and within the policy; else reported on the object, and None."""
         try:
             app = CanaryApp.model_validate(raw)
         except ValidationError as error:
             self._report_invalid(raw, describe_validation_error(error))
             return None
-        refused = self.policy.violations(namespace, name, app.spec)
+        refused = self.policy.violations(app.metadata.namespace, app.metadata.name, app.spec)
         if refused:
             self._report_invalid(raw, "; ".join(refused))
             return None
+        return app
 
+    def _step(self, raw: dict[str, Any], app: CanaryApp) -> float | None:
+        """Decides, records the decision, applies the stack it implies (if it changed), records the result."""
+        namespace, name = app.metadata.namespace, app.metadata.name
         spec, status, now = app.spec, app.status, self.clock()
         decision = decide(spec, status, observe(app, self.cluster, self._check, now), now)
         desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)

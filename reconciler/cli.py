@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import os
 import shutil
@@ -12,17 +11,17 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from reconciler import backtest, logs
+from reconciler import backtest, commands, logs
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
 from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
+from reconciler.adapters.webhook import WebhookNotifier
 from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.http import StatusServer
 from reconciler.leader import LeaderElector
 from reconciler.loop import Controller
-from reconciler.model import CanaryApp
 from reconciler.policy import RoutingPolicy
-from reconciler.reconcile import Reconciler, check_canary, utc_now
+from reconciler.reconcile import Reconciler
 from reconciler.telemetry import Telemetry
 
 log = logging.getLogger("canaryapp")
@@ -64,51 +63,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("canaryapp", metavar="NAMESPACE/NAME", help="the CanaryApp whose analysis to replay")
-    window = parser.add_mutually_exclusive_group()
-    window.add_argument("--last", default="1h", help="replay the last DURATION (1h, 30m, 2h30m; default 1h)")
-    window.add_argument("--from", dest="start", help="start time, ISO 8601 (e.g. 2026-11-28T10:00:00Z)")
-    parser.add_argument("--to", dest="end", help="end time with --from, ISO 8601 (default: now)")
     parser.add_argument("--kubeconfig", default=os.environ.get("CANARYAPP_KUBECONFIG"), help="kubeconfig")
-    parser.add_argument(
-        "--prometheus-url", help="query this Prometheus instead of spec.prometheusURL (e.g. a port-forward)"
-    )
+    commands.add_backtest_window(parser)
 
 
 def backtest_command(args: argparse.Namespace) -> int:
-    """Exit code: 0 if the analysis would have promoted, 1 if it would have rolled back, 3 if neither."""
     namespace, slash, name = args.canaryapp.partition("/")
     if not slash or not namespace or not name:
         raise SystemExit(f"canaryapp backtest: {args.canaryapp!r} is not NAMESPACE/NAME, e.g. default/web")
-    try:
-        end = _moment(args.end) if args.end else utc_now()
-        start = _moment(args.start) if args.start else end - backtest.parse_duration(args.last)
-    except ValueError as error:
-        raise SystemExit(f"canaryapp backtest: {error}") from error
-    if start >= end:
-        raise SystemExit("canaryapp backtest: --from must be before --to")
-    cluster = KubeCluster(load_client_config(args.kubeconfig))
-    raw = cluster.get_canary_app(namespace, name)
-    if raw is None:
-        raise SystemExit(f"canaryapp backtest: CanaryApp {namespace}/{name} not found (check the kubeconfig)")
-    app = CanaryApp.model_validate(raw)
-    if args.prometheus_url:
-        app = app.model_copy(
-            update={"spec": app.spec.model_copy(update={"prometheus_url": args.prometheus_url})}
-        )
-    metrics = PrometheusMetrics()
-    try:
-        result = backtest.replay(
-            app, lambda a, status, at: check_canary(metrics, a, status, at, at_now=False), start, end
-        )
-    finally:
-        metrics.close()
-    print(backtest.render(app, result, start, end))
-    return 0 if result.promoted else 1 if result.rolled_back else 3
-
-
-def _moment(text: str) -> datetime.datetime:
-    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+    return commands.run_backtest(load_client_config(args.kubeconfig), namespace, name, args)
 
 
 def run(config: RunConfig, stop: threading.Event | None = None) -> int:
@@ -137,6 +100,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     api_client = load_client_config(config.kubeconfig)
     cluster = KubeCluster(api_client, namespace=config.namespace)
     metrics = PrometheusMetrics()
+    notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
     # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
     stacks = PulumiStacks(settings, workers=min(config.workers, 4))
     elector = (
@@ -153,6 +117,8 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             cluster,
             telemetry=telemetry,
             policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
+            max_concurrent_rollouts=config.max_concurrent_rollouts,
+            notifier=notifier,
         ),
         workers=config.workers,
         resync_seconds=config.resync_seconds,
@@ -197,6 +163,8 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         if elector is not None and not lost_leadership.is_set():
             elector.release()
         metrics.close()
+        if notifier is not None:
+            notifier.close()
         status_server.stop()
         log.info("Stopped CanaryApp reconciler")
     return 1 if lost_leadership.is_set() else 0

@@ -25,6 +25,8 @@ class RunConfig:
     identity: str
     allowed_gateways: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    max_concurrent_rollouts: int | None = None
+    notify_url: str | None = None
 
     @property
     def pulumi_home(self) -> Path:
@@ -79,6 +81,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. '*.{namespace}.example.com'); default: none",
     )
     parser.add_argument(
+        "--max-concurrent-rollouts",
+        type=int,
+        default=int(_env("MAX_CONCURRENT_ROLLOUTS", "0") or 0),
+        help="at most this many rollouts progress at once; others wait in order (default 0: unlimited)",
+    )
+    parser.add_argument(
+        "--notify-url",
+        default=_env("NOTIFY_URL"),
+        help="POST one JSON document per rollout event here (Slack-compatible `text`); default: none",
+    )
+    parser.add_argument(
         "--identity", default=_env("IDENTITY", os.environ.get("HOSTNAME", f"pid-{os.getpid()}"))
     )
 
@@ -91,6 +104,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     state_dir = Path(args.state_dir).expanduser().resolve()
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
+    if args.max_concurrent_rollouts < 0:
+        raise SystemExit("--max-concurrent-rollouts must be 0 (unlimited) or more")
     return RunConfig(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
@@ -107,4 +122,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         identity=args.identity,
         allowed_gateways=_patterns(args.allowed_gateways),
         allowed_hosts=_patterns(args.allowed_hosts),
+        max_concurrent_rollouts=args.max_concurrent_rollouts or None,
+        notify_url=args.notify_url or None,
     )

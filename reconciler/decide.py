@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reconciler import reasons
@@ -27,6 +28,7 @@ from reconciler.model import (
     MAX_ROLLOUT_RECORDS,
     RETRY_ANNOTATION,
     STEADY_PHASES,
+    Action,
     CanaryAppSpec,
     CanaryAppStatus,
     CheckOutcome,
@@ -41,6 +43,22 @@ from reconciler.readiness import DeploymentState, ready_with
 
 # How often to look again while waiting for a Deployment to become ready.
 READINESS_POLL_SECONDS = 1.0
+# How often a CanaryApp waiting for a rollout slot looks again.
+SLOT_POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RolloutSlots:
+    """--max-concurrent-rollouts as seen at this pass: rollouts in progress (others') and CanaryApps that
+    have waited for a slot longer than this one."""
+
+    limit: int
+    active: int
+    waiting_before: int
+
+    @property
+    def free(self) -> bool:
+        return self.active < self.limit and self.waiting_before == 0
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,8 @@ class Observations:
     primary: DeploymentState | None = None
     canary: DeploymentState | None = None
     check: CheckResult | None = None
-    retry_token: str | None = None
+    requests: Mapping[Action, str] = dataclasses.field(default_factory=dict)  # action -> its token
+    slots: RolloutSlots | None = None  # None: no limit on concurrent rollouts
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,30 @@ class Retry(Decision):
     """The user asked (by annotation) to try a failed image again."""
 
 
+@dataclass(frozen=True)
+class Pause(Decision):
+    """The user asked to hold the weight: no checks, no steps, until resumed."""
+
+
+@dataclass(frozen=True)
+class Resume(Decision):
+    """The user asked a paused rollout to go on: the next check is one interval from now."""
+
+
+@dataclass(frozen=True)
+class IgnoreRequest(Decision):
+    """A request that does not apply now (promote with no rollout in progress): recorded, not acted on."""
+
+    @property
+    def is_warning(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class WaitForSlot(Hold):
+    """A new image waits: --max-concurrent-rollouts rollouts are in progress, or others waited longer."""
+
+
 def timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -159,10 +202,20 @@ def seconds_until_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datet
     return spec.traffic_shift_update_interval - _seconds_since(status.last_check_time, now)
 
 
+def about_to_start(spec: CanaryAppSpec, status: CanaryAppStatus) -> bool:
+    """Whether this pass may start a rollout (and so needs to know about free rollout slots)."""
+    return (
+        status.phase in STEADY_PHASES
+        and spec.image != status.primary_image
+        and spec.image not in status.failed_images
+    )
+
+
 def wants_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> bool:
     """Whether this pass needs a metric check: only a canary carrying traffic, once per interval."""
     return (
         status.phase == Phase.PROGRESSING
+        and not status.paused
         and status.canary_weight > 0
         and seconds_until_check(spec, status, now) <= 0
     )
@@ -179,21 +232,16 @@ def decide(
 def _decide(
     spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
 ) -> Decision:
-    if obs.retry_token and obs.retry_token != status.last_retry_token:
-        retried = status.model_copy(
-            update={
-                "last_retry_token": obs.retry_token,
-                "failed_images": tuple(image for image in status.failed_images if image != spec.image),
-            }
-        )
-        if spec.image in status.failed_images:
-            return Retry(
-                retried,
-                0.0,
-                reasons.RETRY_REQUESTED,
-                f"Removed {spec.image} from failedImages on request; it will be rolled out again",
+    for action in REQUEST_ORDER:
+        token = obs.requests.get(action)
+        if token and token != handled_token(status, action):
+            handled = status.model_copy(
+                update={"handled_requests": {**status.handled_requests, action.value: token}}
             )
-        status = retried
+            decision = _request(action, spec, handled, now)
+            if decision is not None:
+                return decision
+            status = handled  # a retry of an image that is not failed: nothing to do, go on
 
     if status.phase is None or status.primary_image is None:
         return _initialize(spec, status)
@@ -202,8 +250,89 @@ def _decide(
     if status.phase == Phase.PROGRESSING:
         return _progressing(spec, status, obs, now)
     if status.phase == Phase.PROMOTING:
-        return _promoting(status, obs, now)
-    return _steady(spec, status, now)
+        return _promoting(spec, status, obs, now)
+    return _steady(spec, status, obs.slots, now)
+
+
+# One request is handled per pass, in this order (an abort wins over a promote sent at the same time).
+REQUEST_ORDER = (Action.ABORT, Action.PROMOTE, Action.PAUSE, Action.RESUME, Action.RETRY)
+
+
+def handled_token(status: CanaryAppStatus, action: Action) -> str | None:
+    """The token of the request of this kind handled last (a retry may predate handledRequests)."""
+    legacy = status.last_retry_token if action == Action.RETRY else None
+    return status.handled_requests.get(action.value, legacy)
+
+
+def _request(
+    action: Action, spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime
+) -> Decision | None:
+    """What a new request does now; None when it needs nothing (a retry of an image that did not fail)."""
+    if action == Action.RETRY:
+        if spec.image not in status.failed_images:
+            return None
+        retried = status.model_copy(
+            update={"failed_images": tuple(failed for failed in status.failed_images if failed != spec.image)}
+        )
+        message = f"Removed {spec.image} from failedImages on request; it will be rolled out again"
+        return Retry(retried, 0.0, reasons.RETRY_REQUESTED, message)
+    decision = _REQUESTS[action](spec, status, now)
+    if decision is not None:
+        return decision
+    message = f"Ignored the {action.value} request: it does not apply in phase {status.phase}"
+    if status.paused and action == Action.PAUSE:
+        message = "Ignored the pause request: the rollout is paused already"
+    return IgnoreRequest(status, 0.0, reasons.REQUEST_IGNORED, message)
+
+
+def _abort(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision | None:
+    if status.phase == Phase.PROGRESSING:
+        return _rollback(status, "aborted on request", now, reasons.ABORTED)
+    if status.phase == Phase.PROMOTING:
+        return _rollback_promotion(status, "aborted on request during the promotion", now, reasons.ABORTED)
+    return None
+
+
+def _promote_now(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision | None:
+    if status.phase != Phase.PROGRESSING:
+        return None
+    return _promote(status, now, f"Promoting {status.canary_image} on request, skipping the remaining steps")
+
+
+def _pause(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision | None:
+    if status.phase != Phase.PROGRESSING or status.paused:
+        return None
+    message = (
+        f"Paused at weight {status.canary_weight}% on request: no checks, no steps until resumed "
+        f"(kubectl canaryapp resume, or annotate {Action.RESUME.annotation}=<new value>)"
+    )
+    return Pause(
+        status.model_copy(update={"paused": True, "message": message}), None, reasons.PAUSED, message
+    )
+
+
+def _resume(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision | None:
+    if not status.paused:
+        return None
+    message = f"Resumed at weight {status.canary_weight}% on request; next check in one interval"
+    resumed = status.model_copy(
+        update={
+            "paused": False,
+            # The next check looks at traffic from now on, and the progress deadline starts again.
+            "last_check_time": timestamp(now),
+            "last_traffic_shift": timestamp(now),
+            "message": message,
+        }
+    )
+    return Resume(resumed, float(spec.traffic_shift_update_interval), reasons.RESUMED, message)
+
+
+_REQUESTS = {
+    Action.ABORT: _abort,
+    Action.PROMOTE: _promote_now,
+    Action.PAUSE: _pause,
+    Action.RESUME: _resume,
+}
 
 
 def _initialize(spec: CanaryAppSpec, status: CanaryAppStatus) -> Decision:
@@ -236,7 +365,9 @@ def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observation
     return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
 
 
-def _steady(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision:
+def _steady(
+    spec: CanaryAppSpec, status: CanaryAppStatus, slots: RolloutSlots | None, now: datetime.datetime
+) -> Decision:
     if spec.image == status.primary_image:
         return Hold(status, None, reasons.WAITING, status.message)
     if spec.image in status.failed_images:
@@ -247,9 +378,20 @@ def _steady(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime
         return Hold(
             status.model_copy(update={"message": message}), None, reasons.SKIPPED_FAILED_IMAGE, message
         )
+    if slots is not None and not slots.free:
+        message = (
+            f"{spec.image} waits for a rollout slot: {slots.active} of {slots.limit} rollouts in progress, "
+            f"{slots.waiting_before} CanaryApps waiting longer (--max-concurrent-rollouts)"
+        )
+        queued = status.model_copy(
+            update={"queued_at": status.queued_at or timestamp(now), "message": message}
+        )
+        return WaitForSlot(queued, SLOT_POLL_SECONDS, reasons.WAITING_FOR_SLOT, message)
     new = status.model_copy(
         update={
             "phase": Phase.PROGRESSING,
+            "queued_at": None,
+            "paused": False,
             "canary_image": spec.image,
             "canary_weight": 0,
             "failed_checks": 0,
@@ -276,6 +418,8 @@ def _progressing(
         )
         return AbandonCanary(new, 0.0, reasons.CANARY_ABANDONED, new.message)
 
+    if status.paused:
+        return Hold(status, None, reasons.WAITING, status.message)
     if status.canary_weight == 0:
         return _waiting_for_canary(spec, status, obs, now)
     remaining = seconds_until_check(spec, status, now)
@@ -392,13 +536,14 @@ def _advance(
     return Advance(new, float(spec.traffic_shift_update_interval), reasons.WEIGHT_ADVANCED, new.message)
 
 
-def _promote(status: CanaryAppStatus, now: datetime.datetime) -> Decision:
+def _promote(status: CanaryAppStatus, now: datetime.datetime, why: str = "") -> Decision:
     image = status.canary_image or ""
-    message = f"Promoting {image}: the primary rolls it out"
+    message = (why or f"Promoting {image}") + ": the primary rolls it out"
     new = status.model_copy(
         update={
             "phase": Phase.PROMOTING,
             "primary_image": image,
+            "paused": False,
             "promotion_started_at": timestamp(now),
             "message": message,
         }
@@ -406,10 +551,21 @@ def _promote(status: CanaryAppStatus, now: datetime.datetime) -> Decision:
     return Promote(new, READINESS_POLL_SECONDS, reasons.PROMOTION_STARTED, message)
 
 
-def _promoting(status: CanaryAppStatus, obs: Observations, now: datetime.datetime) -> Decision:
+def _promoting(
+    spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
+) -> Decision:
     if not ready_with(obs.primary, status.primary_image):
-        new = status.model_copy(update={"message": f"Waiting for the primary to run {status.primary_image}"})
-        return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
+        waited = _seconds_since(status.promotion_started_at or timestamp(now), now)
+        if waited >= spec.progress_deadline_seconds:
+            why = (
+                f"the primary did not roll out {status.primary_image} within progressDeadlineSeconds "
+                f"({spec.progress_deadline_seconds}s)"
+            )
+            return _rollback_promotion(status, why, now, reasons.PRIMARY_NOT_READY)
+        remaining = spec.progress_deadline_seconds - waited
+        message = f"Waiting for the primary to run {status.primary_image} (rolled back in {int(remaining)}s)"
+        new = status.model_copy(update={"message": message})
+        return Hold(new, min(READINESS_POLL_SECONDS, remaining), reasons.WAITING, new.message)
     promoted = _finish_rollout(status, RolloutResult.PROMOTED, "all checks clean", now)
     new = _without_canary(promoted).model_copy(
         update={
@@ -435,6 +591,12 @@ def _rollback(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: 
         }
     )
     return Rollback(new, None, reasons.ROLLED_BACK, new.message)
+
+
+def _rollback_promotion(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: str) -> Decision:
+    """Rolls back a promotion under way: the primary returns to the last good image as well."""
+    previous = status.successful_release or status.primary_image
+    return _rollback(status.model_copy(update={"primary_image": previous}), why, now, cause)
 
 
 def _bounded(rollouts: tuple[RolloutRecord, ...], record: RolloutRecord) -> tuple[RolloutRecord, ...]:
@@ -494,6 +656,12 @@ def _finish_status(
             f"Primary serves {status.primary_image}" if ready else status.message,
         ),
         (reasons.CONDITION_PROGRESSING, moving, progressing_reason, status.message),
+        (
+            reasons.CONDITION_PAUSED,
+            status.paused,
+            reasons.PAUSED_BY_REQUEST if status.paused else reasons.NOT_PAUSED,
+            status.message if status.paused else "",
+        ),
     ]
     return status.model_copy(
         update={

@@ -21,7 +21,25 @@ KIND = "CanaryApp"
 PLURAL = "canaryapps"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = f"{GROUP}/finalizer"
-RETRY_ANNOTATION = f"{GROUP}/retry"
+
+
+class Action(enum.StrEnum):
+    """One-shot requests a user makes with an annotation `canary.atze.io/<action>=<any new value>` (or
+    `kubectl canaryapp <action>`): a new value is a new request, handled once and recorded in
+    `status.handledRequests`, so a restart never repeats it and Git (Argo CD) never owns it."""
+
+    ABORT = "abort"
+    PROMOTE = "promote"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETRY = "retry"
+
+    @property
+    def annotation(self) -> str:
+        return f"{GROUP}/{self.value}"
+
+
+RETRY_ANNOTATION = Action.RETRY.annotation
 
 DEFAULT_TRAFFIC_SHIFT_INTERVAL_SECONDS = 30
 # The original waited a fixed 20 s; a real readiness wait needs headroom for image pulls and probes.
@@ -190,7 +208,10 @@ class CanaryAppStatus(_Model):
     last_check_time: str | None = None
     last_check_outcome: CheckOutcome | None = None
     last_check_message: str = ""
-    last_retry_token: str | None = None
+    last_retry_token: str | None = None  # the retry request handled last (before handledRequests existed)
+    handled_requests: dict[str, str] = Field(default_factory=dict)
+    paused: bool = False
+    queued_at: str | None = None  # waiting for a rollout slot (--max-concurrent-rollouts) since
     last_applied_hash: str | None = None
     checks: tuple[CheckRecord, ...] = ()
     rollouts: tuple[RolloutRecord, ...] = ()

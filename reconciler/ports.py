@@ -53,5 +53,11 @@ class Cluster(Protocol):
     ) -> None: ...
 
 
+class Notifier(Protocol):
+    def notify(self, event: dict[str, Any]) -> None:
+        """Hands a rollout event to the receiver; must never block or raise."""
+        ...
+
+
 class EventSink(Protocol):
     def emit(self, app: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None: ...

@@ -15,11 +15,17 @@ WAITING = "Waiting"
 SKIPPED_FAILED_IMAGE = "FailedImageSkipped"
 NO_CANARY_TRAFFIC = "NoCanaryTraffic"
 QUERY_FAILED_IGNORED = "QueryFailedIgnored"
+PAUSED = "Paused"
+RESUMED = "Resumed"
+REQUEST_IGNORED = "RequestIgnored"
+WAITING_FOR_SLOT = "WaitingForSlot"
 
 # Causes of a rollback (the reason of a status.rollouts record)
 CHECKS_FAILED = "ChecksFailed"
 CANARY_NOT_READY = "CanaryNotReady"
 ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
+ABORTED = "Aborted"
+PRIMARY_NOT_READY = "PrimaryNotReady"
 
 # Errors (Event reasons)
 INVALID_SPEC = "InvalidSpec"
@@ -32,6 +38,7 @@ CONDITION_READY = "Ready"
 CONDITION_PROGRESSING = "Progressing"
 CONDITION_PROMOTED = "Promoted"
 CONDITION_STACK_SYNCED = "StackSynced"
+CONDITION_PAUSED = "Paused"
 
 # Condition reasons
 PRIMARY_AVAILABLE = "PrimaryAvailable"
@@ -42,3 +49,5 @@ IDLE = "Idle"
 STACK_APPLIED = "StackApplied"
 APPLYING = "Applying"
 NOT_PROMOTED = "NotPromoted"
+PAUSED_BY_REQUEST = "PausedByRequest"
+NOT_PAUSED = "NotPaused"

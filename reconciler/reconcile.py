@@ -19,21 +19,26 @@ from reconciler.decide import (
     Decision,
     Hold,
     Observations,
+    RolloutSlots,
+    about_to_start,
     decide,
+    timestamp,
     wants_check,
     with_stack_sync,
 )
 from reconciler.desired import DesiredStack, desired_stack
 from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileError
-from reconciler.model import FINALIZER, RETRY_ANNOTATION, CanaryApp, CanaryAppStatus, Condition
+from reconciler.model import FINALIZER, Action, CanaryApp, CanaryAppStatus, Condition, Phase
 from reconciler.names import canary_name, owned_objects, primary_name
+from reconciler.notifications import rollout_event
 from reconciler.policy import RoutingPolicy, is_ours
-from reconciler.ports import Cluster, EventSink, MetricsSource, StackRunner
+from reconciler.ports import Cluster, EventSink, MetricsSource, Notifier, StackRunner
 from reconciler.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 NAME_CONFLICT_RETRY_SECONDS = 10.0
 FAILURE_REASONS = frozenset({reasons.STACK_UPDATE_FAILED, reasons.NAME_CONFLICT})
+ACTIVE_PHASES = frozenset({Phase.PROGRESSING.value, Phase.PROMOTING.value})
 
 
 def utc_now() -> datetime.datetime:
@@ -45,6 +50,7 @@ def observe(
     cluster: Cluster,
     check: Callable[[CanaryApp, datetime.datetime], CheckResult],
     now: datetime.datetime,
+    slots: Callable[[CanaryApp], RolloutSlots] | None = None,
 ) -> Observations:
     """Reads what `decide()` needs: both Deployments and, only when a check is due, the metrics."""
     namespace, name, status = app.metadata.namespace, app.metadata.name, app.status
@@ -53,7 +59,10 @@ def observe(
         primary=cluster.deployment_state(namespace, primary_name(name)),
         canary=cluster.deployment_state(namespace, canary_name(name)) if status.canary_image else None,
         check=check(app, now) if wants_check(app.spec, status, now) else None,
-        retry_token=app.metadata.annotations.get(RETRY_ANNOTATION),
+        requests={
+            action: token for action in Action if (token := app.metadata.annotations.get(action.annotation))
+        },
+        slots=slots(app) if slots is not None and about_to_start(app.spec, status) else None,
     )
 
 
@@ -98,6 +107,8 @@ class Reconciler:
         clock: Callable[[], datetime.datetime] = utc_now,
         telemetry: Telemetry | None = None,
         policy: RoutingPolicy | None = None,
+        max_concurrent_rollouts: int | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.cluster = cluster
         self.stacks = stacks
@@ -106,6 +117,8 @@ class Reconciler:
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
         self.policy = policy or RoutingPolicy()
+        self.max_concurrent_rollouts = max_concurrent_rollouts
+        self.notifier = notifier
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Runs one pass; returns seconds until the next pass is due (None: only on the next change)."""
@@ -142,7 +155,8 @@ class Reconciler:
         """Decides, records the decision, applies the stack it implies (if it changed), records the result."""
         namespace, name = app.metadata.namespace, app.metadata.name
         spec, status, now = app.spec, app.status, self.clock()
-        decision = decide(spec, status, observe(app, self.cluster, self._check, now), now)
+        slots = self._slots if self.max_concurrent_rollouts else None
+        decision = decide(spec, status, observe(app, self.cluster, self._check, now, slots), now)
         desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
         fingerprint = desired.fingerprint()
         in_sync = fingerprint == decision.status.last_applied_hash
@@ -206,6 +220,20 @@ class Reconciler:
                 retry_after=NAME_CONFLICT_RETRY_SECONDS,
             )
 
+    def _slots(self, app: CanaryApp) -> RolloutSlots:
+        """Rollout slots from a fresh list of CanaryApps (restart-proof: only the cluster is trusted)."""
+        limit = self.max_concurrent_rollouts or 0
+        others = [item for item in self.cluster.list_canary_apps()[0] if _key(item) != app.key]
+        statuses = [item.get("status") or {} for item in others]
+        active = sum(1 for status in statuses if status.get("phase") in ACTIVE_PHASES)
+        mine = (app.status.queued_at or "~", app.key)  # "~" sorts after every timestamp
+        waiting_before = sum(
+            1
+            for item, status in zip(others, statuses, strict=True)
+            if status.get("queuedAt") and (status["queuedAt"], _key(item)) < mine
+        )
+        return RolloutSlots(limit=limit, active=active, waiting_before=waiting_before)
+
     def _check(self, app: CanaryApp, now: datetime.datetime) -> CheckResult:
         result = check_canary(self.metrics, app, app.status, now)
         self.telemetry.check_finished(result.outcome)
@@ -215,11 +243,9 @@ class Reconciler:
         metadata = raw["metadata"]
         status = decision.status
         self.telemetry.decided(metadata["namespace"], metadata["name"], decision)
-        if isinstance(decision, Hold) and decision.reason != reasons.SKIPPED_FAILED_IMAGE:
-            return
         previous = (raw.get("status") or {}).get("message")
-        if isinstance(decision, Hold) and previous == status.message:
-            return
+        if isinstance(decision, Hold) and (decision.reason == reasons.WAITING or previous == status.message):
+            return  # waiting is no news; a hold with a reason is reported once per message
         log.info(
             "Decided CanaryApp step",
             extra={
@@ -233,6 +259,10 @@ class Reconciler:
             },
         )
         self.events.emit(raw, decision.reason, decision.message, warning=decision.is_warning)
+        if self.notifier is not None:
+            event = rollout_event(metadata["namespace"], metadata["name"], decision, timestamp(self.clock()))
+            if event is not None:
+                self.notifier.notify(event)
 
     def _report_invalid(self, raw: dict[str, Any], problems: str) -> None:
         metadata = raw["metadata"]
@@ -273,6 +303,10 @@ class Reconciler:
         )
         self.telemetry.forget(metadata["namespace"], metadata["name"])
         return None
+
+
+def _key(item: dict[str, Any]) -> str:
+    return f"{item['metadata']['namespace']}/{item['metadata']['name']}"
 
 
 def _failed_sync(status: CanaryAppStatus) -> Condition | None:

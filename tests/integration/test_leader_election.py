@@ -57,7 +57,7 @@ def test_standby_takes_over_when_the_leader_dies(
         apps.create_ready("web", prometheus.url)
         assert lease_holder(kube, namespace) == "replica-a"
         # Only the leader decides: its metrics show the CanaryApp's phase, the standby's show nothing of it.
-        phase = f'canaryapp_phase{{namespace="{namespace}",name="web",phase="Ready"}}'
+        phase = f'canaryapp_phase{{name="web",namespace="{namespace}",phase="Ready"}}'
         assert first.metrics().get(phase) == 1.0
         assert phase not in second.metrics()
 

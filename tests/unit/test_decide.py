@@ -14,6 +14,7 @@ from reconciler.desired import desired_stack
 from reconciler.model import (
     MAX_CHECK_RECORDS,
     MAX_ROLLOUT_RECORDS,
+    Action,
     CanaryAppSpec,
     CanaryAppStatus,
     CheckOutcome,
@@ -146,20 +147,20 @@ CASES = [
     pytest.param(
         spec(),
         {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"]},
-        d.Observations(primary=ready("app:v1"), retry_token="1"),
+        d.Observations(primary=ready("app:v1"), requests={Action.RETRY: "1"}),
         5,
         d.Retry,
-        {"failed_images": (), "last_retry_token": "1"},
+        {"failed_images": (), "handled_requests": {"retry": "1"}},
         id="the retry annotation clears a failed image",
     ),
     pytest.param(
         spec(),
         {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"], "lastRetryToken": "1"},
-        d.Observations(primary=ready("app:v1"), retry_token="1"),
+        d.Observations(primary=ready("app:v1"), requests={Action.RETRY: "1"}),
         5,
         d.Hold,
         {"failed_images": ("app:v2",)},
-        id="a used retry token does nothing",
+        id="a used retry token does nothing (recorded before handledRequests existed)",
     ),
     pytest.param(
         spec(),
@@ -399,7 +400,7 @@ def test_conditions_follow_the_phase() -> None:
         at(20),
     )
     conditions = {c.type: c.status.value for c in decision.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False"}
+    assert conditions == {"Ready": "True", "Progressing": "False", "Paused": "False"}
     assert decision.status.test_running is False
     assert decision.status.observed_generation == 0
 

@@ -1,0 +1,44 @@
+"""Rollout events for notification receivers (`canaryapp run --notify-url`): which decisions are events and
+what a receiver gets. Pure; the adapter in `adapters/webhook.py` delivers them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler import decide as core
+from reconciler import reasons
+from reconciler.model import RolloutResult
+
+_EVENTS: tuple[tuple[type[core.Decision], str], ...] = (
+    (core.StartCanary, "started"),
+    (core.Advance, "advanced"),
+    (core.Pause, "paused"),
+    (core.Resume, "resumed"),
+    (core.CompletePromotion, "promoted"),
+    (core.Rollback, "rolled_back"),
+)
+
+
+def rollout_event(namespace: str, name: str, decision: core.Decision, time: str) -> dict[str, Any] | None:
+    """The JSON document for a decision that is a rollout event (None for the others). `text` makes it a
+    valid Slack incoming-webhook message as it is."""
+    event = next((label for kind, label in _EVENTS if isinstance(decision, kind)), None)
+    if event is None:
+        return None
+    status = decision.status
+    last = status.rollouts[-1] if status.rollouts else None
+    if event == "rolled_back" and last and last.result == RolloutResult.ROLLED_BACK:
+        event = "aborted" if last.reason.startswith(reasons.ABORTED) else event
+    image = status.canary_image or (last.image if last else status.primary_image)
+    return {
+        "event": event,
+        "canaryapp": f"{namespace}/{name}",
+        "namespace": namespace,
+        "name": name,
+        "image": image,
+        "weight": status.canary_weight,
+        "phase": str(status.phase),
+        "message": decision.message,
+        "time": time,
+        "text": f"CanaryApp {namespace}/{name} {event.replace('_', ' ')}: {decision.message}",
+    }

@@ -1,0 +1,63 @@
+"""The rollout plan: when each remaining weight step is due and the earliest promotion, computed by running
+the pure `decide()` forward from the current status with every check clean and every Deployment ready.
+
+It is the best case: a check that finds errors or no canary traffic, or a Deployment slower to become ready,
+only makes the real timeline later. No canary tool we know of shows this.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from reconciler import decide as core
+from reconciler.analysis import CheckResult
+from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
+from reconciler.readiness import DeploymentState
+
+MAX_PASSES = 1000
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    time: datetime.datetime
+    weight: int
+    decision: core.Decision
+
+
+def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> list[PlannedStep]:
+    """Every decision that changes something, from `now` until the rollout would be promoted (empty when
+    nothing is to roll out, or the rollout is paused)."""
+    clean = CheckResult(CheckOutcome.CLEAN, "assumed clean", canary_requests=float(spec.min_canary_requests))
+    steps: list[PlannedStep] = []
+    moment = now
+    for _ in range(MAX_PASSES):
+        observations = core.Observations(
+            primary=DeploymentState(status.primary_image or "", ready=True),
+            canary=DeploymentState(status.canary_image or "", ready=True),
+            check=clean if core.wants_check(spec, status, moment) else None,
+        )
+        decision = core.decide(spec, status, observations, moment)
+        if not isinstance(decision, core.Hold):
+            steps.append(PlannedStep(moment, decision.status.canary_weight, decision))
+        if isinstance(decision, core.CompletePromotion) or decision.requeue_after is None:
+            return steps
+        moment += datetime.timedelta(seconds=decision.requeue_after)
+        status = decision.status
+    return steps
+
+
+def render(steps: list[PlannedStep], now: datetime.datetime) -> str:
+    if not steps:
+        return "nothing to roll out: no steps planned"
+    lines = [f"{'due':<20} {'in':>6}  {'canary':>6}  step"]
+    for step in steps:
+        seconds = max((step.time - now).total_seconds(), 0.0)
+        lines.append(
+            f"{core.timestamp(step.time):<20} {seconds:>5.0f}s  {step.weight:>5}%  "
+            f"{step.decision.kind}: {step.decision.message}"
+        )
+    promoted = next((step for step in steps if isinstance(step.decision, core.Promote)), None)
+    if promoted is not None:
+        lines.append(f"earliest promotion: {core.timestamp(promoted.time)} (if every check is clean)")
+    return "\n".join(lines)

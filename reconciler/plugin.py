@@ -1,0 +1,244 @@
+"""`kubectl canaryapp`: control and watch rollouts without touching the spec that Git owns.
+
+Installed with the package as `kubectl-canaryapp`, so kubectl finds it on PATH:
+
+    kubectl canaryapp status web [--watch]     phase, weights, last checks, next step (exit 1: rollout failed)
+    kubectl canaryapp promote|abort|pause|resume|retry web
+    kubectl canaryapp history web              recorded rollouts and checks
+    kubectl canaryapp plan web                 when each remaining step is due, if every check is clean
+    kubectl canaryapp backtest web --last 1h   replay the analysis against Prometheus history
+
+Actions are one-shot annotations (`canary.atze.io/<action>=<new value>`): the reconciler handles each once
+and records it in the status, and Argo CD leaves annotations it does not manage alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import secrets
+import sys
+import time
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from reconciler import commands, plan
+from reconciler.decide import seconds_until_check, timestamp
+from reconciler.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
+from reconciler.reconcile import utc_now
+
+BAR_WIDTH = 20
+WATCH_SECONDS = 1.0
+HANDLED_TIMEOUT_SECONDS = 30.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        api, namespace = _client(args)
+        return int(args.handler(api, namespace, args))
+    except commands.CommandError as error:
+        print(f"kubectl canaryapp: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl canaryapp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", "--namespace", help="namespace (default: the context's, else default)")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="phase, weights, last checks and the next step")
+    status.add_argument("--watch", "-w", action="store_true", help="follow until the rollout ends")
+    status.set_defaults(handler=status_command)
+    for action in Action:
+        sub.add_parser(action.value, help=f"request: {action.value} the rollout").set_defaults(
+            handler=lambda api, ns, args, action=action: request_command(api, ns, args, action)
+        )
+    sub.add_parser("history", help="recorded rollouts and checks").set_defaults(handler=history_command)
+    sub.add_parser("plan", help="the remaining steps, if every check is clean").set_defaults(
+        handler=plan_command
+    )
+    replay = sub.add_parser("backtest", help="replay the analysis against Prometheus history")
+    commands.add_backtest_window(replay)
+    replay.set_defaults(handler=lambda api, ns, args: commands.run_backtest(api, ns, args.name, args))
+    for command in sub.choices.values():
+        command.add_argument("name", help="the CanaryApp")
+        command.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--context", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--kubeconfig", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> tuple[kubernetes.client.ApiClient, str]:
+    """The API client and namespace the way kubectl picks them (flags, then the context)."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(
+            config_file=args.kubeconfig, context=args.context, client_configuration=configuration
+        )
+        _, active = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig)
+        contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig)
+    except (kubernetes.config.ConfigException, OSError) as error:
+        raise commands.CommandError(f"no usable kubeconfig: {error}") from error
+    chosen = next((c for c in contexts if c["name"] == args.context), active) if args.context else active
+    namespace = args.namespace or (chosen or {}).get("context", {}).get("namespace") or "default"
+    return kubernetes.client.ApiClient(configuration), namespace
+
+
+# status -----------------------------------------------------------------------------------------------
+
+
+def status_command(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> int:
+    app = commands.read_canary_app(api, namespace, args.name)
+    if not args.watch:
+        print(render_status(app, utc_now()))
+        return exit_code(app)
+    in_terminal = sys.stdout.isatty()
+    shown = ""
+    while True:
+        text = render_status(app, utc_now())
+        if in_terminal:
+            sys.stdout.write("\x1b[H\x1b[J" + text + "\n")  # redraw in place
+            sys.stdout.flush()
+        elif _without_times(text) != _without_times(shown):
+            print(text + "\n", flush=True)
+        shown = text
+        if app.status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.READY) and _applied(app):
+            return exit_code(app)
+        time.sleep(WATCH_SECONDS)
+        app = commands.read_canary_app(api, namespace, args.name)
+
+
+def exit_code(app: CanaryApp) -> int:
+    """Like `kubectl argo rollouts status`: 1 when the last rollout failed, else 0."""
+    return 1 if app.status.phase == Phase.FAILED else 0
+
+
+def _applied(app: CanaryApp) -> bool:
+    synced = app.status.condition("StackSynced")
+    return synced is not None and synced.status == "True"
+
+
+def _without_times(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("next:"))
+
+
+def weight_bar(canary_weight: int) -> str:
+    canary = round(BAR_WIDTH * canary_weight / 100)
+    bar = "#" * (BAR_WIDTH - canary) + "." * canary
+    return f"primary {100 - canary_weight:3d}% [{bar}] canary {canary_weight:3d}%"
+
+
+def render_status(app: CanaryApp, now: datetime.datetime) -> str:
+    status, spec = app.status, app.spec
+    paused = " (paused)" if status.paused else ""
+    lines = [
+        f"CanaryApp {app.key}: {status.phase or 'Pending'}{paused}",
+        f"  image    {spec.image} (primary {status.primary_image or '-'}, "
+        f"canary {status.canary_image or '-'})",
+        f"  weights  {weight_bar(status.canary_weight)}",
+        f"  message  {status.message}",
+    ]
+    if status.checks:
+        lines.append("  last checks:")
+        lines += [f"    {_check_line(check)}" for check in status.checks[-3:]]
+    lines.append(f"next: {_next_step(app, now)}")
+    return "\n".join(lines)
+
+
+def _check_line(check: Any) -> str:
+    value = check.series[0].value if check.series else "none"
+    requests = "-" if check.canary_requests is None else f"{check.canary_requests:g}"
+    return (
+        f"{check.time} weight {check.weight:3d}% {check.outcome.value:<15} value {value:<8} "
+        f"canary requests {requests:<6} {check.message}"
+    )
+
+
+def _next_step(app: CanaryApp, now: datetime.datetime) -> str:
+    status = app.status
+    if status.paused:
+        return "none until resumed (kubectl canaryapp resume)"
+    if status.phase == Phase.PROGRESSING and status.canary_weight > 0:
+        due = max(seconds_until_check(app.spec, status, now), 0.0)
+        target = min(status.canary_weight + app.spec.step_weight, app.spec.max_weight)
+        then = "promotion" if status.canary_weight >= app.spec.max_weight else f"{target}%"
+        at = timestamp(now + datetime.timedelta(seconds=due))
+        return f"check at {at} (in {due:.0f}s), then {then} if clean"
+    if status.phase == Phase.PROGRESSING:
+        return f"first step ({app.spec.step_weight}%) once the canary is ready"
+    if status.phase == Phase.PROMOTING:
+        return f"traffic back to the primary once it runs {status.primary_image}"
+    if app.spec.image != status.primary_image and app.spec.image not in status.failed_images:
+        return f"start a canary of {app.spec.image}"
+    return "nothing to do"
+
+
+# actions ----------------------------------------------------------------------------------------------
+
+
+def request_command(
+    api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace, action: Action
+) -> int:
+    token = f"{timestamp(utc_now())}-{secrets.token_hex(3)}"
+    patch = {"metadata": {"annotations": {action.annotation: token}}}
+    custom = kubernetes.client.CustomObjectsApi(api)
+    try:
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name, patch)
+    except ApiException as error:
+        raise commands.api_problem(error, f"annotate CanaryApp {namespace}/{args.name}") from error
+    print(f"Requested {action.value} of CanaryApp {namespace}/{args.name} ({action.annotation}={token})")
+    deadline = time.monotonic() + HANDLED_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        app = commands.read_canary_app(api, namespace, args.name)
+        if app.status.handled_requests.get(action.value) == token:
+            print(f"Handled: {app.status.message}")
+            return 0
+        time.sleep(0.5)
+    print(f"Not handled within {HANDLED_TIMEOUT_SECONDS:.0f}s: is the reconciler running?", file=sys.stderr)
+    return 1
+
+
+# history and plan -------------------------------------------------------------------------------------
+
+
+def history_command(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> int:
+    app = commands.read_canary_app(api, namespace, args.name)
+    print(f"Rollouts of CanaryApp {app.key} (newest last):")
+    for rollout in app.status.rollouts or ():
+        weights = " -> ".join(f"{weight}%" for weight in rollout.weights) or "none"
+        ended = rollout.finished_at or "-"
+        lines = (
+            f"  {rollout.started_at} .. {ended:<20} {rollout.image:<30} {rollout.result.value:<11} {weights}"
+        )
+        print(
+            lines
+            + (
+                f"\n      {rollout.reason}"
+                if rollout.reason and rollout.result != RolloutResult.PROGRESSING
+                else ""
+            )
+        )
+    print("Checks (newest last):")
+    for check in app.status.checks or ():
+        print(f"  {_check_line(check)}")
+    return 0
+
+
+def plan_command(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> int:
+    app = commands.read_canary_app(api, namespace, args.name)
+    now = utc_now()
+    print(f"Plan of CanaryApp {app.key} from {timestamp(now)}, if every check is clean and pods are ready:")
+    print(plan.render(plan.plan(app.spec, app.status, now), now))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Rollout events (reconciler/notifications.py) and their delivery (adapters/webhook.py): in order, with
+bounded retries, never blocking, and a dead receiver changes nothing but a log line."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+
+import httpx
+
+from reconciler import decide as d
+from reconciler.adapters.webhook import WebhookNotifier
+from reconciler.model import CanaryAppStatus
+from reconciler.notifications import rollout_event
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def decision(kind: type[d.Decision], **status: object) -> d.Decision:
+    return kind(CanaryAppStatus.model_validate(status), None, "Reason", "what happened")
+
+
+def test_rollout_events_and_their_text() -> None:
+    started = rollout_event("shop", "web", decision(d.StartCanary, canaryImage="web:v2"), "T")
+    assert started is not None
+    assert (started["event"], started["image"], started["canaryapp"]) == ("started", "web:v2", "shop/web")
+    assert started["text"] == "CanaryApp shop/web started: what happened"
+    aborted = decision(
+        d.Rollback,
+        phase="Failed",
+        rollouts=[
+            {"image": "web:v2", "startedAt": "T", "result": "RolledBack", "reason": "Aborted: on request"}
+        ],
+    )
+    assert rollout_event("shop", "web", aborted, "T")["event"] == "aborted"  # type: ignore[index]
+    assert rollout_event("shop", "web", decision(d.Hold), "T") is None
+
+
+def test_events_are_delivered_in_order_without_blocking() -> None:
+    received: list[dict[str, object]] = []
+    release = threading.Event()
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        release.wait(5)
+        received.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    notifier = WebhookNotifier("http://receiver/hook", transport=httpx.MockTransport(receiver))
+    started = time.monotonic()
+    for number in range(5):
+        notifier.notify({"event": f"e{number}"})
+    assert time.monotonic() - started < 1.0  # queued, not sent inline: a slow receiver blocks nothing
+    release.set()
+    notifier.close()
+    assert [event["event"] for event in received] == ["e0", "e1", "e2", "e3", "e4"]
+
+
+def test_a_failing_receiver_gets_bounded_retries_then_is_skipped() -> None:
+    attempts: list[str] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        attempts.append(json.loads(request.content)["event"])
+        return httpx.Response(503)
+
+    notifier = WebhookNotifier(
+        "http://receiver/hook", transport=httpx.MockTransport(down), retry_seconds=0.01
+    )
+    notifier.notify({"event": "a"})
+    notifier.notify({"event": "b"})
+    notifier.close()
+    assert attempts == ["a", "a", "a", "b", "b", "b"]

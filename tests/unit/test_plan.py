@@ -1,0 +1,70 @@
+"""The rollout plan (reconciler/plan.py): decide() run forward with clean checks."""
+
+from __future__ import annotations
+
+import datetime
+
+from reconciler import decide as core
+from reconciler import plan
+from reconciler.model import CanaryAppSpec, CanaryAppStatus
+
+NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def spec(**fields: object) -> CanaryAppSpec:
+    base = {
+        "image": "web:v2",
+        "imageListenPort": 80,
+        "prometheusQuery": "q",
+        "prometheusURL": "http://p:9090",
+        "trafficShiftUpdateInterval": 30,
+    }
+    return CanaryAppSpec.model_validate({**base, **fields})
+
+
+def at(seconds: float) -> datetime.datetime:
+    return NOW + datetime.timedelta(seconds=seconds)
+
+
+def test_a_new_image_plans_every_step_and_the_promotion() -> None:
+    status = CanaryAppStatus.model_validate({"phase": "Ready", "primaryImage": "web:v1"})
+    steps = plan.plan(spec(), status, NOW)
+    kinds = [step.decision.kind for step in steps]
+    assert kinds == ["StartCanary", *["Advance"] * 5, "Promote", "CompletePromotion"]
+    assert [step.weight for step in steps if isinstance(step.decision, core.Advance)] == [10, 20, 30, 40, 50]
+    advances = [step.time for step in steps if isinstance(step.decision, core.Advance)]
+    assert advances == [at(1), at(31), at(61), at(91), at(121)]
+    promote = next(step for step in steps if isinstance(step.decision, core.Promote))
+    assert promote.time == at(151)
+    assert "earliest promotion: 2026-11-29T12:02:31Z" in plan.render(steps, NOW)
+
+
+def test_a_running_rollout_plans_from_where_it_is() -> None:
+    status = CanaryAppStatus.model_validate(
+        {
+            "phase": "Progressing",
+            "primaryImage": "web:v1",
+            "canaryImage": "web:v2",
+            "canaryWeight": 30,
+            "lastCheckTime": core.timestamp(at(-10)),
+            "lastTrafficShift": core.timestamp(at(-10)),
+        }
+    )
+    steps = plan.plan(spec(), status, NOW)
+    assert [(step.time, step.weight) for step in steps[:2]] == [(at(20), 40), (at(50), 50)]
+
+
+def test_nothing_to_roll_out_or_paused_plans_nothing() -> None:
+    steady = CanaryAppStatus.model_validate({"phase": "Succeeded", "primaryImage": "web:v2"})
+    assert plan.plan(spec(), steady, NOW) == []
+    paused = CanaryAppStatus.model_validate(
+        {
+            "phase": "Progressing",
+            "primaryImage": "web:v1",
+            "canaryImage": "web:v2",
+            "canaryWeight": 20,
+            "paused": True,
+        }
+    )
+    assert plan.plan(spec(), paused, NOW) == []
+    assert plan.render([], NOW) == "nothing to roll out: no steps planned"

@@ -33,11 +33,11 @@ def read_canary_app(api: kubernetes.client.ApiClient, namespace: str, name: str)
 def api_problem(error: ApiException, doing: str) -> CommandError:
     if error.status == 404:
         return CommandError(
-            f"could not {doing}: it does not exist (check the name, --namespace and --context)"
+            f"could not {doing}: not found (check the name, --namespace and --context)"
         )
     if error.status == 403:
         return CommandError(
-            f"could not {doing}: forbidden — your account lacks that permission ({error.reason})"
+            f"could not {doing}: forbidden, your account lacks the permission ({error.reason})"
         )
     return CommandError(f"could not {doing}: HTTP {error.status} {error.reason}")
 

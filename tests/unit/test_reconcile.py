@@ -243,3 +243,26 @@ def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
     assert "spec.gateways" in cluster.app["status"]["message"]
+
+
+def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step() -> None:
+    moments = [NOW]
+    app = new_app(image="app:v2", trafficShiftUpdateInterval=10)
+    cluster = FakeCluster(app)
+    stacks = FakeStacks(cluster)
+    subject = Reconciler(cluster, stacks, FakeMetrics(), FakeEvents(), clock=lambda: moments[-1])
+    original = stacks.apply
+
+    def slow_apply(desired: DesiredStack) -> StepReport:
+        moments.append(moments[-1] + datetime.timedelta(seconds=1.5))  # the step took 1.5 s
+        return original(desired)
+
+    stacks.apply = slow_apply  # type: ignore[method-assign]
+    cluster.app["status"] = {  # type: ignore[index]
+        "phase": "Progressing",
+        "primaryImage": "app:v1",
+        "canaryImage": "app:v2",
+        "canaryStartedAt": "2026-01-01T00:00:00Z",
+    }
+    cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
+    assert subject.reconcile("ns", "web") == 8.5

@@ -32,9 +32,7 @@ def read_canary_app(api: kubernetes.client.ApiClient, namespace: str, name: str)
 
 def api_problem(error: ApiException, doing: str) -> CommandError:
     if error.status == 404:
-        return CommandError(
-            f"could not {doing}: not found (check the name, --namespace and --context)"
-        )
+        return CommandError(f"could not {doing}: not found (check the name, --namespace and --context)")
     if error.status == 403:
         return CommandError(
             f"could not {doing}: forbidden, your account lacks the permission ({error.reason})"

@@ -1,7 +1,7 @@
 """`make demo`: the canary story of the original project, told on this machine with real parts.
 
 A local cluster, Prometheus, the reconciler (`canaryapp run`) and the local traffic layer (the stand-in for
-Istio's data plane, `devenv/mesh.py`) start. The story is told twice: with the sample CanaryApp (its query
+Istio's data plane, `devenv/mesh/`) start. The story is told twice: with the sample CanaryApp (its query
 counts the canary workload's own errors), then with the original operator's manifest and its query unchanged
 (it filters on `destination_service_name`). Each time v2 is rolled out with clean traffic and promoted, and v3
 is rolled out while a share of the traffic hits `/nothello`, and rolled back. Each step is printed as it

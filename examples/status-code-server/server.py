@@ -2,7 +2,7 @@
 version, so which version served a request, and whether it failed, is visible from outside.
 
 Standard library only, so the same file runs in the container image and, unpackaged, as a backend of the
-local mesh (`devenv/mesh.py`).
+local mesh (`devenv/mesh/backends.py`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,57 @@
+"""`python -m devenv.mesh`: the local mesh on its own, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import devenv.mesh
+from devenv.mesh.cluster import LocalMesh
+from devenv.mesh.proxy import METRICS_PATH
+from reconciler import logs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devenv.mesh", description=devenv.mesh.__doc__.splitlines()[0]
+    )
+    parser.add_argument("--kubeconfig", required=True, type=Path, help="kubeconfig of the cluster to watch")
+    parser.add_argument("--namespace", default="default", help="namespace of the VirtualService")
+    parser.add_argument("--virtual-service", required=True, help="name of the VirtualService to follow")
+    parser.add_argument("--port", type=int, default=0, help="proxy port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--rate", type=float, default=20.0, help="generated requests per second (0: none)")
+    parser.add_argument(
+        "--nothello-fraction", type=float, default=0.0, help="share of them sent to /nothello"
+    )
+    parser.add_argument("--workdir", type=Path, help="folder for backend logs (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    logs.configure()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="local-mesh-"))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    mesh = LocalMesh(
+        args.kubeconfig,
+        args.namespace,
+        args.virtual_service,
+        workdir,
+        listen_port=args.port,
+        request_rate=args.rate,
+        nothello_fraction=args.nothello_fraction,
+    )
+    mesh.start()
+    try:
+        print(f"Local mesh is up: {mesh.url}", flush=True)
+        print(f"  metrics: http://{mesh.metrics_address}{METRICS_PATH}", flush=True)
+        print(f"  logs: {workdir}", flush=True)
+        stopping.wait()
+    finally:
+        mesh.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,421 @@
+"""The local mesh's routes (devenv/mesh/routing.py), table-driven: smooth weighted round-robin, the choice
+of a destination and a Deployment per request, and the routes resolved from API objects."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from devenv.mesh.routing import (
+    NO_CLUSTER,
+    NO_HEALTHY_UPSTREAM,
+    NO_ROUTE,
+    Answer,
+    Destination,
+    RouteTable,
+    Selection,
+    SmoothWeightedRoundRobin,
+    Workload,
+    image_tag,
+    resolve_routes,
+)
+from tests.unit.mesh.builders import APP_SELECTOR, NAMESPACE, host, pod_labels, subset, workload
+
+# Smooth weighted round-robin -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        pytest.param([80, 20], id="80-20"),
+        pytest.param([50, 50], id="50-50"),
+        pytest.param([90, 10], id="90-10"),
+        pytest.param([60, 40], id="60-40"),
+        pytest.param([1, 99], id="1-99"),
+        pytest.param([34, 33, 33], id="three-way"),
+    ],
+)
+def test_smooth_round_robin_follows_the_weights_in_every_cycle(weights: list[int]) -> None:
+    divisor = math.gcd(*weights)
+    cycle = sum(weights) // divisor
+    balancer = SmoothWeightedRoundRobin()
+    for _ in range(3):
+        picks = Counter(balancer.pick(weights) for _ in range(cycle))
+        assert picks == {index: weight // divisor for index, weight in enumerate(weights)}
+
+
+def test_smooth_round_robin_interleaves_rather_than_runs() -> None:
+    balancer = SmoothWeightedRoundRobin()
+    picks = [balancer.pick([80, 20]) for _ in range(10)]
+    assert picks == [0, 0, 1, 0, 0, 0, 0, 1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [pytest.param([100, 0], id="canary-0"), pytest.param([0, 100], id="primary-0"), pytest.param([0, 5, 0])],
+)
+def test_smooth_round_robin_never_picks_weight_zero(weights: list[int]) -> None:
+    balancer = SmoothWeightedRoundRobin()
+    picks = {balancer.pick(weights) for _ in range(500)}
+    assert picks == {index for index, weight in enumerate(weights) if weight > 0}
+
+
+@pytest.mark.parametrize("weights", [pytest.param([0, 0], id="all-zero"), pytest.param([], id="no-routes")])
+def test_smooth_round_robin_picks_nothing_without_weight(weights: list[int]) -> None:
+    assert SmoothWeightedRoundRobin().pick(weights) is None
+
+
+def test_smooth_round_robin_is_exact_from_a_weight_change_on() -> None:
+    balancer = SmoothWeightedRoundRobin()
+    for _ in range(7):
+        balancer.pick([90, 10])
+    assert Counter(balancer.pick([70, 30]) for _ in range(10)) == {0: 7, 1: 3}
+
+
+# Route selection ---------------------------------------------------------------------------------------
+
+
+def test_route_table_forwards_to_the_chosen_workloads_process() -> None:
+    table = RouteTable()
+    primary = workload("primary", "v1")
+    table.apply(
+        (subset("primary", 100, primary), subset("canary", 0, workload("canary", "v2"))), {"v1": "h:1"}
+    )
+    selection = table.select()
+    assert selection == Selection(subset("primary", 100, primary), primary, "h:1", None)
+
+
+@pytest.mark.parametrize(
+    "canary",
+    [
+        pytest.param(
+            subset("canary", 100, workload("canary", "v2", available=0)), id="no-available-replicas"
+        ),
+        pytest.param(subset("canary", 100), id="no-deployment"),
+        pytest.param(subset("canary", 100, workload("canary", "v3")), id="no-backend-process"),
+    ],
+)
+def test_route_table_answers_no_healthy_upstream_for_an_unavailable_destination(canary: Destination) -> None:
+    table = RouteTable()
+    table.apply((subset("primary", 0, workload("primary", "v1")), canary), {"v1": "h:1", "v2": "h:2"})
+    selection = table.select()
+    assert selection == Selection(canary, None, None, NO_HEALTHY_UPSTREAM)
+    assert Answer(503, b"no healthy upstream", "UH") == NO_HEALTHY_UPSTREAM
+
+
+def test_route_table_answers_no_cluster_for_a_subset_no_destination_rule_defines() -> None:
+    table = RouteTable()
+    undefined = Destination("x", NAMESPACE, 100, "canary", missing_subset=True)
+    table.apply((subset("primary", 0, workload("primary", "v1")), undefined), {"v1": "h:1"})
+    assert table.select() == Selection(undefined, None, None, NO_CLUSTER)
+    assert Answer(503, b"", "NC") == NO_CLUSTER
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        pytest.param(None, id="no-virtual-service"),
+        pytest.param((subset("primary", 0, workload("primary", "v1")),), id="zero"),
+    ],
+)
+def test_route_table_answers_no_route(routes: tuple[Destination, ...] | None) -> None:
+    table = RouteTable()
+    table.apply(routes, {"v1": "h:1"})
+    assert table.select() == Selection(None, None, None, NO_ROUTE)
+    assert Answer(503, b"no route", "NR") == NO_ROUTE
+
+
+def test_route_table_spreads_a_destination_over_its_deployments_by_available_replicas() -> None:
+    table = RouteTable()
+    apex = Destination(
+        "x",
+        NAMESPACE,
+        100,
+        workloads=(
+            workload("primary", "v1", available=3),
+            workload("canary", "v2", available=1),
+            workload("debug", "v3", available=0),
+        ),
+    )
+    table.apply((apex,), {"v1": "h:1", "v2": "h:2", "v3": "h:3"})
+    for _ in range(3):
+        picks = Counter(table.select().upstream for _ in range(4))
+        assert picks == {"h:1": 3, "h:2": 1}
+
+
+def test_route_table_picks_by_weight_before_spreading_over_deployments() -> None:
+    table = RouteTable()
+    apex = Destination("x", NAMESPACE, 50, workloads=(workload("primary", "v1"), workload("canary", "v2")))
+    table.apply((apex, subset("canary", 50, workload("canary", "v2"))), {"v1": "h:1", "v2": "h:2"})
+    assert Counter(table.select().upstream for _ in range(40)) == {"h:1": 10, "h:2": 30}
+
+
+@pytest.mark.parametrize(
+    ("destination", "name"),
+    [
+        pytest.param(subset("canary", 0, workload("canary", "v2")), "x-canary", id="one-deployment"),
+        pytest.param(subset("canary", 0), "x-canary", id="subset-without-deployment"),
+        pytest.param(
+            Destination("x", NAMESPACE, 0, "canary", missing_subset=True), "x-canary", id="undefined"
+        ),
+        pytest.param(Destination("x-canary", NAMESPACE, 0), "x-canary", id="service-without-deployment"),
+        pytest.param(
+            Destination("x", NAMESPACE, 0, workloads=(workload("primary", "v1"), workload("canary", "v2"))),
+            "x",
+            id="several-deployments",
+        ),
+    ],
+)
+def test_destination_name_is_its_workload_else_service_and_subset(
+    destination: Destination, name: str
+) -> None:
+    assert destination.name == name
+
+
+def test_route_table_reports_weights_by_destination_name() -> None:
+    table = RouteTable()
+    table.apply((subset("primary", 70, workload("primary", "v1")), subset("canary", 30)), {})
+    assert table.weights() == {"x-primary": 70, "x-canary": 30}
+
+
+# Route resolution from API objects -------------------------------------------------------------------------
+
+
+def virtual_service(*routes: tuple[str, str | None, int]) -> dict[str, Any]:
+    """A VirtualService `x` with one HTTP route of (host, subset, weight) destinations."""
+
+    def destination(route_host: str, subset_name: str | None) -> dict[str, Any]:
+        named_subset = {} if subset_name is None else {"subset": subset_name}
+        return {"host": route_host, **named_subset, "port": {"number": 8088}}
+
+    return {
+        "metadata": {"name": "x", "namespace": NAMESPACE},
+        "spec": {
+            "hosts": ["x"],
+            "http": [
+                {
+                    "name": "canary-split",
+                    "route": [
+                        {"destination": destination(route_host, subset_name), "weight": weight}
+                        for route_host, subset_name, weight in routes
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def service(name: str, selector: Mapping[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NAMESPACE}, "spec": {"selector": dict(selector)}}
+
+
+def destination_rule(name: str, rule_host: str, subsets: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "host": rule_host,
+            "subsets": [
+                {"name": subset_name, "labels": dict(labels)} for subset_name, labels in subsets.items()
+            ],
+        },
+    }
+
+
+def deployment(
+    name: str, labels: Mapping[str, str], image: str, available_replicas: int | None = 1
+) -> dict[str, Any]:
+    status = {} if available_replicas is None else {"availableReplicas": available_replicas}
+    return {
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            }
+        },
+        "status": status,
+    }
+
+
+TRACK_SUBSETS = {"primary": {"canary.atze.io/track": "primary"}, "canary": {"canary.atze.io/track": "canary"}}
+RULES = [destination_rule("x", host("x"), TRACK_SUBSETS)]
+SERVICES = [service("x", APP_SELECTOR)]
+PRIMARY = deployment("x-primary", pod_labels("primary"), "status-code-server:v1", 2)
+CANARY = deployment("x-canary", pod_labels("canary"), "registry.local:5000/status-code-server:v2", 1)
+SPLIT = virtual_service((host("x"), "primary", 80), (host("x"), "canary", 20))
+
+
+def test_resolve_routes_follows_subsets_to_the_deployments_of_the_service() -> None:
+    unrelated = deployment("other", {"app": "other", "canary.atze.io/track": "canary"}, "other:v9")
+    routes = resolve_routes(SPLIT, RULES, SERVICES, [PRIMARY, CANARY, unrelated])
+    assert routes == (
+        subset("primary", 80, Workload("x-primary", NAMESPACE, pod_labels("primary"), "v1", 2, ("x",))),
+        subset("canary", 20, Workload("x-canary", NAMESPACE, pod_labels("canary"), "v2", 1, ("x",))),
+    )
+
+
+def test_resolve_routes_between_rollouts_has_an_empty_canary_subset() -> None:
+    between_rollouts = virtual_service((host("x"), "primary", 100), (host("x"), "canary", 0))
+    routes = resolve_routes(between_rollouts, RULES, SERVICES, [PRIMARY])
+    assert routes is not None
+    assert routes[1] == subset("canary", 0)
+    assert {destination.name: destination.weight for destination in routes} == {
+        "x-primary": 100,
+        "x-canary": 0,
+    }
+
+
+def test_resolve_routes_keeps_an_unready_canary_with_no_available_replicas() -> None:
+    unready = deployment("x-canary", pod_labels("canary"), "status-code-server:v2", None)
+    routes = resolve_routes(SPLIT, RULES, SERVICES, [PRIMARY, unready])
+    assert routes is not None
+    assert routes[1] == subset(
+        "canary", 20, Workload("x-canary", NAMESPACE, pod_labels("canary"), "v2", 0, ("x",))
+    )
+
+
+@pytest.mark.parametrize(
+    "rule_host",
+    [
+        pytest.param("x", id="short-name"),
+        pytest.param("x.shop", id="name-dot-namespace"),
+        pytest.param(host("x"), id="fqdn"),
+    ],
+)
+@pytest.mark.parametrize(
+    "route_host", [pytest.param("x", id="route-short-name"), pytest.param(host("x"), id="route-fqdn")]
+)
+def test_resolve_routes_matches_the_destination_rule_by_the_service_its_host_names(
+    rule_host: str, route_host: str
+) -> None:
+    rules = [destination_rule("x", rule_host, TRACK_SUBSETS)]
+    routes = resolve_routes(virtual_service((route_host, "canary", 100)), rules, SERVICES, [PRIMARY, CANARY])
+    assert routes is not None
+    assert [workload.name for workload in routes[0].workloads] == ["x-canary"]
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        pytest.param([], id="no-destination-rule"),
+        pytest.param([destination_rule("y", "y", TRACK_SUBSETS)], id="rule-for-another-host"),
+        pytest.param(
+            [destination_rule("x", "x.other.svc.cluster.local", TRACK_SUBSETS)], id="another-namespace"
+        ),
+        pytest.param([destination_rule("x", "x", {"primary": {}})], id="subset-not-defined"),
+    ],
+)
+def test_resolve_routes_marks_a_subset_no_destination_rule_defines(rules: list[dict[str, Any]]) -> None:
+    routes = resolve_routes(virtual_service(("x", "canary", 100)), rules, SERVICES, [PRIMARY, CANARY])
+    assert routes == (Destination("x", NAMESPACE, 100, "canary", missing_subset=True),)
+
+
+def test_resolve_routes_merges_the_rules_for_one_host_the_first_by_name_winning() -> None:
+    rules = [
+        destination_rule("x-b", "x", {"canary": TRACK_SUBSETS["canary"]}),
+        destination_rule(
+            "x-a", "x", {"canary": TRACK_SUBSETS["primary"], "primary": TRACK_SUBSETS["primary"]}
+        ),
+    ]
+    routes = resolve_routes(SPLIT, rules, SERVICES, [PRIMARY, CANARY])
+    assert routes is not None
+    assert [destination.name for destination in routes] == ["x-primary", "x-primary"]
+
+
+def test_resolve_routes_ands_the_subset_labels_with_the_service_selector() -> None:
+    other_app_canary = deployment("y-canary", {"app": "y", "canary.atze.io/track": "canary"}, "y:v1")
+    routes = resolve_routes(SPLIT, RULES, SERVICES, [PRIMARY, CANARY, other_app_canary])
+    assert routes is not None
+    assert [workload.name for workload in routes[1].workloads] == ["x-canary"]
+
+
+def test_resolve_routes_spreads_a_destination_without_subset_over_every_selected_deployment() -> None:
+    routes = resolve_routes(virtual_service(("x", None, 100)), RULES, SERVICES, [PRIMARY, CANARY])
+    assert routes is not None
+    assert routes[0].subset is None
+    assert [(workload.name, workload.available_replicas) for workload in routes[0].workloads] == [
+        ("x-canary", 1),
+        ("x-primary", 2),
+    ]
+
+
+def test_resolve_routes_follows_flaggers_layout_too() -> None:
+    services = [
+        service("x", APP_SELECTOR),
+        service("x-primary", {**APP_SELECTOR, "canary.atze.io/track": "primary"}),
+        service("x-canary", {**APP_SELECTOR, "canary.atze.io/track": "canary"}),
+    ]
+    flagger = virtual_service((host("x-primary"), None, 90), (host("x-canary"), None, 10))
+    routes = resolve_routes(flagger, [], services, [PRIMARY, CANARY])
+    assert routes == (
+        Destination(
+            "x-primary",
+            NAMESPACE,
+            90,
+            workloads=(Workload("x-primary", NAMESPACE, pod_labels("primary"), "v1", 2, ("x", "x-primary")),),
+        ),
+        Destination(
+            "x-canary",
+            NAMESPACE,
+            10,
+            workloads=(Workload("x-canary", NAMESPACE, pod_labels("canary"), "v2", 1, ("x", "x-canary")),),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("other_services", "selecting"),
+    [
+        pytest.param([], ("x",), id="only-the-routed-service"),
+        pytest.param([service("a-pods", APP_SELECTOR)], ("a-pods", "x"), id="two-by-name"),
+        pytest.param(
+            [service("x-canary", {**APP_SELECTOR, "canary.atze.io/track": "canary"})],
+            ("x", "x-canary"),
+            id="track-service",
+        ),
+        pytest.param(
+            [service("x-primary", {**APP_SELECTOR, "canary.atze.io/track": "primary"})],
+            ("x",),
+            id="other-track",
+        ),
+        pytest.param([service("headless", {})], ("x",), id="empty-selector-selects-nothing"),
+    ],
+)
+def test_resolved_workloads_list_the_services_selecting_their_pods(
+    other_services: list[dict[str, Any]], selecting: tuple[str, ...]
+) -> None:
+    routes = resolve_routes(
+        virtual_service(("x", "canary", 100)), RULES, [*SERVICES, *other_services], [CANARY]
+    )
+    assert routes is not None
+    assert [workload.services for workload in routes[0].workloads] == [selecting]
+
+
+def test_resolve_routes_without_a_service_has_no_deployments() -> None:
+    routes = resolve_routes(virtual_service((host("x"), None, 100)), RULES, [], [PRIMARY])
+    assert routes == (Destination("x", NAMESPACE, 100),)
+
+
+def test_resolve_routes_without_an_http_route_is_no_route() -> None:
+    assert (
+        resolve_routes({"metadata": {"name": "x", "namespace": NAMESPACE}, "spec": {}}, RULES, SERVICES, [])
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "tag"),
+    [
+        ("status-code-server:v2", "v2"),
+        ("status-code-server", "latest"),
+        ("localhost:5000/status-code-server", "latest"),
+        ("localhost:5000/team/status-code-server:v3", "v3"),
+        ("status-code-server:v1@sha256:" + "a" * 64, "v1"),
+    ],
+)
+def test_image_tag(image: str, tag: str) -> None:
+    assert image_tag(image) == tag

@@ -202,6 +202,21 @@ def seconds_until_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datet
     return spec.traffic_shift_update_interval - _seconds_since(status.last_check_time, now)
 
 
+def interrupted(status: CanaryAppStatus) -> bool:
+    """Whether a decision was recorded but its step never ran: StackSynced still says Applying (a step that
+    ran and failed says StackUpdateFailed or NameConflict and is retried by the usual flow)."""
+    synced = status.condition(reasons.CONDITION_STACK_SYNCED)
+    return status.phase is not None and synced is not None and synced.reason == reasons.APPLYING
+
+
+def resume_interrupted(status: CanaryAppStatus, now: datetime.datetime) -> CanaryAppStatus:
+    """The status to apply after an interrupted step: a canary's next check and window start when the weight
+    actually reaches the world, now."""
+    if status.phase != Phase.PROGRESSING or status.canary_weight == 0:
+        return status
+    return status.model_copy(update={"last_check_time": timestamp(now), "last_traffic_shift": timestamp(now)})
+
+
 def about_to_start(spec: CanaryAppSpec, status: CanaryAppStatus) -> bool:
     """Whether this pass may start a rollout (and so needs to know about free rollout slots)."""
     return (

@@ -22,6 +22,8 @@ from reconciler.decide import (
     RolloutSlots,
     about_to_start,
     decide,
+    interrupted,
+    resume_interrupted,
     timestamp,
     wants_check,
     with_stack_sync,
@@ -155,8 +157,13 @@ class Reconciler:
         """Decides, records the decision, applies the stack it implies (if it changed), records the result."""
         namespace, name = app.metadata.namespace, app.metadata.name
         spec, status, now = app.spec, app.status, self.clock()
-        slots = self._slots if self.max_concurrent_rollouts else None
-        decision = decide(spec, status, observe(app, self.cluster, self._check, now, slots), now)
+        if interrupted(status):
+            # The last pass recorded a decision and died before applying it: apply that step first, and let
+            # the next pass decide (a check must judge a weight the world has had for a whole interval).
+            decision: Decision = Hold(resume_interrupted(status, now), 0.0, reasons.WAITING, status.message)
+        else:
+            slots = self._slots if self.max_concurrent_rollouts else None
+            decision = decide(spec, status, observe(app, self.cluster, self._check, now, slots), now)
         desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
         fingerprint = desired.fingerprint()
         in_sync = fingerprint == decision.status.last_applied_hash

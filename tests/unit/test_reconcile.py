@@ -266,3 +266,28 @@ def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step
     }
     cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
     assert subject.reconcile("ns", "web") == 8.5
+
+
+def test_an_interrupted_step_is_applied_before_anything_is_decided() -> None:
+    """kill -9 after the decision was recorded, before its step ran: the successor applies that step first,
+    and the next check comes one interval after the weight reached the world."""
+    subject, cluster, stacks, _ = reconciler(new_app(image="app:v2", trafficShiftUpdateInterval=3))
+    assert cluster.app is not None
+    cluster.app["status"] = {
+        "phase": "Progressing",
+        "primaryImage": "app:v1",
+        "canaryImage": "app:v2",
+        "canaryWeight": 20,
+        "lastCheckTime": "2025-12-31T23:59:50Z",  # long ago: a check would be due
+        "lastTrafficShift": "2025-12-31T23:59:50Z",
+        "conditions": [
+            {"type": "StackSynced", "status": "False", "reason": "Applying", "lastTransitionTime": "x"}
+        ],
+    }
+    cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
+    assert subject.reconcile("ns", "web") == 0.0
+    assert [desired.canary_weight for desired in stacks.applied] == [20]
+    assert cluster.app["status"]["lastCheckTime"] == "2026-01-01T00:00:00Z"
+    assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
+    subject.reconcile("ns", "web")  # the next pass decides: no check is due yet
+    assert [desired.canary_weight for desired in stacks.applied] == [20]

@@ -239,10 +239,18 @@ def check_line(status: dict[str, Any]) -> str:
     if not checks:
         return "check -"
     last = checks[-1]
-    value = last["series"][0]["value"] if last.get("series") else "none"
+    value = short_number(last["series"][0]["value"]) if last.get("series") else "none"
     requests = last.get("canaryRequests")
-    counted = "?" if requests is None else f"{requests:g}"
-    return f"check {last['outcome']:<15} value {value:<6} canary requests {counted}"
+    counted = "?" if requests is None else short_number(str(requests))
+    return f"check {last['outcome']:<15} value {value:<5} canary requests {counted}"
+
+
+def short_number(value: str) -> str:
+    """A Prometheus sample value for a person: 2.0099666 -> 2.01, 34.6667 -> 34.7."""
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
 
 
 def tell_story(env: Environment) -> Story:

@@ -154,12 +154,19 @@ def render_status(app: CanaryApp, now: datetime.datetime) -> str:
 
 
 def _check_line(check: Any) -> str:
-    value = check.series[0].value if check.series else "none"
-    requests = "-" if check.canary_requests is None else f"{check.canary_requests:g}"
+    value = _short(check.series[0].value) if check.series else "none"
+    requests = "-" if check.canary_requests is None else f"{check.canary_requests:.3g}"
     return (
         f"{check.time} weight {check.weight:3d}% {check.outcome.value:<15} value {value:<8} "
         f"canary requests {requests:<6} {check.message}"
     )
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
 
 
 def _next_step(app: CanaryApp, now: datetime.datetime) -> str:

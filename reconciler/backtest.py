@@ -90,7 +90,7 @@ def render(app: CanaryApp, result: Backtest, start: datetime.datetime, end: date
         f"{'time':<21} {'weight':>6}  {'check':<16} {'requests':>8}  decision",
     ]
     for step in result.steps:
-        requests = "-" if step.check.canary_requests is None else f"{step.check.canary_requests:g}"
+        requests = "-" if step.check.canary_requests is None else f"{step.check.canary_requests:.3g}"
         after = step.decision.status.canary_weight
         decision = step.decision.kind + (f" -> {after}%" if after != step.weight else "")
         lines.append(

@@ -227,15 +227,14 @@ class CanaryAppStatus(_Model):
 
 
 class ObjectMeta(BaseModel):
+    """The metadata the decision needs (finalizers and deletion are handled on the raw object)."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str
     namespace: str = "default"
     uid: str = ""
     generation: int = 0
-    resource_version: str = Field(default="", alias="resourceVersion")
-    deletion_timestamp: str | None = Field(default=None, alias="deletionTimestamp")
-    finalizers: tuple[str, ...] = ()
     annotations: dict[str, str] = Field(default_factory=dict)
 
 

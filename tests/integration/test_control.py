@@ -160,6 +160,8 @@ def test_pause_holds_the_weight_resume_goes_on_promote_skips_the_remaining_steps
     controlled: Controlled,
 ) -> None:
     apps = controlled.apps
+    interval = 6  # long enough that no step falls between the plugin's resume and promote, even under load
+    apps.patch_spec("web", trafficShiftUpdateInterval=interval)
     controlled.at_weight("app:v2", 20)
     paused = controlled.plugin("pause", "web")
     assert paused.returncode == 0, paused.stdout + paused.stderr
@@ -168,7 +170,7 @@ def test_pause_holds_the_weight_resume_goes_on_promote_skips_the_remaining_steps
     assert {c["type"]: c["status"] for c in held["conditions"]}["Paused"] == "True"
     checks_when_paused = len(held.get("checks", []))
     with WeightRecorder(apps, "web") as recorder:
-        threading.Event().wait(3 * INTERVAL)
+        threading.Event().wait(2 * interval)
     assert len(set(recorder.seen)) == 1  # the weight held
     assert len(apps.status("web").get("checks", [])) == checks_when_paused  # and no check ran
     assert "(paused)" in controlled.plugin("status", "web").stdout

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from devenv.cluster import LocalCluster
+from devenv.kube import stack_synced
 from devenv.mesh import METRICS_PATH, LocalMesh
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
@@ -73,16 +74,22 @@ def world_for(
 
 def roll_out(world: World, name: str, image: str, phase: str) -> dict[str, Any]:
     world.apps.patch_spec(name, image=image)
-    status: dict[str, Any] = wait_for(
-        lambda: (
-            world.apps.phase_is(name, phase)
-            and world.apps.status(name).get("rollouts", [{}])[-1].get("image") == image
-            and world.apps.status(name)
-        ),
-        ROLLOUT_TIMEOUT,
-        f"{image} {phase}",
-    )
-    return status
+    seen: list[dict[str, Any]] = []
+
+    def finished() -> dict[str, Any] | None:
+        status = world.apps.status(name)
+        seen[:] = [status]
+        done = (
+            status.get("phase") == phase
+            and stack_synced(status)
+            and status.get("rollouts", [{}])[-1].get("image") == image
+        )
+        return status if done else None
+
+    try:
+        return wait_for(finished, ROLLOUT_TIMEOUT, f"{image} {phase}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nlast status: {yaml.safe_dump(seen[-1] if seen else {})}") from None
 
 
 def parse(stamp: str) -> datetime.datetime:
@@ -123,6 +130,10 @@ def test_the_original_manifest_and_query_promote_a_healthy_canary_and_roll_back_
     assert manifest["spec"]["prometheusQuery"] == original_query
     world.apps.create(manifest)
     wait_for(lambda: world.apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, "v1 Ready")
+    # The original query sees the whole Service over a fixed minute: the 503s (no healthy upstream) that v1's
+    # first requests got while its pods came up would fail a canary started within that minute, as they would
+    # with the original operator. A healthy v2 starts once they are out of the window.
+    wait_for(lambda: not world.prometheus.query(original_query), 90, "v1's start-up errors out of the window")
 
     promoted = roll_out(world, name, "status-code-server:v2", "Succeeded")
     # Each step needed a clean check that saw canary traffic (a check that saw none would only hold).

@@ -2,11 +2,20 @@
 
 Steps run in a small pool of worker processes: `up` blocks for seconds, the Python SDK keeps program state
 in process globals, and a process per concurrent step keeps two CanaryApps' programs apart. Each worker
-builds the `pulumi` command once and reuses it, so a step pays for the engine run and nothing else.
+builds the `pulumi` command once and reuses it, so a step pays for the engine run and nothing else:
+
+- the step's result (its resource changes) comes from the engine's own event stream during the `up`, not
+  from the three CLI runs the Automation API makes after it to read the outputs and the last history entry
+  back (each one decrypting the passphrase again): they cost more CPU than the `up` itself;
+- the Kubernetes provider outlives the run (`pulumi_provider.LongLivedProvider`), so a step does not start
+  it and wait for it to fetch the cluster's OpenAPI schema again.
+
+`bench/step_profile.py` shows where a step's time goes.
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 import multiprocessing
@@ -21,7 +30,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pulumi import automation as auto
+from pulumi.automation._stack import StackInitMode  # not re-exported; Stack's constructor takes it
 
+from reconciler.adapters.pulumi_provider import LongLivedProvider
 from reconciler.desired import DesiredStack
 from reconciler.errors import PermanentError, ReconcileError, StackBusyError, TransientError
 from reconciler.names import stack_name
@@ -41,6 +52,8 @@ class PulumiSettings:
     work_root: str
     pulumi_home: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    # False: every `up` starts its own provider, as the Pulumi CLI does on its own (slower; a fallback).
+    long_lived_provider: bool = True
 
     def environment(self) -> dict[str, str]:
         return {
@@ -93,17 +106,49 @@ class _Outcome:
     error: str = ""
 
 
+class _StepStack(auto.Stack):
+    """A stack whose `up` does not read its outputs and last history entry back after the run: the step's
+    changes come from the engine's summary event instead (see `_changes`). `up` still calls these two, so
+    they answer without running the CLI."""
+
+    def outputs(self) -> auto.OutputMap:
+        return {}
+
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
+        return _PLACEHOLDER_SUMMARY
+
+
+_PLACEHOLDER_SUMMARY = auto.UpdateSummary(
+    kind="update", start_time=datetime.datetime.min, message="", environment={}, config={}, result="succeeded"
+)
+
+
+def _changes(events: list[auto.EngineEvent]) -> dict[str, int]:
+    summary = next((event.summary_event for event in reversed(events) if event.summary_event), None)
+    if summary is None:
+        raise auto.errors.CommandError(_NoSummary())
+    return {str(op): count for op, count in (summary.resource_changes or {}).items()}
+
+
+class _NoSummary(auto.CommandResult):
+    def __init__(self) -> None:
+        super().__init__(stdout="", stderr="error: the engine sent no summary event for this run", code=1)
+
+
 _worker_command: auto.PulumiCommand | None = None
 # Stacks this worker has selected before: selecting again costs a CLI run per step for nothing.
 _cached_stacks: dict[str, auto.Stack] = {}
 _worker_settings: PulumiSettings | None = None
+_worker_provider: LongLivedProvider | None = None
 
 
 def _init_worker(settings: PulumiSettings) -> None:
-    global _worker_command, _worker_settings  # noqa: PLW0603 - one per worker process, set once
+    global _worker_command, _worker_settings, _worker_provider  # noqa: PLW0603 - one per worker process, set once
     os.environ.update(settings.environment())
     _worker_settings = settings
     _worker_command = auto.PulumiCommand()
+    if settings.long_lived_provider:
+        _worker_provider = LongLivedProvider(Path(settings.work_root) / f"provider-{os.getpid()}")
 
 
 def _workspace_stack(name: str, *, create: bool) -> auto.Stack:
@@ -111,47 +156,63 @@ def _workspace_stack(name: str, *, create: bool) -> auto.Stack:
     settings = _worker_settings
     work_dir = Path(settings.work_root) / name
     work_dir.mkdir(parents=True, exist_ok=True)
-    options = auto.LocalWorkspaceOptions(
+    workspace = auto.LocalWorkspace(
         work_dir=str(work_dir),
         pulumi_home=settings.pulumi_home,
         env_vars=settings.environment(),
         secrets_provider="passphrase",
         pulumi_command=_worker_command,
+        program=lambda: None,
         project_settings=auto.ProjectSettings(
-            name=PROJECT_NAME, runtime="python", backend=auto.ProjectBackend(url=settings.backend_url)
+            name=PROJECT_NAME,
+            runtime="python",
+            main=str(work_dir),
+            backend=auto.ProjectBackend(url=settings.backend_url),
         ),
     )
-    select = auto.create_or_select_stack if create else auto.select_stack
-    return select(stack_name=name, project_name=PROJECT_NAME, program=lambda: None, opts=options)
+    return _StepStack(name, workspace, StackInitMode.CREATE_OR_SELECT if create else StackInitMode.SELECT)
+
+
+def _attach_provider() -> None:
+    """Points the next CLI run at this worker's long-lived provider (started when needed)."""
+    if _worker_provider is not None:
+        os.environ.update(_worker_provider.environment())
 
 
 def _run(step: Step, name: str, desired_json: str) -> _Outcome:
     from stacks.program import build_program  # noqa: PLC0415 - imported in the worker, not the loop
 
     started = time.monotonic()
+    events: list[auto.EngineEvent] = []
     try:
+        _attach_provider()
         if step == Step.UP:
             desired = DesiredStack.from_json(desired_json)
             stack = _cached_stacks.get(name) or _workspace_stack(name, create=True)
             stack.workspace.program = build_program(desired)
             _cached_stacks[name] = stack
-            result = stack.up(color="never", suppress_progress=True, on_output=lambda _line: None)
-            changes = {str(op): count for op, count in (result.summary.resource_changes or {}).items()}
+            stack.up(color="never", suppress_progress=True, on_output=_ignore, on_event=events.append)
         else:
             try:
                 cached = _cached_stacks.pop(name) if name in _cached_stacks else None
                 stack = cached or _workspace_stack(name, create=False)
             except auto.errors.StackNotFoundError:
                 return _Outcome({}, time.monotonic() - started)
-            destroyed = stack.destroy(color="never", suppress_progress=True, on_output=lambda _line: None)
-            changes = {str(op): count for op, count in (destroyed.summary.resource_changes or {}).items()}
+            stack.destroy(color="never", suppress_progress=True, on_output=_ignore, on_event=events.append)
             stack.workspace.remove_stack(name)
+        changes = _changes(events)
     except auto.errors.CommandError as error:
         failure = classify_failure(error) or Failure.TRANSIENT
         if failure != Failure.BUSY:
             _cached_stacks.pop(name, None)  # select the stack afresh next time (its state may have gone)
+            if _worker_provider is not None:
+                _worker_provider.recycle()
         return _Outcome({}, time.monotonic() - started, failure, summarize_step_error(error))
     return _Outcome(changes, time.monotonic() - started)
+
+
+def _ignore(_line: str) -> None:
+    return None
 
 
 # Engine lines that follow any failed update and say nothing about its cause.

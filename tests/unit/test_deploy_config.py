@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.metrics_core import Metric
 
 from devenv.processes import tools_bin
-from reconciler.config import add_run_arguments
+from reconciler.config import add_run_arguments, run_config
 from reconciler.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -304,8 +304,8 @@ def test_leases_are_granted_only_in_the_reconcilers_namespace(
             "kind": role_kind,
             "name": role_name,
         }
-    args = parse_run_command(container(rendered)["command"][2:])
-    assert args.lease_name == RECONCILER
+    config = run_config(parse_run_command(container(rendered)["command"][2:]))
+    assert config.lease_name == RECONCILER
 
 
 def exported_series() -> set[str]:

@@ -16,9 +16,16 @@ class ReconcilerProcess:
     """`canaryapp run` as a real process, scoped to one namespace, with its own Pulumi state folder."""
 
     def __init__(
-        self, kubeconfig: Path, namespace: str, state_dir: Path, *extra: str, log_name: str = "reconciler.log"
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        state_dir: Path,
+        *extra: str,
+        log_name: str = "reconciler.log",
+        environment: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.environment = environment or {}
         self.namespace = namespace
         self.state_dir = state_dir
         self.extra = extra
@@ -44,7 +51,7 @@ class ReconcilerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PULUMI_CONFIG_PASSPHRASE": self.passphrase},
+            env={**os.environ, **self.environment, "PULUMI_CONFIG_PASSPHRASE": self.passphrase},
             start_new_session=True,
         )
         log.close()

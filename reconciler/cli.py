@@ -20,6 +20,7 @@ from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.http import StatusServer
 from reconciler.leader import LeaderElector
 from reconciler.loop import Controller
+from reconciler.names import stack_name
 from reconciler.policy import RoutingPolicy
 from reconciler.reconcile import Reconciler
 from reconciler.telemetry import Telemetry
@@ -98,7 +99,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         settings.file_backend_path.mkdir(parents=True, exist_ok=True)
     telemetry = Telemetry()
     api_client = load_client_config(config.kubeconfig)
-    cluster = KubeCluster(api_client, namespace=config.namespace)
+    cluster = KubeCluster(api_client, namespace=config.namespace, selector=config.shard_selector)
     metrics = PrometheusMetrics()
     notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
     # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
@@ -134,7 +135,11 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     try:
         if elector is not None:
             log.info(
-                "Waiting for leadership", extra={"lease": f"{config.lease_namespace}/{config.lease_name}"}
+                "Waiting for leadership",
+                extra={
+                    "lease": f"{config.lease_namespace}/{config.lease_name}",
+                    "shard": str(config.shard_selector or "*"),
+                },
             )
             if not elector.acquire(stop):
                 return 0
@@ -151,8 +156,9 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             extra={
                 "namespace": config.namespace or "*",
                 "workers": config.workers,
+                "shard": str(config.shard_selector or "*"),
                 "backend": _redacted(config.backend_url),
-                "cleared_locks": stacks.clear_stale_locks(),
+                "cleared_locks": stacks.clear_stale_locks(_stack_names(cluster)),
             },
         )
         controller.start()
@@ -168,6 +174,12 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         status_server.stop()
         log.info("Stopped CanaryApp reconciler")
     return 1 if lost_leadership.is_set() else 0
+
+
+def _stack_names(cluster: KubeCluster) -> set[str]:
+    """The stacks of this shard's CanaryApps (those being deleted too: their stacks are still to destroy)."""
+    items, _ = cluster.list_canary_apps()
+    return {stack_name(item["metadata"]["namespace"], item["metadata"]["name"]) for item in items}
 
 
 def _redacted(url: str) -> str:

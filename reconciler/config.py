@@ -7,6 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.selectors import LabelSelector, SelectorError, parse_selector
+
+DEFAULT_LEASE_NAME = "canaryapp-reconciler"
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -27,6 +31,7 @@ class RunConfig:
     allowed_hosts: tuple[str, ...] = ()
     max_concurrent_rollouts: int | None = None
     notify_url: str | None = None
+    shard_selector: LabelSelector | None = None
 
     @property
     def pulumi_home(self) -> Path:
@@ -67,7 +72,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=(_env("LEADER_ELECT", "false") or "false").lower() == "true",
     )
     parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "canaryapp-system"))
-    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "canaryapp-reconciler"))
+    parser.add_argument(
+        "--lease-name",
+        default=_env("LEASE_NAME"),
+        help=f"default: {DEFAULT_LEASE_NAME}; with --shard-selector, {DEFAULT_LEASE_NAME}-<selector hash>",
+    )
+    parser.add_argument(
+        "--shard-selector",
+        default=_env("SHARD_SELECTOR"),
+        help="only CanaryApps with matching labels, e.g. 'canary.atze.io/shard=a' (Kubernetes label selector "
+        "syntax); each shard has its own Lease; default: all CanaryApps",
+    )
     parser.add_argument(
         "--allowed-gateways",
         default=_env("ALLOWED_GATEWAYS", ""),
@@ -100,8 +115,25 @@ def _patterns(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
+def shard_lease_name(selector: LabelSelector | None) -> str:
+    """The Lease of a shard: one per selection, the same however the selector is spelled, a valid name."""
+    return f"{DEFAULT_LEASE_NAME}-{selector.digest()}" if selector else DEFAULT_LEASE_NAME
+
+
+def _shard_selector(text: str | None) -> LabelSelector | None:
+    if not text or not text.strip():
+        return None
+    try:
+        return parse_selector(text)
+    except SelectorError as error:
+        raise SystemExit(
+            f"--shard-selector (or CANARYAPP_SHARD_SELECTOR) {text!r} is not a label selector: {error}"
+        ) from error
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
     state_dir = Path(args.state_dir).expanduser().resolve()
+    shard_selector = _shard_selector(args.shard_selector)
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
     if args.max_concurrent_rollouts < 0:
@@ -118,10 +150,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         metrics_address=args.metrics_address,
         leader_elect=args.leader_elect,
         lease_namespace=args.lease_namespace,
-        lease_name=args.lease_name,
+        lease_name=args.lease_name or shard_lease_name(shard_selector),
         identity=args.identity,
         allowed_gateways=_patterns(args.allowed_gateways),
         allowed_hosts=_patterns(args.allowed_hosts),
         max_concurrent_rollouts=args.max_concurrent_rollouts or None,
         notify_url=args.notify_url or None,
+        shard_selector=shard_selector,
     )

@@ -4,6 +4,7 @@ finalizers and Events. The client is untyped, so this module is the one place th
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 from typing import Any
@@ -15,6 +16,7 @@ from reconciler.errors import TransientError
 from reconciler.model import GROUP, PLURAL, VERSION
 from reconciler.names import ObjectRef
 from reconciler.readiness import DeploymentState, deployment_state
+from reconciler.selectors import LabelSelector
 
 log = logging.getLogger(__name__)
 COMPONENT = "canaryapp-reconciler"
@@ -35,9 +37,19 @@ def _transient(error: ApiException, what: str) -> TransientError:
 
 
 class KubeCluster:
-    def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str | None = None) -> None:
+    """`namespace` and `selector` (a shard's label selector) limit which CanaryApps this reconciler sees:
+    lists and watches ask the API server for them only, and a read by name of any other answers "not found".
+    """
+
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        namespace: str | None = None,
+        selector: LabelSelector | None = None,
+    ) -> None:
         self.api_client = api_client
         self.namespace = namespace
+        self.selector = selector
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.apps = kubernetes.client.AppsV1Api(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
@@ -51,20 +63,25 @@ class KubeCluster:
             if error.status == 404:
                 return None
             raise _transient(error, f"reading CanaryApp {namespace}/{name}") from error
+        if self.selector is not None and not self.selector.matches(app.get("metadata", {}).get("labels")):
+            return None  # another shard's: as if it did not exist here
         return dict(app)
 
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
-        listing: Any
-        if self.namespace:
-            listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
-        else:
-            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        function, args = self.watch_function()
+        listing: Any = function(*args)
         return list(listing.get("items", [])), str(listing["metadata"]["resourceVersion"])
 
     def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
+        """The list call of this reconciler's CanaryApps; the selector rides along as a bound argument."""
         if self.namespace:
-            return self.custom.list_namespaced_custom_object, (GROUP, VERSION, self.namespace, PLURAL)
-        return self.custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+            function: Any = self.custom.list_namespaced_custom_object
+            args: tuple[Any, ...] = (GROUP, VERSION, self.namespace, PLURAL)
+        else:
+            function, args = self.custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+        if self.selector is None:
+            return function, args
+        return functools.partial(function, label_selector=str(self.selector)), args
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:

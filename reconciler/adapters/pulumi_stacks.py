@@ -20,19 +20,20 @@ import enum
 import logging
 import multiprocessing
 import os
-import shutil
 import threading
 import time
+from collections.abc import Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from pulumi import automation as auto
 from pulumi.automation._stack import StackInitMode  # not re-exported; Stack's constructor takes it
 
 from reconciler.adapters.pulumi_provider import LongLivedProvider
+from reconciler.adapters.s3 import S3Bucket, S3UnavailableError
 from reconciler.desired import DesiredStack
 from reconciler.errors import PermanentError, ReconcileError, StackBusyError, TransientError
 from reconciler.names import stack_name
@@ -69,6 +70,39 @@ class PulumiSettings:
     def file_backend_path(self) -> Path | None:
         parsed = urlparse(self.backend_url)
         return Path(parsed.path) if parsed.scheme == "file" else None
+
+
+_LOCKS_PREFIX = ".pulumi/locks/"
+
+
+class _FileLocks:
+    """The same two calls as S3Bucket, on a `file://` backend's folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        folder = self.root / prefix
+        return (
+            (path.relative_to(self.root).as_posix() for path in folder.rglob("*.json"))
+            if folder.exists()
+            else iter(())
+        )
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _lock_store(backend_url: str) -> _FileLocks | S3Bucket:
+    parsed = urlparse(backend_url)
+    if parsed.scheme == "file":
+        return _FileLocks(Path(parsed.path))
+    if parsed.scheme == "s3":
+        return S3Bucket(backend_url)
+    raise S3UnavailableError(f"{parsed.scheme}:// backends are not supported; clear their locks by hand")
 
 
 class Step(enum.StrEnum):
@@ -263,18 +297,34 @@ class PulumiStacks:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def clear_stale_locks(self) -> int:
-        """Removes update locks left by a reconciler that died mid-`up` (file backend only).
+    def clear_stale_locks(self, stack_names: Collection[str]) -> int:
+        """Removes update locks of these stacks left by a reconciler that died mid-`up`, in a `file://` or an
+        `s3://` backend (another backend: logged and left alone).
 
-        Only the leader runs steps and it runs one per stack at a time, so at start every lock is stale.
+        Only the leader of a shard runs steps, one per stack at a time, and every shard has its own stacks; so
+        at start every lock of this shard's stacks is stale, while other shards' locks sharing the backend are
+        live and kept. A lock lives at `.pulumi/locks/[<org>/<project>/]<stack>/<id>.json`.
         """
-        backend = self.settings.file_backend_path
-        locks = backend / ".pulumi" / "locks" if backend else None
-        if locks is None or not locks.exists():
+        try:
+            store = _lock_store(self.settings.backend_url)
+        except S3UnavailableError as error:
+            log.warning(
+                "Left stale stack locks alone: cannot reach the backend's lock objects",
+                extra={"detail": str(error)},
+            )
             return 0
-        count = sum(1 for path in locks.rglob("*.json"))
-        shutil.rmtree(locks)
-        return count
+        try:
+            stale = [
+                key for key in store.keys(_LOCKS_PREFIX) if PurePosixPath(key).parent.name in stack_names
+            ]
+            for key in stale:
+                store.delete(key)
+        except S3UnavailableError as error:
+            log.warning("Failed to clear stale stack locks", extra={"detail": str(error)})
+            return 0
+        finally:
+            store.close()
+        return len(stale)
 
     def apply(self, desired: DesiredStack) -> StepReport:
         return self._step(Step.UP, desired.stack_name, desired.to_json())

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.metrics_core import Metric
 
 from devenv.processes import tools_bin
-from reconciler.config import add_run_arguments
+from reconciler.config import add_run_arguments, run_config
 from reconciler.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,13 +117,13 @@ def test_the_image_drops_the_development_tools_but_keeps_the_runtime() -> None:
     assert not {"prometheus-client", "pyyaml", "protobuf", "pip", "setuptools"} & dropped
 
 
-@pytest.fixture(scope="module")
-def rendered() -> dict[tuple[str, str], dict[str, Any]]:
+def render(folder: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """`kubectl kustomize config/<folder>` with the pinned kubectl, by (kind, name)."""
     kubectl = tools_bin() / "kubectl"
     if not kubectl.exists():
         pytest.fail(f"{kubectl} is missing: run `make tools` (it builds the pinned kubectl)")
     result = subprocess.run(
-        [str(kubectl), "kustomize", str(ROOT / "config" / "default")],
+        [str(kubectl), "kustomize", str(ROOT / "config" / folder)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -132,6 +132,11 @@ def rendered() -> dict[tuple[str, str], dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     objects = [document for document in yaml.safe_load_all(result.stdout) if document]
     return {(obj["kind"], obj["metadata"]["name"]): obj for obj in objects}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[tuple[str, str], dict[str, Any]]:
+    return render("default")
 
 
 def test_config_default_renders_everything_the_reconciler_needs(
@@ -256,6 +261,61 @@ def test_the_pod_is_hardened_and_keeps_its_state_on_a_volume(
     assert rendered["Deployment", RECONCILER]["spec"]["strategy"] == {"type": "Recreate"}
 
 
+def expanded_environment(container: dict[str, Any], pod_labels: dict[str, str]) -> dict[str, str]:
+    """The container's literal and pod-label variables, with $(VAR) expanded as the kubelet does."""
+    environment: dict[str, str] = {}
+    for variable in container["env"]:
+        field = variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath", "")
+        if label := re.fullmatch(r"metadata\.labels\['(.+)'\]", field):
+            environment[variable["name"]] = pod_labels[label[1]]
+        elif "value" in variable:
+            environment[variable["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda ref: environment.get(ref[1], ref[0]), variable["value"]
+            )
+    return environment
+
+
+def test_config_shards_runs_three_shards_with_a_standby_each_on_the_shared_rbac(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shards = render("shards")
+    default = render("default")
+    deployments = {name: obj for (kind, name), obj in shards.items() if kind == "Deployment"}
+    assert set(deployments) == {f"{RECONCILER}-{shard}" for shard in "abc"}
+    shared = {key for key in shards if key[0] != "Deployment"}
+    assert shared == {
+        key for key in default if key[0] not in {"Deployment", "PersistentVolumeClaim", "Service"}
+    }
+    for key in shared:
+        assert shards[key] == default[key], key
+    lease_names = set()
+    for shard in "abc":
+        deployment = deployments[f"{RECONCILER}-{shard}"]["spec"]
+        pod = deployment["template"]
+        assert deployment["replicas"] == 2
+        assert deployment["strategy"] == {"type": "RollingUpdate"}
+        assert deployment["selector"]["matchLabels"]["canary.atze.io/shard"] == shard
+        assert pod["spec"]["serviceAccountName"] == RECONCILER
+        assert {volume["name"]: volume for volume in pod["spec"]["volumes"]}["state"] == {
+            "name": "state",
+            "emptyDir": {},
+        }
+        (reconciler,) = pod["spec"]["containers"]
+        backend = next(env for env in reconciler["env"] if env["name"] == "CANARYAPP_BACKEND_URL")
+        assert backend["valueFrom"]["secretKeyRef"]["optional"] is False
+        environment = expanded_environment(reconciler, pod["metadata"]["labels"])
+        assert environment["CANARYAPP_SHARD_SELECTOR"] == f"canary.atze.io/shard={shard}"
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        config = run_config(parse_run_command(reconciler["command"][2:]))
+        assert config.leader_elect
+        assert config.shard_selector is not None
+        assert config.shard_selector.matches({"canary.atze.io/shard": shard})
+        assert not config.shard_selector.matches({"canary.atze.io/shard": "z"})
+        lease_names.add(config.lease_name)
+    assert len(lease_names) == 3
+
+
 def rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, frozenset[str]]]:
     return {
         (group, resource, frozenset(rule["verbs"]))
@@ -304,8 +364,8 @@ def test_leases_are_granted_only_in_the_reconcilers_namespace(
             "kind": role_kind,
             "name": role_name,
         }
-    args = parse_run_command(container(rendered)["command"][2:])
-    assert args.lease_name == RECONCILER
+    config = run_config(parse_run_command(container(rendered)["command"][2:]))
+    assert config.lease_name == RECONCILER
 
 
 def exported_series() -> set[str]:

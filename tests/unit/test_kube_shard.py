@@ -1,0 +1,59 @@
+"""A shard's view of the API: its selector rides on every list and watch, and a read by name of another
+shard's CanaryApp answers "not found" (the API server filters lists, not reads by name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+
+from reconciler.adapters.kube import KubeCluster
+from reconciler.selectors import parse_selector
+
+
+class FakeCustomObjects:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.list_calls: list[dict[str, Any]] = []
+
+    def get_namespaced_custom_object(self, *args: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": args[2], "name": args[4], "labels": self.labels}}
+
+    def list_cluster_custom_object(self, *args: str, **options: Any) -> dict[str, Any]:
+        self.list_calls.append(options)
+        return {"items": [], "metadata": {"resourceVersion": "7"}}
+
+
+def cluster_with(labels: dict[str, str], selector: str | None) -> tuple[KubeCluster, FakeCustomObjects]:
+    cluster = KubeCluster(
+        kubernetes.client.ApiClient(), selector=parse_selector(selector) if selector else None
+    )
+    fake = FakeCustomObjects(labels)
+    cluster.custom = fake  # type: ignore[assignment]
+    return cluster, fake
+
+
+def test_a_shard_reads_its_own_canaryapps_and_not_another_shards() -> None:
+    mine, _ = cluster_with({"canary.atze.io/shard": "a"}, "canary.atze.io/shard=a")
+    theirs, _ = cluster_with({"canary.atze.io/shard": "b"}, "canary.atze.io/shard=a")
+    unlabelled, _ = cluster_with({}, None)
+    assert mine.get_canary_app("shop", "web") is not None
+    assert theirs.get_canary_app("shop", "web") is None
+    assert unlabelled.get_canary_app("shop", "web") is not None
+
+
+def test_lists_and_watches_carry_the_selector_only_when_there_is_one() -> None:
+    sharded, calls = cluster_with({}, "canary.atze.io/shard in (b, a)")
+    sharded.list_canary_apps()
+    function, args = sharded.watch_function()
+    function(*args, watch=True)
+    assert calls.list_calls == [
+        {"label_selector": "canary.atze.io/shard in (a,b)"},
+        {
+            "label_selector": "canary.atze.io/shard in (a,b)",
+            "watch": True,
+        },
+    ]
+    everything, calls = cluster_with({}, None)
+    everything.list_canary_apps()
+    assert calls.list_calls == [{}]

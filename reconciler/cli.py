@@ -94,6 +94,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         work_root=str(config.work_root),
         pulumi_home=str(config.pulumi_home),
         extra_env={"KUBECONFIG": str(Path(config.kubeconfig).resolve())} if config.kubeconfig else {},
+        long_lived_provider=not config.provider_per_step,
     )
     if settings.file_backend_path is not None:
         settings.file_backend_path.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ class RunConfig:
     max_concurrent_rollouts: int | None = None
     notify_url: str | None = None
     shard_selector: LabelSelector | None = None
+    provider_per_step: bool = False
 
     @property
     def pulumi_home(self) -> Path:
@@ -107,6 +108,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="POST one JSON document per rollout event here (Slack-compatible `text`); default: none",
     )
     parser.add_argument(
+        "--provider-per-step",
+        action="store_true",
+        default=(_env("PROVIDER_PER_STEP", "") or "").lower() in ("1", "true", "yes"),
+        help="start the Kubernetes provider for every step, as `pulumi up` does on its own, instead of one "
+        "long-lived provider per worker (slower: a fallback)",
+    )
+    parser.add_argument(
         "--identity", default=_env("IDENTITY", os.environ.get("HOSTNAME", f"pid-{os.getpid()}"))
     )
 
@@ -157,4 +165,5 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         max_concurrent_rollouts=args.max_concurrent_rollouts or None,
         notify_url=args.notify_url or None,
         shard_selector=shard_selector,
+        provider_per_step=args.provider_per_step,
     )

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import kubernetes
+from step_profile import bench_settings, desired_at
 
 from devenv.cluster import running
 from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
-from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
-from reconciler.desired import DesiredStack
+from reconciler.adapters.pulumi_stacks import PulumiStacks
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -41,33 +41,14 @@ def main() -> None:
     os.environ["PATH"] = f"{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
     with tempfile.TemporaryDirectory(prefix="canaryapp-bench-") as scratch, running() as cluster:
         root = Path(scratch)
-        (root / "state").mkdir()
-        settings = PulumiSettings(
-            backend_url=f"file://{root / 'state'}",
-            work_root=str(root / "workspaces"),
-            pulumi_home=str(root / "pulumi-home"),
-            extra_env={"KUBECONFIG": str(cluster.kubeconfig)},
-        )
-        stacks = PulumiStacks(settings, workers=1)
-        desired = DesiredStack(
-            name="bench",
-            namespace="default",
-            owner_uid="",
-            port=8088,
-            replicas=2,
-            test_replicas=1,
-            hosts=("bench",),
-            gateways=(),
-            primary_image="app:v1",
-            canary_image="app:v2",
-            canary_weight=0,
-        )
+        stacks = PulumiStacks(bench_settings(root, cluster.kubeconfig), workers=1)
+        desired = desired_at(0)
         try:
             first = stacks.apply(desired)
             print(f"first up (creates 6 objects): {first.seconds * 1000:.0f} ms")
             weight_steps = []
             for step in range(args.steps):
-                weighted = DesiredStack(**{**desired.__dict__, "canary_weight": 10 + 10 * (step % 5)})
+                weighted = desired_at(10 + 10 * (step % 5))
                 started = time.perf_counter()
                 stacks.apply(weighted)
                 weight_steps.append(time.perf_counter() - started)

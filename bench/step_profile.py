@@ -140,6 +140,18 @@ def desired_at(weight: int) -> DesiredStack:
     )
 
 
+def bench_settings(root: Path, kubeconfig: Path, *, long_lived_provider: bool = True) -> PulumiSettings:
+    """Pulumi state, workspaces and plugin home in `root`, for the cluster of `kubeconfig`."""
+    (root / "state").mkdir()
+    return PulumiSettings(
+        backend_url=f"file://{root / 'state'}",
+        work_root=str(root / "workspaces"),
+        pulumi_home=str(root / "pulumi-home"),
+        extra_env={"KUBECONFIG": str(kubeconfig)},
+        long_lived_provider=long_lived_provider,
+    )
+
+
 def weights(steps: int) -> Iterator[int]:
     for step in range(steps):
         yield 10 + 10 * (step % 5)
@@ -221,14 +233,7 @@ def main() -> None:
             f"{root / 'recorders'}:{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
         )
         os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "bench")
-        (root / "state").mkdir()
-        settings = PulumiSettings(
-            backend_url=f"file://{root / 'state'}",
-            work_root=str(root / "workspaces"),
-            pulumi_home=str(root / "pulumi-home"),
-            extra_env={"KUBECONFIG": str(cluster.kubeconfig)},
-            long_lived_provider=not args.provider_per_step,
-        )
+        settings = bench_settings(root, cluster.kubeconfig, long_lived_provider=not args.provider_per_step)
         cluster_pids = [process.pid for _, process in cluster.processes._processes]
         stacks = PulumiStacks(settings, workers=1)
         try:

@@ -71,9 +71,7 @@ def run_backtest(
         )
     metrics = PrometheusMetrics()
     try:
-        result = backtest.replay(
-            app, lambda a, status, at: check_canary(metrics, a, status, at, at_now=False), start, end
-        )
+        result = backtest.replay(app, lambda a, status, at: check_canary(metrics, a, status, at), start, end)
     finally:
         metrics.close()
     print(backtest.render(app, result, start, end))

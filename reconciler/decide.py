@@ -41,8 +41,9 @@ from reconciler.model import (
 )
 from reconciler.readiness import DeploymentState, ready_with
 
-# How often to look again while waiting for a Deployment to become ready.
-READINESS_POLL_SECONDS = 1.0
+# The longest a CanaryApp waiting for a Deployment goes without a pass: the loop's watch of Deployments wakes
+# it as soon as one of them changes, so this is only a safety net (a missed event, a watch that is down).
+READINESS_RECHECK_SECONDS = 10.0
 # How often a CanaryApp waiting for a rollout slot looks again.
 SLOT_POLL_SECONDS = 5.0
 
@@ -361,7 +362,7 @@ def _initialize(spec: CanaryAppSpec, status: CanaryAppStatus) -> Decision:
             "message": f"Rolling out {spec.image} as the primary",
         }
     )
-    return Initialize(new, READINESS_POLL_SECONDS, reasons.INITIALIZED, new.message)
+    return Initialize(new, READINESS_RECHECK_SECONDS, reasons.INITIALIZED, new.message)
 
 
 def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations) -> Decision:
@@ -377,7 +378,7 @@ def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observation
         )
         return BecomeReady(new, None, reasons.BECAME_READY, new.message)
     new = status.model_copy(update={"message": f"Waiting for the primary to run {status.primary_image}"})
-    return Hold(new, READINESS_POLL_SECONDS, reasons.WAITING, new.message)
+    return Hold(new, READINESS_RECHECK_SECONDS, reasons.WAITING, new.message)
 
 
 def _steady(
@@ -419,7 +420,7 @@ def _steady(
             "message": f"Started canary {spec.image}; waiting for it to become ready",
         }
     )
-    return StartCanary(new, READINESS_POLL_SECONDS, reasons.CANARY_STARTED, new.message)
+    return StartCanary(new, READINESS_RECHECK_SECONDS, reasons.CANARY_STARTED, new.message)
 
 
 def _progressing(
@@ -461,7 +462,7 @@ def _waiting_for_canary(
         )
     remaining = spec.deployment_ready_wait_time - waited
     new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
-    return Hold(new, min(READINESS_POLL_SECONDS, remaining), reasons.WAITING, new.message)
+    return Hold(new, min(READINESS_RECHECK_SECONDS, remaining), reasons.WAITING, new.message)
 
 
 def _judge(
@@ -563,7 +564,7 @@ def _promote(status: CanaryAppStatus, now: datetime.datetime, why: str = "") -> 
             "message": message,
         }
     )
-    return Promote(new, READINESS_POLL_SECONDS, reasons.PROMOTION_STARTED, message)
+    return Promote(new, READINESS_RECHECK_SECONDS, reasons.PROMOTION_STARTED, message)
 
 
 def _promoting(
@@ -580,7 +581,7 @@ def _promoting(
         remaining = spec.progress_deadline_seconds - waited
         message = f"Waiting for the primary to run {status.primary_image} (rolled back in {int(remaining)}s)"
         new = status.model_copy(update={"message": message})
-        return Hold(new, min(READINESS_POLL_SECONDS, remaining), reasons.WAITING, new.message)
+        return Hold(new, min(READINESS_RECHECK_SECONDS, remaining), reasons.WAITING, new.message)
     promoted = _finish_rollout(status, RolloutResult.PROMOTED, "all checks clean", now)
     new = _without_canary(promoted).model_copy(
         update={

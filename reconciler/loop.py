@@ -12,12 +12,12 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.adapters.kube import WatchStream, watch_stream
 from reconciler.errors import PermanentError, TransientError
 from reconciler.ports import Cluster
 from reconciler.reconcile import Reconciler
@@ -26,21 +26,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 MAX_BACKOFF_SECONDS = 300.0
-# (list function, its arguments, resourceVersion, timeout seconds) -> watch events
-WatchStream = Callable[[Any, tuple[Any, ...], str, int], Iterable[dict[str, Any]]]
-
-
-def _kubernetes_watch(
-    function: Any, args: tuple[Any, ...], resource_version: str, timeout_seconds: int
-) -> Iterable[dict[str, Any]]:
-    events: Iterable[dict[str, Any]] = watch.Watch().stream(
-        function,
-        *args,
-        resource_version=resource_version,
-        timeout_seconds=timeout_seconds,
-        allow_watch_bookmarks=True,
-    )
-    return events
 
 
 class WorkQueue:
@@ -125,7 +110,7 @@ class Controller:
         self.workers = workers
         self.resync_seconds = resync_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
-        self.stream = stream or _kubernetes_watch
+        self.stream = stream or watch_stream
         self.clock = clock
         self.queue = WorkQueue(clock)
         self.stopping = threading.Event()
@@ -135,7 +120,10 @@ class Controller:
         self.synced = threading.Event()
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._watch_forever, name="watch", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._watch_forever, name="watch", daemon=True),
+            threading.Thread(target=self._follow_deployments, name="deployments", daemon=True),
+        ]
         self._threads += [
             threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
             for index in range(self.workers)
@@ -152,7 +140,7 @@ class Controller:
         self.queue.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
-            if thread.name != "watch":
+            if thread.name not in ("watch", "deployments"):
                 thread.join(max(deadline - time.monotonic(), 0.0))
 
     # watching ---------------------------------------------------------------------------------------------
@@ -164,6 +152,15 @@ class Controller:
             except Exception:
                 log.exception("Failed to watch CanaryApps; listing again shortly")
                 self.stopping.wait(2.0)
+
+    def _follow_deployments(self) -> None:
+        """Wakes a CanaryApp when one of its Deployments changes, instead of polling while it waits."""
+
+        def changed(namespace: str, name: str) -> None:
+            if (namespace, name) in self._seen:  # only CanaryApps this reconciler (and shard) watches
+                self.queue.add((namespace, name))
+
+        self.cluster.follow_deployments(self.stopping, changed)
 
     def _list_and_watch(self) -> None:
         items, resource_version = self.cluster.list_canary_apps()

@@ -16,6 +16,9 @@ from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.readiness import DeploymentState
 
 MAX_PASSES = 1000
+# Best case for a Deployment the step changed: ready a second later, and its watch wakes the loop at once.
+DEPLOYMENT_READY_SECONDS = 1.0
+_CHANGES_A_DEPLOYMENT = (core.Initialize, core.StartCanary, core.Promote)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,10 @@ def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -
             steps.append(PlannedStep(moment, decision.status.canary_weight, decision))
         if isinstance(decision, core.CompletePromotion) or decision.requeue_after is None:
             return steps
-        moment += datetime.timedelta(seconds=decision.requeue_after)
+        delay = decision.requeue_after
+        if isinstance(decision, _CHANGES_A_DEPLOYMENT):
+            delay = min(delay, DEPLOYMENT_READY_SECONDS)
+        moment += datetime.timedelta(seconds=delay)
         status = decision.status
     return steps
 

@@ -4,6 +4,8 @@ in-memory fakes. The core (`decide.py`, `desired.py`) needs none of them."""
 from __future__ import annotations
 
 import datetime
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +40,11 @@ class Cluster(Protocol):
 
     def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
         """The list function (and its arguments) a watch of CanaryApps streams from."""
+        ...
+
+    def follow_deployments(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
+        """Keeps the Deployment readings current from a watch until `stop`, calling `on_change(namespace,
+        canaryapp)` when one of a CanaryApp's Deployments changes readiness or image."""
         ...
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...

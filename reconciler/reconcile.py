@@ -73,17 +73,16 @@ def check_canary(
     app: CanaryApp,
     status: CanaryAppStatus,
     now: datetime.datetime,
-    *,
-    at_now: bool = True,
 ) -> CheckResult:
     """One check: the error query and the traffic query, rendered for `now`, answered and assessed.
 
-    `at_now=False` evaluates both queries at `now` in Prometheus' history (the backtest).
+    Both are evaluated at `now` to the second, the time the check's record carries: a backtest that replays
+    the record asks Prometheus about exactly the same instant (and so sees exactly the same samples).
     """
     spec, url = app.spec, str(app.spec.prometheus_url)
     variables = analysis.query_variables(app.metadata.name, app.metadata.namespace, spec, status, now)
     queries = analysis.render_queries(spec, variables)
-    at = None if at_now else now
+    at = now.replace(microsecond=0)
     errors = metrics.query(url, queries.errors, at)
     traffic = metrics.query(url, queries.traffic, at) if queries.traffic is not None else None
     return analysis.assess(queries, errors, traffic, spec.min_canary_requests)

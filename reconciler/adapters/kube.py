@@ -7,9 +7,14 @@ import datetime
 import functools
 import logging
 import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.errors import TransientError
@@ -32,8 +37,152 @@ def load_client_config(kubeconfig: str | None) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
+# (list function, its arguments, resourceVersion, timeout seconds) -> watch events
+WatchStream = Callable[[Any, tuple[Any, ...], str, int], Iterable[dict[str, Any]]]
+# The label every object of a CanaryApp's stack carries (stacks/program.py) and the one naming its CanaryApp.
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=canaryapp"
+APP_LABEL = "canary.atze.io/app"
+
+
+def watch_stream(
+    function: Any, args: tuple[Any, ...], resource_version: str, timeout_seconds: int
+) -> Iterable[dict[str, Any]]:
+    """A watch from `resource_version` of what `function(*args)` lists, with bookmarks."""
+    events: Iterable[dict[str, Any]] = watch.Watch().stream(
+        function,
+        *args,
+        resource_version=resource_version,
+        timeout_seconds=timeout_seconds,
+        allow_watch_bookmarks=True,
+    )
+    return events
+
+
 def _transient(error: ApiException, what: str) -> TransientError:
     return TransientError(f"{what} failed with HTTP {error.status}: {error.reason}", retry_after=2.0)
+
+
+@dataclass(frozen=True)
+class _CachedDeployment:
+    state: DeploymentState
+    owner_uids: frozenset[str]
+    canary_app: str | None
+
+
+class DeploymentCache:
+    """An informer for the Deployments of CanaryApp stacks: one list, then one watch, for the whole
+    reconciler, instead of a GET per waiting CanaryApp per second. `follow` keeps it current and reports
+    each CanaryApp whose Deployment changed readiness or image, so a rollout waiting for one is woken by the
+    change itself. A Deployment that is not in the cache (not synced yet, or without the managed-by label)
+    is read from the API server: the cache never answers "absent" for an object it does not select."""
+
+    def __init__(
+        self,
+        apps: kubernetes.client.AppsV1Api,
+        api_client: kubernetes.client.ApiClient,
+        namespace: str | None,
+        *,
+        stream: WatchStream = watch_stream,
+        resync_seconds: float = 300.0,
+        watch_timeout_seconds: int = 60,
+    ) -> None:
+        self._apps = apps
+        self._api_client = api_client
+        self._namespace = namespace
+        self._stream = stream
+        self._resync_seconds = resync_seconds
+        self._watch_timeout_seconds = watch_timeout_seconds
+        self._entries: dict[tuple[str, str], _CachedDeployment] = {}
+        self._lock = threading.Lock()
+        self.synced = threading.Event()
+
+    def lookup(self, namespace: str, name: str) -> _CachedDeployment | None:
+        if not self.synced.is_set():
+            return None
+        with self._lock:
+            return self._entries.get((namespace, name))
+
+    def follow(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
+        """Lists and watches until `stop`; calls `on_change(namespace, canaryapp)` for every change that
+        matters to a rollout. Errors are logged and followed by a new list."""
+        while not stop.is_set():
+            try:
+                self._list_and_watch(stop, on_change)
+            except Exception:
+                log.exception("Failed to watch Deployments; listing again shortly")
+                stop.wait(2.0)
+
+    def _function(self) -> tuple[Any, tuple[Any, ...]]:
+        if self._namespace:
+            function: Any = self._apps.list_namespaced_deployment
+            args: tuple[Any, ...] = (self._namespace,)
+        else:
+            function, args = self._apps.list_deployment_for_all_namespaces, ()
+        return functools.partial(function, label_selector=MANAGED_SELECTOR), args
+
+    def _list_and_watch(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
+        function, args = self._function()
+        resource_version = self._relist(function, args, on_change)
+        resync_at = time.monotonic() + self._resync_seconds
+        while not stop.is_set() and time.monotonic() < resync_at:
+            try:
+                for event in self._stream(function, args, resource_version, self._watch_timeout_seconds):
+                    raw = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        if raw.get("code") == 410:
+                            return  # the resourceVersion is too old: list again
+                        raise RuntimeError(f"watch error: {raw}")
+                    resource_version = raw["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self._apply(event["type"], raw, on_change)
+                    if stop.is_set() or time.monotonic() >= resync_at:
+                        break
+            except ApiException as error:
+                if error.status == 410:
+                    return
+                raise
+
+    def _relist(self, function: Any, args: tuple[Any, ...], on_change: Callable[[str, str], None]) -> str:
+        listing = function(*args)
+        fresh = dict(self._entry(self._api_client.sanitize_for_serialization(item)) for item in listing.items)
+        with self._lock:
+            previous, self._entries = self._entries, fresh
+        for key in set(previous) | set(fresh):
+            self._report(on_change, key, previous.get(key), fresh.get(key))
+        self.synced.set()
+        return str(listing.metadata.resource_version)
+
+    def _apply(self, event_type: str, raw: dict[str, Any], on_change: Callable[[str, str], None]) -> None:
+        key, entry = self._entry(raw)
+        with self._lock:
+            old = self._entries.get(key)
+            if event_type == "DELETED":
+                self._entries.pop(key, None)
+            else:
+                self._entries[key] = entry
+        self._report(on_change, key, old, None if event_type == "DELETED" else entry)
+
+    @staticmethod
+    def _entry(raw: dict[str, Any]) -> tuple[tuple[str, str], _CachedDeployment]:
+        metadata = raw.get("metadata") or {}
+        owners = metadata.get("ownerReferences") or []
+        entry = _CachedDeployment(
+            state=deployment_state(raw),
+            owner_uids=frozenset(str(owner.get("uid")) for owner in owners),
+            canary_app=(metadata.get("labels") or {}).get(APP_LABEL),
+        )
+        return (str(metadata.get("namespace")), str(metadata.get("name"))), entry
+
+    @staticmethod
+    def _report(
+        on_change: Callable[[str, str], None],
+        key: tuple[str, str],
+        old: _CachedDeployment | None,
+        new: _CachedDeployment | None,
+    ) -> None:
+        known = new or old
+        if known is not None and known.canary_app and (old and old.state) != (new and new.state):
+            on_change(key[0], known.canary_app)
 
 
 class KubeCluster:
@@ -53,6 +202,7 @@ class KubeCluster:
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.apps = kubernetes.client.AppsV1Api(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
+        self.deployments = DeploymentCache(self.apps, api_client, namespace)
 
     # CanaryApps ----------------------------------------------------------------------------------------
 
@@ -100,7 +250,13 @@ class KubeCluster:
 
     # Deployments -----------------------------------------------------------------------------------------
 
+    def follow_deployments(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
+        self.deployments.follow(stop, on_change)
+
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
+        cached = self.deployments.lookup(namespace, name)
+        if cached is not None:
+            return cached.state
         try:
             deployment = self.apps.read_namespaced_deployment(name, namespace)
         except ApiException as error:
@@ -112,6 +268,9 @@ class KubeCluster:
     # Ownership -------------------------------------------------------------------------------------------
 
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
+        cached = self.deployments.lookup(namespace, ref.name) if ref.kind == "Deployment" else None
+        if cached is not None:
+            return cached.owner_uids
         try:
             found: Any = self._read(namespace, ref)
         except ApiException as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ pytestmark = pytest.mark.integration
 INTERVAL = 3
 ROLLOUT_TIMEOUT = 180
 ORIGINAL = REPO_ROOT / "examples" / "original-operator-sample.yaml"
+# Shown when a rollout does not end as expected: which answers were errors, from where, and why.
+ERRORS_BY_CAUSE = (
+    "sum by (destination_workload, response_code, response_flags, reporter) "
+    '(increase(istio_requests_total{response_code=~"5.."}[3m])) > 0'
+)
 
 
 @dataclass
@@ -89,7 +95,16 @@ def roll_out(world: World, name: str, image: str, phase: str) -> dict[str, Any]:
     try:
         return wait_for(finished, ROLLOUT_TIMEOUT, f"{image} {phase}")
     except AssertionError as error:
-        raise AssertionError(f"{error}\nlast status: {yaml.safe_dump(seen[-1] if seen else {})}") from None
+        errors = world.prometheus.query(ERRORS_BY_CAUSE)
+        raise AssertionError(
+            f"{error}\nlast status: {yaml.safe_dump(seen[-1] if seen else {})}\n5xx by cause: {errors}"
+        ) from None
+
+
+def scraped_since(world: World, moment: float) -> bool:
+    """Prometheus holds a sample of the mesh's requests taken after `moment` (seconds since the epoch)."""
+    latest = world.prometheus.query("max(timestamp(istio_requests_total))")
+    return bool(latest) and float(latest[0]["value"][1]) >= moment
 
 
 def parse(stamp: str) -> datetime.datetime:
@@ -133,6 +148,10 @@ def test_the_original_manifest_and_query_promote_a_healthy_canary_and_roll_back_
     # The original query sees the whole Service over a fixed minute: the 503s (no healthy upstream) that v1's
     # first requests got while its pods came up would fail a canary started within that minute, as they would
     # with the original operator. A healthy v2 starts once they are out of the window.
+    ready = time.time()
+    wait_for(
+        lambda: scraped_since(world, ready + 2), 30, "Prometheus to hold what the mesh did until v1 was Ready"
+    )
     wait_for(lambda: not world.prometheus.query(original_query), 90, "v1's start-up errors out of the window")
 
     promoted = roll_out(world, name, "status-code-server:v2", "Succeeded")
@@ -153,7 +172,8 @@ def test_the_original_manifest_and_query_promote_a_healthy_canary_and_roll_back_
     assert v3_check["weight"] == 10
     assert v3_check["query"] == original_query
     assert v3_check["series"][0]["labels"]["response_code"] == "500"
-    assert v3_check["canaryRequests"] >= 1
+    # No canary request count is asserted here: errors are evidence on their own (the first check may come
+    # before Prometheus has scraped the canary's requests); only a clean check needs traffic.
     assert failed["rollouts"][-1]["reason"].startswith("ChecksFailed")
     world.mesh.set_mix(0.0)
 

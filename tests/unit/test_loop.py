@@ -3,7 +3,8 @@ CanaryApp, re-listing on 410 Gone, resync, and how failed passes are retried. No
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -45,6 +46,10 @@ class FakeCluster:
 
     def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
         return "list", ()
+
+    def follow_deployments(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
+        self.on_deployment_change = on_change
+        stop.wait()
 
 
 class FakeReconciler:
@@ -182,3 +187,18 @@ def test_a_permanent_error_waits_for_the_next_change() -> None:
 def test_an_unexpected_error_is_retried_not_fatal() -> None:
     subject = controller(FakeCluster([]), [], Clock(), FakeReconciler(RuntimeError("bug")))
     assert subject._reconcile(("ns", "a")) == 5.0
+
+
+def test_a_deployment_change_wakes_only_a_canaryapp_this_reconciler_watches() -> None:
+    cluster = FakeCluster([app("a")])
+    subject = controller(cluster, [], Clock())
+    subject._list_and_watch()
+    queued(subject)
+    subject._follow_deployments_in_thread = threading.Thread(target=subject._follow_deployments, daemon=True)
+    subject._follow_deployments_in_thread.start()
+    while not hasattr(cluster, "on_deployment_change"):
+        threading.Event().wait(0.01)
+    cluster.on_deployment_change("ns", "a")
+    cluster.on_deployment_change("ns", "another-shards-app")
+    assert queued(subject) == [("ns", "a")]
+    subject.stopping.set()

@@ -8,6 +8,7 @@ import copy
 import datetime
 from typing import Any
 
+from reconciler import decide as core
 from reconciler.adapters.pulumi_stacks import summarize_step_error
 from reconciler.analysis import QueryResult
 from reconciler.desired import DesiredStack
@@ -125,7 +126,7 @@ def conditions(cluster: FakeCluster) -> dict[str, tuple[str, str]]:
 
 def test_decision_is_written_before_the_step_and_the_fingerprint_after() -> None:
     subject, cluster, stacks, events = reconciler(new_app())
-    assert subject.reconcile("ns", "web") == 1.0
+    assert subject.reconcile("ns", "web") == core.READINESS_RECHECK_SECONDS
     assert cluster.log == ["status:Initializing", "up", "status:Initializing"]
     assert stacks.applied[0].primary_image == "app:v1"
     assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")

@@ -52,7 +52,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def tree(pid: int) -> list[int]:
     """`pid` and all its live descendants."""
     found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return found  # gone meanwhile
+    for task in tasks.glob("*"):
         try:
             children = (task / "children").read_text().split()
         except OSError:
@@ -76,17 +79,29 @@ def cpu_and_rss(pids: list[int]) -> tuple[float, int]:
 
 
 class TreeSampler(threading.Thread):
-    """Samples the RSS of a process tree twice a second and keeps the peak."""
+    """Samples the RSS of a process tree twice a second; keeps the peak and, at that moment, the RSS by
+    process name (`pulumi`, `pulumi-resource`, `python3`)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.peak = 0
+        self.by_name: dict[str, tuple[int, int]] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(0.5):
-            self.peak = max(self.peak, cpu_and_rss(tree(self.pid))[1])
+            by_name: dict[str, tuple[int, int]] = {}
+            for pid in tree(self.pid):
+                try:
+                    name = Path(f"/proc/{pid}/comm").read_text().strip()
+                except OSError:
+                    continue
+                count, rss = by_name.get(name, (0, 0))
+                by_name[name] = (count + 1, rss + cpu_and_rss([pid])[1])
+            total = sum(rss for _, rss in by_name.values())
+            if total > self.peak:
+                self.peak, self.by_name = total, by_name
 
 
 def app(name: str, image: str, prometheus_url: str, interval: int) -> dict[str, Any]:
@@ -126,7 +141,7 @@ def wait_all(
 
 
 def promoted(status: dict[str, Any]) -> bool:
-    return status.get("primaryImage") == "app:v2" and status.get("phase") == "Ready"
+    return status.get("primaryImage") == "app:v2" and status.get("phase") == "Succeeded"
 
 
 def parse(stamp: str) -> datetime.datetime:
@@ -159,6 +174,7 @@ def main() -> None:
     os.environ["PATH"] = f"{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
     with tempfile.TemporaryDirectory(prefix="canaryapp-scale-") as scratch, running() as cluster:
         root = Path(scratch)
+        cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
         client = api_client(cluster.kubeconfig)
         kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": NAMESPACE}})
         custom = kubernetes.client.CustomObjectsApi(client)
@@ -221,6 +237,7 @@ def rollout(
         "ups": ups,
         "elapsed": elapsed,
         "peak_rss": sampler.peak,
+        "peak_by_name": sampler.by_name,
         "tree_cpu": tree_cpu,
         "cluster_cpu": cluster_cpu,
     }
@@ -239,7 +256,11 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         f"stack.up            p50 {statistics.median(ups):6.2f} s   p95 {percentile(ups, 0.95):6.2f} s"
         f"   {len(ups)} ups, {len(ups) / figures['elapsed']:.2f} per second"
     )
-    print(f"peak RSS of the reconciler's process tree: {figures['peak_rss'] / 2**20:.0f} MiB")
+    parts = ", ".join(
+        f"{name} {count}x {rss / 2**20:.0f} MiB"
+        for name, (count, rss) in sorted(figures["peak_by_name"].items())
+    )
+    print(f"peak RSS of the reconciler's process tree: {figures['peak_rss'] / 2**20:.0f} MiB ({parts})")
     print(
         f"CPU per step: reconciler tree {figures['tree_cpu'] / len(ups):.2f} s, "
         f"local cluster {figures['cluster_cpu'] / len(ups):.2f} s"

@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from reconciler.adapters.kube import WatchStream, watch_stream
+from reconciler.adapters.kube import WatchStream, follow_watch, watch_stream
 from reconciler.errors import PermanentError, TransientError
 from reconciler.ports import Cluster
 from reconciler.reconcile import Reconciler
@@ -170,24 +168,20 @@ class Controller:
         self.synced.set()
         next_resync = self.clock() + self.resync_seconds
         function, args = self.cluster.watch_function()
-        while not self.stopping.is_set() and self.clock() < next_resync:
-            events = self.stream(function, args, resource_version, self.watch_timeout_seconds)
-            try:
-                for event in events:
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        if obj.get("code") == 410:
-                            return  # the resourceVersion is too old: list again
-                        raise RuntimeError(f"watch error: {obj}")
-                    resource_version = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK" and self._changed(event["type"], obj):
-                        self.queue.add(key_of(obj))
-                    if self.stopping.is_set() or self.clock() >= next_resync:
-                        break
-            except ApiException as error:
-                if error.status == 410:
-                    return
-                raise
+
+        def changed(event_type: str, obj: dict[str, Any]) -> None:
+            if self._changed(event_type, obj):
+                self.queue.add(key_of(obj))
+
+        follow_watch(
+            function,
+            args,
+            resource_version,
+            self.stream,
+            changed,
+            until=lambda: self.stopping.is_set() or self.clock() >= next_resync,
+            timeout_seconds=self.watch_timeout_seconds,
+        )
 
     def _changed(self, event_type: str, obj: dict[str, Any]) -> bool:
         """Whether an event can change a decision: not when only the status (our own write) changed.

@@ -58,6 +58,38 @@ def watch_stream(
     return events
 
 
+def follow_watch(
+    function: Any,
+    args: tuple[Any, ...],
+    resource_version: str,
+    stream: WatchStream,
+    on_event: Callable[[str, dict[str, Any]], None],
+    *,
+    until: Callable[[], bool],
+    timeout_seconds: int,
+) -> None:
+    """Watches what `function(*args)` lists from `resource_version` until `until()` is true or the API server
+    answers 410 Gone (the caller then lists again). Each event but bookmarks goes to `on_event(type, object)`,
+    the object as JSON; any other watch error raises."""
+    while not until():
+        try:
+            for event in stream(function, args, resource_version, timeout_seconds):
+                obj: dict[str, Any] = event["raw_object"] if "raw_object" in event else event["object"]
+                if event["type"] == "ERROR":
+                    if obj.get("code") == 410:
+                        return  # the resourceVersion is too old: list again
+                    raise RuntimeError(f"watch error: {obj}")
+                resource_version = obj["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
+                    on_event(event["type"], obj)
+                if until():
+                    break
+        except ApiException as error:
+            if error.status == 410:
+                return
+            raise
+
+
 def _transient(error: ApiException, what: str) -> TransientError:
     return TransientError(f"{what} failed with HTTP {error.status}: {error.reason}", retry_after=2.0)
 
@@ -105,12 +137,19 @@ class DeploymentCache:
     def follow(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
         """Lists and watches until `stop`; calls `on_change(namespace, canaryapp)` for every change that
         matters to a rollout. Errors are logged and followed by a new list."""
+        failures = 0
         while not stop.is_set():
             try:
                 self._list_and_watch(stop, on_change)
+                failures = 0
             except Exception:
-                log.exception("Failed to watch Deployments; listing again shortly")
-                stop.wait(2.0)
+                # Until it lists again, readings come from the API server, not from a cache that may be stale.
+                self.synced.clear()
+                failures += 1
+                log.exception(
+                    "Failed to watch Deployments; listing again shortly", extra={"failures": failures}
+                )
+                stop.wait(min(2.0 * 2 ** (failures - 1), 60.0))
 
     def _function(self) -> tuple[Any, tuple[Any, ...]]:
         if self._namespace:
@@ -124,23 +163,15 @@ class DeploymentCache:
         function, args = self._function()
         resource_version = self._relist(function, args, on_change)
         resync_at = time.monotonic() + self._resync_seconds
-        while not stop.is_set() and time.monotonic() < resync_at:
-            try:
-                for event in self._stream(function, args, resource_version, self._watch_timeout_seconds):
-                    raw = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        if raw.get("code") == 410:
-                            return  # the resourceVersion is too old: list again
-                        raise RuntimeError(f"watch error: {raw}")
-                    resource_version = raw["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._apply(event["type"], raw, on_change)
-                    if stop.is_set() or time.monotonic() >= resync_at:
-                        break
-            except ApiException as error:
-                if error.status == 410:
-                    return
-                raise
+        follow_watch(
+            function,
+            args,
+            resource_version,
+            self._stream,
+            lambda event_type, raw: self._apply(event_type, raw, on_change),
+            until=lambda: stop.is_set() or time.monotonic() >= resync_at,
+            timeout_seconds=self._watch_timeout_seconds,
+        )
 
     def _relist(self, function: Any, args: tuple[Any, ...], on_change: Callable[[str, str], None]) -> str:
         listing = function(*args)

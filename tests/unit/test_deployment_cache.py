@@ -109,3 +109,33 @@ def test_a_watch_too_old_lists_again_and_reports_what_changed_meanwhile() -> Non
     entry = cache.lookup("ns", "web-canary")
     assert entry is not None
     assert entry.state.ready
+
+
+def test_after_a_failed_watch_reads_go_to_the_api_server_until_it_lists_again() -> None:
+    apps = FakeApps([deployment("web-canary", "app:v2", 1)])
+    stop = threading.Event()
+    seen_while_failing: list[object] = []
+    watches = 0
+
+    def stream(function: Any, args: tuple[Any, ...], version: str, timeout: int) -> Iterable[dict[str, Any]]:
+        nonlocal watches
+        watches += 1
+        if watches == 1:
+            raise RuntimeError("connection reset")
+        seen_while_failing.append(cache.lookup("ns", "web-canary"))  # listed again by now
+        stop.set()
+        yield from ()
+
+    cache = DeploymentCache(apps, kubernetes.client.ApiClient(), "ns", stream=stream)  # type: ignore[arg-type]
+    original_relist = cache._relist
+
+    def relist(*args: Any) -> str:
+        seen_while_failing.append(cache.lookup("ns", "web-canary"))
+        return original_relist(*args)
+
+    cache._relist = relist  # type: ignore[method-assign]
+    follow(cache, stop)
+    # First list: nothing cached yet. After the failure the cache stops answering until the second list.
+    assert seen_while_failing[0] is None
+    assert seen_while_failing[1] is None
+    assert seen_while_failing[2] is not None

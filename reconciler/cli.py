@@ -104,7 +104,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     metrics = PrometheusMetrics()
     notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
     # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
-    stacks = PulumiStacks(settings, workers=min(config.workers, 4))
+    stacks = PulumiStacks(settings, workers=config.step_workers)
     elector = (
         LeaderElector(api_client, config.lease_namespace, config.lease_name, config.identity)
         if config.leader_elect
@@ -157,6 +157,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             extra={
                 "namespace": config.namespace or "*",
                 "workers": config.workers,
+                "step_workers": config.step_workers,
                 "shard": str(config.shard_selector or "*"),
                 "backend": _redacted(config.backend_url),
                 "cleared_locks": stacks.clear_stale_locks(_stack_names(cluster)),

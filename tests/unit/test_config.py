@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import pytest
 
-from reconciler.config import add_run_arguments, run_config
+from reconciler.config import add_run_arguments, available_cpus, run_config
 
 
 def config_of(*argv: str) -> argparse.Namespace:
@@ -45,3 +47,13 @@ def test_each_shard_gets_its_own_stable_valid_lease_unless_one_is_named(
 def test_an_invalid_selector_stops_start_up_naming_the_flag() -> None:
     with pytest.raises(SystemExit, match=r"--shard-selector .*'shard in \(\)'.*at least one value"):
         run_config(config_of("--shard-selector", "shard in ()"))
+
+
+def test_step_workers_follow_the_cpus_a_cgroup_limit_allows(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    limit = tmp_path / "cpu.max"
+    limit.write_text("150000 100000\n")  # a pod limit of 1.5 CPUs: one step at a time
+    assert available_cpus(limit) == 1
+    limit.write_text("max 100000\n")
+    assert available_cpus(limit) == cpus
+    assert available_cpus(tmp_path / "missing") == cpus

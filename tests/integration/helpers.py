@@ -144,6 +144,11 @@ class Apps:
                 return None
             raise
 
+    def wait_deleted(self, name: str, timeout: float = 60.0) -> None:
+        """Waits until Deployment `name` is gone. A step that deletes it returns once the API server has the
+        deletion; the garbage collector removes its ReplicaSets and pods before the object itself goes."""
+        wait_for(lambda: self.deployment(name) is None, timeout, f"Deployment {name} deleted")
+
     def deployment_image(self, name: str) -> str | None:
         deployment = self.deployment(name)
         return None if deployment is None else str(deployment.spec.template.spec.containers[0].image)

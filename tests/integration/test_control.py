@@ -193,7 +193,7 @@ def test_abort_rolls_back_and_retry_rolls_out_again(controlled: Controlled) -> N
     assert failed["rollouts"][-1]["reason"].startswith("Aborted")
     assert apps.weights("web") == (100, 0)
     assert apps.deployment_image("web-primary") == "app:v1"
-    assert apps.deployment("web-canary") is None
+    apps.wait_deleted("web-canary")
     assert controlled.plugin("status", "web").returncode == 1  # the last rollout failed
     assert "Aborted: aborted on request" in controlled.plugin("history", "web").stdout
     assert controlled.plugin("retry", "web").returncode == 0

@@ -73,7 +73,7 @@ def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
         assert {"CanaryStarted", "Promoted"} <= {event.reason for event in events}
         apps.delete("web")
         wait_for(lambda: not apps.exists("web"), 120, "deleted through the finalizer")
-        assert apps.deployment("web-primary") is None
+        apps.wait_deleted("web-primary")
         # Every pass succeeded: no read, write or step was refused to the ServiceAccount.
         assert reconciler.metrics().get("canaryapp_reconcile_errors_total") == 0.0
     finally:

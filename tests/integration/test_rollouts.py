@@ -59,7 +59,7 @@ def test_create_makes_primary_ready_with_all_traffic(
     assert primary is not None
     assert primary.status.available_replicas == 2
     assert apps.deployment_image("web-primary") == "app:v1"
-    assert apps.deployment("web-canary") is None
+    apps.wait_deleted("web-canary")
     assert apps.weights("web") == (100, 0)
     status = apps.status("web")
     assert status["primaryImage"] == "app:v1"
@@ -78,7 +78,7 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert recorder.canary_weights == [0, 20, 40, 0]
     assert all(primary + canary == 100 for primary, canary in recorder.seen)
     assert apps.deployment_image("web-primary") == "app:v2"
-    assert apps.deployment("web-canary") is None
+    apps.wait_deleted("web-canary")
     assert apps.weights("web") == (100, 0)
     status = apps.status("web")
     assert status["primaryImage"] == "app:v2"
@@ -107,13 +107,13 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert failed_check["series"][0]["value"] == "1"
     assert failed["rollouts"][-1]["result"] == "RolledBack"
     assert apps.deployment_image("web-primary") == "app:v2"
-    assert apps.deployment("web-canary") is None
+    apps.wait_deleted("web-canary")
     assert apps.weights("web") == (100, 0)
 
     # Applying v3 again (here: touching the spec while it still names v3) starts no canary.
     apps.patch_spec("web", image="app:v3", replicas=3)
     wait_for(lambda: (apps.deployment("web-primary").spec.replicas == 3) or None, 60, "replicas applied")
-    assert apps.deployment("web-canary") is None
+    apps.wait_deleted("web-canary")
     assert apps.status("web")["phase"] == "Failed"
     assert "not retried" in apps.status("web")["message"]
 
@@ -144,7 +144,7 @@ def test_prometheus_down_mid_rollout_fails_it_by_default(
         own.stop()
     status = wait_for(lambda: apps.phase_is("api", "Failed"), ROLLOUT_TIMEOUT, "Failed")
     assert status["lastCheckOutcome"] == "QueryFailed"
-    assert apps.deployment("api-canary") is None
+    apps.wait_deleted("api-canary")
     assert apps.weights("api") == (100, 0)
     assert apps.deployment_image("api-primary") == "app:v1"
     assert status["failedImages"] == ["app:v2"]
@@ -205,7 +205,7 @@ def test_no_canary_traffic_holds_then_rolls_back_at_the_progress_deadline(
     assert status["failedImages"] == ["app:v2"]
     assert apps.weights("quiet") == (100, 0)
     assert apps.deployment_image("quiet-primary") == "app:v1"
-    assert apps.deployment("quiet-canary") is None
+    apps.wait_deleted("quiet-canary")
 
 
 def test_newer_image_mid_canary_wins(
@@ -219,7 +219,7 @@ def test_newer_image_mid_canary_wins(
     assert status["primaryImage"] == "app:v3"
     assert status.get("failedImages", []) == []
     assert apps.deployment_image("cart-primary") == "app:v3"
-    assert apps.deployment("cart-canary") is None
+    apps.wait_deleted("cart-canary")
     assert apps.weights("cart") == (100, 0)
 
 
@@ -233,7 +233,7 @@ def test_delete_removes_everything_and_the_stack(
     assert stack_file.exists()
     apps.delete("gone")
     wait_for(lambda: not apps.exists("gone"), 120, "CanaryApp released by its finalizer")
-    assert apps.deployment("gone-primary") is None
+    apps.wait_deleted("gone-primary")
     assert apps.weights("gone") is None
     services = apps.core.list_namespaced_service(apps.namespace).items
     assert [s.metadata.name for s in services if s.metadata.name.startswith("gone")] == []
@@ -263,7 +263,7 @@ def test_restart_mid_rollout_completes(
     assert status["primaryImage"] == "app:v2"
     assert recorder.canary_weights == [0, 20, 40, 0]
     assert apps.deployment_image("shop-primary") == "app:v2"
-    assert apps.deployment("shop-canary") is None
+    apps.wait_deleted("shop-canary")
 
 
 def test_bad_spec_is_rejected_with_the_field_named(apps: Apps) -> None:

@@ -55,7 +55,7 @@ def test_reconciler_recovers_after_its_pulumi_state_is_lost(
 
         apps.delete("web")
         wait_for(lambda: not apps.exists("web"), 120, "deleted through the finalizer")
-        assert apps.deployment("web-primary") is None
+        apps.wait_deleted("web-primary")
         assert apps.weights("web") is None
     finally:
         second.stop()

@@ -84,10 +84,16 @@ def test_a_failing_canaryapp_does_not_hold_up_another(
     assert "not allowed by the test's admission policy" in failed["message"]
     assert apps.status("bad")["phase"] == "Initializing"
     assert "failed" not in apps.status("bad")["message"]
-    events = (
-        kubernetes.client.CoreV1Api(kube)
-        .list_namespaced_event(namespace, field_selector="involvedObject.name=bad")
-        .items
-    )
-    assert [e.reason for e in events if e.reason == "StackUpdateFailed"] == ["StackUpdateFailed"]
+
+    def failures() -> list[str]:
+        events = (
+            kubernetes.client.CoreV1Api(kube)
+            .list_namespaced_event(namespace, field_selector="involvedObject.name=bad")
+            .items
+        )
+        return [e.reason for e in events if e.reason == "StackUpdateFailed"]
+
+    # The Event is written after the status: wait for it rather than read once.
+    wait_for(failures, 30, "a StackUpdateFailed Event")
+    assert failures() == ["StackUpdateFailed"]
     assert apps.deployment("bad-primary") is None

@@ -69,8 +69,15 @@ def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
         status = wait_for(lambda: apps.phase_is("web", "Succeeded"), 180, "v2 promoted")
         assert status["primaryImage"] == "app:v2"
         assert apps.deployment_image("web-primary") == "app:v2"
-        events = kubernetes.client.CoreV1Api(kube).list_namespaced_event(namespace).items
-        assert {"CanaryStarted", "Promoted"} <= {event.reason for event in events}
+        core = kubernetes.client.CoreV1Api(kube)
+        wait_for(
+            lambda: (
+                {"CanaryStarted", "Promoted"}
+                <= {e.reason for e in core.list_namespaced_event(namespace).items}
+            ),
+            30,
+            "the CanaryStarted and Promoted Events",
+        )
         apps.delete("web")
         wait_for(lambda: not apps.exists("web"), 120, "deleted through the finalizer")
         apps.wait_deleted("web-primary")

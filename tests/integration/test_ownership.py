@@ -96,7 +96,8 @@ def test_a_canaryapp_named_kubernetes_leaves_the_api_servers_service_alone(
         "the CanaryApp refused as reserved",
     )
     assert "metadata.name: the Service default/kubernetes is reserved" in status["message"]
-    assert "InvalidSpec" in warning_reasons(core, "kubernetes")
+    # The Event is written after the status: wait for it rather than read once.
+    wait_for(lambda: "InvalidSpec" in warning_reasons(core, "kubernetes"), 30, "an InvalidSpec Warning Event")
     user.delete_and_wait("kubernetes")
     after = core.read_namespaced_service("kubernetes", NAMESPACE)
     assert after.metadata.resource_version == before.metadata.resource_version
@@ -199,6 +200,9 @@ def test_objects_it_does_not_own_are_never_changed_or_deleted(
         assert "NameConflict" in listed.stdout, listed.stdout + listed.stderr
         described = kubectl(cluster.kubeconfig, "describe", "canaryapp", name, "--namespace", NAMESPACE)
         assert "NameConflict" in described.stdout
+        wait_for(
+            lambda: "NameConflict" in warning_reasons(objects.core, name), 30, "a NameConflict Warning Event"
+        )
         assert warning_reasons(objects.core, name).count("NameConflict") == 1
         user.delete_and_wait(name)
         for kind, body in victims:

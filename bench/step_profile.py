@@ -39,6 +39,7 @@ from devenv.processes import REPO_ROOT, tools_bin
 from reconciler.adapters.pulumi_provider import LongLivedProvider
 from reconciler.adapters.pulumi_stacks import PROJECT_NAME, PulumiSettings, PulumiStacks
 from reconciler.desired import DesiredStack
+from reconciler.workload import effective_template
 from stacks.program import build_program
 
 RECORDED = ("pulumi", "pulumi-resource-kubernetes")
@@ -137,6 +138,10 @@ def desired_at(weight: int) -> DesiredStack:
         primary_image="app:v1",
         canary_image="app:v2",
         canary_weight=weight,
+        primary_template=effective_template(None, "app:v1", 8088),
+        primary_revision="r1",
+        canary_template=effective_template(None, "app:v2", 8088),
+        canary_revision="r2",
     )
 
 

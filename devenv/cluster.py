@@ -121,6 +121,8 @@ class LocalCluster:
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-replicaset-syncs=10",
+                # HorizontalPodAutoscalers (spec.autoscaler) act within seconds, not the default 15 s.
+                "--horizontal-pod-autoscaler-sync-period=3s",
             ],
         )
         self.processes.start(

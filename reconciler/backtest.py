@@ -55,14 +55,16 @@ def replay(app: CanaryApp, check: Check, start: datetime.datetime, end: datetime
     spec = app.spec
     status = CanaryAppStatus(
         phase=Phase.PROGRESSING,
-        primary_image=f"(the primary before {spec.image})",
-        canary_image=spec.image,
+        primary_image=f"(the primary before {spec.main_image})",
+        primary_revision="(the primary's)",
+        canary_image=spec.main_image,
+        canary_revision=spec.revision,
         canary_weight=spec.step_weight,
         canary_started_at=core.timestamp(start),
         last_traffic_shift=core.timestamp(start),
         last_check_time=core.timestamp(start),
     )
-    ready = DeploymentState(image=spec.image, ready=True)
+    ready = DeploymentState(image=spec.main_image, ready=True, revision=spec.revision)
     steps: list[Step] = []
     moment = start + datetime.timedelta(seconds=spec.traffic_shift_update_interval)
     while moment <= end:
@@ -86,7 +88,7 @@ def render(app: CanaryApp, result: Backtest, start: datetime.datetime, end: date
     lines = [
         f"Backtest of CanaryApp {app.key} from {core.timestamp(start)} to {core.timestamp(end)}: "
         f"a check every {spec.traffic_shift_update_interval}s, +{spec.step_weight}% per clean check up to "
-        f"{spec.max_weight}%, as if the canary {spec.image} had been ready at the first step",
+        f"{spec.max_weight}%, as if the canary {spec.main_image} had been ready at the first step",
         f"{'time':<21} {'weight':>6}  {'check':<16} {'requests':>8}  decision",
     ]
     for step in result.steps:

@@ -119,6 +119,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             cluster,
             telemetry=telemetry,
             policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
+            pod_policy=config.pod_policy,
             max_concurrent_rollouts=config.max_concurrent_rollouts,
             notifier=notifier,
         ),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.pod_policy import PodPolicy
 from reconciler.selectors import LabelSelector, SelectorError, parse_selector
 
 DEFAULT_LEASE_NAME = "canaryapp-reconciler"
@@ -33,6 +34,7 @@ class RunConfig:
     notify_url: str | None = None
     shard_selector: LabelSelector | None = None
     provider_per_step: bool = False
+    pod_policy: PodPolicy = field(default_factory=PodPolicy)
 
     @property
     def step_workers(self) -> int:
@@ -67,6 +69,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"CANARYAPP_{name}", default)
 
 
+def _env_flag(name: str) -> bool:
+    return (_env(name, "") or "").lower() in ("1", "true", "yes")
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
     parser.add_argument("--namespace", default=_env("NAMESPACE"), help="only this namespace (default: all)")
@@ -90,7 +96,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=(_env("LEADER_ELECT", "false") or "false").lower() == "true",
+        default=_env_flag("LEADER_ELECT"),
     )
     parser.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE", "canaryapp-system"))
     parser.add_argument(
@@ -116,6 +122,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated host globs CanaryApps may claim besides their own service names "
         "(e.g. '*.{namespace}.example.com'); default: none",
     )
+    add_pod_policy_arguments(parser)
     parser.add_argument(
         "--max-concurrent-rollouts",
         type=int,
@@ -130,12 +137,62 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider-per-step",
         action="store_true",
-        default=(_env("PROVIDER_PER_STEP", "") or "").lower() in ("1", "true", "yes"),
+        default=_env_flag("PROVIDER_PER_STEP"),
         help="start the Kubernetes provider for every step, as `pulumi up` does on its own, instead of one "
         "long-lived provider per worker (slower: a fallback)",
     )
     parser.add_argument(
         "--identity", default=_env("IDENTITY", os.environ.get("HOSTNAME", f"pid-{os.getpid()}"))
+    )
+
+
+def add_pod_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allowed-service-accounts",
+        default=_env("ALLOWED_SERVICE_ACCOUNTS", "default"),
+        help="comma-separated ServiceAccount globs a CanaryApp's pods may run as ({name} = the CanaryApp's "
+        "name); default: default",
+    )
+    parser.add_argument(
+        "--allow-privileged",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("ALLOW_PRIVILEGED"),
+        help="let a CanaryApp's pods be privileged, escalate privileges, use host namespaces, host ports, an "
+        "unmasked /proc or Windows host processes; default: no",
+    )
+    parser.add_argument(
+        "--allowed-host-paths",
+        default=_env("ALLOWED_HOST_PATHS", ""),
+        help="comma-separated absolute path prefixes a CanaryApp's hostPath volumes may mount; default: none",
+    )
+    parser.add_argument(
+        "--allowed-capabilities",
+        default=_env("ALLOWED_CAPABILITIES", ""),
+        help="comma-separated Linux capabilities a CanaryApp's containers may add (NET_ADMIN, or ALL for "
+        "any); default: none",
+    )
+    parser.add_argument(
+        "--allowed-secrets",
+        default=_env("ALLOWED_SECRETS", ""),
+        help="comma-separated Secret globs a CanaryApp's pods may mount or read into env ({name} = the "
+        "CanaryApp's name); default: none",
+    )
+
+
+def pod_policy(args: argparse.Namespace) -> PodPolicy:
+    host_paths = _patterns(args.allowed_host_paths)
+    relative = [path for path in host_paths if not path.startswith("/")]
+    if relative:
+        raise SystemExit(
+            f"--allowed-host-paths (or CANARYAPP_ALLOWED_HOST_PATHS): {', '.join(relative)} is not an "
+            "absolute path; write it from the node's root, e.g. /var/log"
+        )
+    return PodPolicy(
+        allowed_service_accounts=_patterns(args.allowed_service_accounts),
+        allow_privileged=args.allow_privileged,
+        allowed_host_paths=host_paths,
+        allowed_capabilities=_patterns(args.allowed_capabilities),
+        allowed_secrets=_patterns(args.allowed_secrets),
     )
 
 
@@ -186,4 +243,5 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         notify_url=args.notify_url or None,
         shard_selector=shard_selector,
         provider_per_step=args.provider_per_step,
+        pod_policy=pod_policy(args),
     )

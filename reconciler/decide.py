@@ -21,7 +21,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reconciler import reasons
+from reconciler import reasons, workload
 from reconciler.analysis import CheckResult
 from reconciler.model import (
     MAX_CHECK_RECORDS,
@@ -220,11 +220,41 @@ def resume_interrupted(status: CanaryAppStatus, now: datetime.datetime) -> Canar
 
 def about_to_start(spec: CanaryAppSpec, status: CanaryAppStatus) -> bool:
     """Whether this pass may start a rollout (and so needs to know about free rollout slots)."""
+    status = with_revisions(spec, status)
     return (
         status.phase in STEADY_PHASES
-        and spec.image != status.primary_image
-        and spec.image not in status.failed_images
+        and spec.revision != status.primary_revision
+        and spec.revision not in status.failed_revisions
     )
+
+
+def with_revisions(spec: CanaryAppSpec, status: CanaryAppStatus) -> CanaryAppStatus:
+    """A status written before releases were pod template revisions, with its images turned into the
+    revisions of the templates they ran then (the shorthand template: spec.template did not exist yet).
+    A status that has revisions is returned as it is."""
+    if status.primary_revision is not None or status.primary_image is None:
+        return status
+
+    def legacy(image: str) -> tuple[str, workload.Template]:
+        template = workload.effective_template(None, image, spec.image_listen_port)
+        return workload.revision(template), template  # = workload.shorthand_revision(image, port)
+
+    templates: dict[str, workload.Template] = {}
+    revisions: dict[str, str | None] = {}
+    for field, image in (
+        ("primary_revision", status.primary_image),
+        ("canary_revision", status.canary_image),
+        ("successful_revision", status.successful_release),
+    ):
+        if image is None:
+            revisions[field] = None
+            continue
+        revision, template = legacy(image)
+        revisions[field] = revision
+        templates[revision] = template
+    failed = tuple(legacy(image)[0] for image in status.failed_images)
+    upgraded = status.model_copy(update={**revisions, "failed_revisions": failed})
+    return upgraded.model_copy(update={"pod_templates": upgraded.with_pod_templates(set(), **templates)})
 
 
 def wants_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> bool:
@@ -240,7 +270,7 @@ def wants_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.date
 def decide(
     spec: CanaryAppSpec, status: CanaryAppStatus, observations: Observations, now: datetime.datetime
 ) -> Decision:
-    decision = _decide(spec, status, observations, now)
+    decision = _decide(spec, with_revisions(spec, status), observations, now)
     final = _finish_status(decision.status, decision, observations.generation, now)
     return dataclasses.replace(decision, status=final)
 
@@ -267,7 +297,8 @@ def _decide(
         return _progressing(spec, status, obs, now)
     if status.phase == Phase.PROMOTING:
         return _promoting(spec, status, obs, now)
-    return _steady(spec, status, obs.slots, now)
+    replicas = obs.primary.replicas if obs.primary is not None and spec.autoscaler else None
+    return _steady(spec, status, obs.slots, replicas, now)
 
 
 # One request is handled per pass, in this order (an abort wins over a promote sent at the same time).
@@ -285,12 +316,18 @@ def _request(
 ) -> Decision | None:
     """What a new request does now; None when it needs nothing (a retry of an image that did not fail)."""
     if action == Action.RETRY:
-        if spec.image not in status.failed_images:
+        if spec.revision not in status.failed_revisions:
             return None
         retried = status.model_copy(
-            update={"failed_images": tuple(failed for failed in status.failed_images if failed != spec.image)}
+            update={
+                "failed_revisions": tuple(r for r in status.failed_revisions if r != spec.revision),
+                "failed_images": tuple(image for image in status.failed_images if image != spec.main_image),
+            }
         )
-        message = f"Removed {spec.image} from failedImages on request; it will be rolled out again"
+        message = (
+            f"Removed {_release(spec.main_image, spec.revision)} from the failed releases on request; "
+            "it will be rolled out again"
+        )
         return Retry(retried, 0.0, reasons.RETRY_REQUESTED, message)
     decision = _REQUESTS[action](spec, status, now)
     if decision is not None:
@@ -356,23 +393,32 @@ def _initialize(spec: CanaryAppSpec, status: CanaryAppStatus) -> Decision:
     new = status.model_copy(
         update={
             "phase": Phase.INITIALIZING,
-            "primary_image": spec.image,
+            "primary_image": spec.main_image,
+            "primary_revision": spec.revision,
+            "pod_templates": status.with_pod_templates(set(), **{spec.revision: spec.pod_template}),
             "canary_image": None,
+            "canary_revision": None,
             "canary_weight": 0,
-            "message": f"Rolling out {spec.image} as the primary",
+            "message": f"Rolling out {_release(spec.main_image, spec.revision)} as the primary",
         }
     )
     return Initialize(new, READINESS_RECHECK_SECONDS, reasons.INITIALIZED, new.message)
 
 
+def _release(image: str | None, revision: str | None) -> str:
+    """A release as messages name it: its image and pod template revision."""
+    return f"{image} (revision {revision})"
+
+
 def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations) -> Decision:
-    if spec.image != status.primary_image:
+    if spec.revision != status.primary_revision:
         return _initialize(spec, status)
-    if ready_with(obs.primary, status.primary_image):
+    if ready_with(obs.primary, status.primary_revision):
         new = status.model_copy(
             update={
                 "phase": Phase.READY,
                 "successful_release": status.primary_image,
+                "successful_revision": status.primary_revision,
                 "message": f"Primary serves {status.primary_image}",
             }
         )
@@ -382,13 +428,18 @@ def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observation
 
 
 def _steady(
-    spec: CanaryAppSpec, status: CanaryAppStatus, slots: RolloutSlots | None, now: datetime.datetime
+    spec: CanaryAppSpec,
+    status: CanaryAppStatus,
+    slots: RolloutSlots | None,
+    primary_replicas: int | None,
+    now: datetime.datetime,
 ) -> Decision:
-    if spec.image == status.primary_image:
+    if spec.revision == status.primary_revision:
         return Hold(status, None, reasons.WAITING, status.message)
-    if spec.image in status.failed_images:
+    release = _release(spec.main_image, spec.revision)
+    if spec.revision in status.failed_revisions:
         message = (
-            f"{spec.image} was rolled back before and is not retried; set spec.image to another image, "
+            f"{release} was rolled back before and is not retried; change spec.image or spec.template, "
             f"or annotate the CanaryApp with {RETRY_ANNOTATION}=<any new value> to try it again"
         )
         return Hold(
@@ -396,19 +447,31 @@ def _steady(
         )
     if slots is not None and not slots.free:
         message = (
-            f"{spec.image} waits for a rollout slot: {slots.active} of {slots.limit} rollouts in progress, "
+            f"{release} waits for a rollout slot: {slots.active} of {slots.limit} rollouts in progress, "
             f"{slots.waiting_before} CanaryApps waiting longer (--max-concurrent-rollouts)"
         )
         queued = status.model_copy(
             update={"queued_at": status.queued_at or timestamp(now), "message": message}
         )
         return WaitForSlot(queued, SLOT_POLL_SECONDS, reasons.WAITING_FOR_SLOT, message)
+    changes = tuple(
+        workload.describe_changes(status.pod_template(status.primary_revision), spec.pod_template)
+    )
+    changed = f" ({', '.join(changes)})" if changes else ""
+    record = RolloutRecord(
+        image=spec.main_image, revision=spec.revision, changes=changes, started_at=timestamp(now)
+    )
     new = status.model_copy(
         update={
             "phase": Phase.PROGRESSING,
             "queued_at": None,
             "paused": False,
-            "canary_image": spec.image,
+            "canary_image": spec.main_image,
+            "canary_revision": spec.revision,
+            "pod_templates": status.with_pod_templates(
+                {status.primary_revision, status.successful_revision}, **{spec.revision: spec.pod_template}
+            ),
+            "primary_min_replicas": primary_replicas,
             "canary_weight": 0,
             "failed_checks": 0,
             "canary_started_at": timestamp(now),
@@ -416,8 +479,8 @@ def _steady(
             "last_check_time": None,
             "last_check_outcome": None,
             "last_check_message": "",
-            "rollouts": _bounded(status.rollouts, RolloutRecord(image=spec.image, started_at=timestamp(now))),
-            "message": f"Started canary {spec.image}; waiting for it to become ready",
+            "rollouts": _bounded(status.rollouts, record),
+            "message": f"Started canary {release}{changed}; waiting for it to become ready",
         }
     )
     return StartCanary(new, READINESS_RECHECK_SECONDS, reasons.CANARY_STARTED, new.message)
@@ -427,8 +490,10 @@ def _progressing(
     spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
 ) -> Decision:
     canary_image = status.canary_image or ""
-    if spec.image != canary_image:
-        why = f"spec.image is now {spec.image}"
+    if spec.revision != status.canary_revision:
+        changes = workload.describe_changes(status.pod_template(status.canary_revision), spec.pod_template)
+        release = _release(spec.main_image, spec.revision)
+        why = f"the spec changed to {release} ({', '.join(changes) or 'template changed'})"
         new = _without_canary(_finish_rollout(status, RolloutResult.ABANDONED, why, now)).model_copy(
             update={"phase": Phase.READY, "message": f"Abandoned canary {canary_image}: {why}"}
         )
@@ -449,7 +514,7 @@ def _waiting_for_canary(
 ) -> Decision:
     """Weight 0: the canary gets its first step once ready, and is rolled back if it is not in time."""
     canary_image = status.canary_image or ""
-    if ready_with(obs.canary, canary_image):
+    if ready_with(obs.canary, status.canary_revision):
         return _advance(spec, status, spec.step_weight, now, "Canary is ready")
     waited = _seconds_since(status.canary_started_at, now)
     if waited >= spec.deployment_ready_wait_time:
@@ -474,7 +539,7 @@ def _judge(
 ) -> Decision:
     """A due check, recorded as evidence, decides: advance, promote, hold, fail a check or roll back."""
     canary_image = status.canary_image or ""
-    if not ready_with(obs.canary, canary_image):
+    if not ready_with(obs.canary, status.canary_revision):
         check = CheckResult(CheckOutcome.ERRORS_FOUND, f"canary Deployment {canary_image} is not ready")
     record = CheckRecord(
         time=timestamp(now),
@@ -559,6 +624,7 @@ def _promote(status: CanaryAppStatus, now: datetime.datetime, why: str = "") -> 
         update={
             "phase": Phase.PROMOTING,
             "primary_image": image,
+            "primary_revision": status.canary_revision,
             "paused": False,
             "promotion_started_at": timestamp(now),
             "message": message,
@@ -570,7 +636,7 @@ def _promote(status: CanaryAppStatus, now: datetime.datetime, why: str = "") -> 
 def _promoting(
     spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
 ) -> Decision:
-    if not ready_with(obs.primary, status.primary_image):
+    if not ready_with(obs.primary, status.primary_revision):
         waited = _seconds_since(status.promotion_started_at or timestamp(now), now)
         if waited >= spec.progress_deadline_seconds:
             why = (
@@ -587,6 +653,7 @@ def _promoting(
         update={
             "phase": Phase.SUCCEEDED,
             "successful_release": status.primary_image,
+            "successful_revision": status.primary_revision,
             "message": f"Promoted {status.primary_image}",
         }
     )
@@ -596,12 +663,22 @@ def _promoting(
 def _rollback(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: str) -> Decision:
     """Back to 100 % primary; `cause` (a reason constant) heads the rollout record's reason."""
     image = status.canary_image or ""
-    failed = status.failed_images if image in status.failed_images else (*status.failed_images, image)
+    revision = status.canary_revision or ""
+    # failedImages lists images for the tools that read it; a release that changed only the template (same
+    # image as the last good one) is in failedRevisions alone, so the good image is never listed as failed.
+    image_failed = image != status.successful_release and image not in status.failed_images
+    failed = (*status.failed_images, image) if image_failed else status.failed_images
+    failed_revisions = (
+        status.failed_revisions
+        if revision in status.failed_revisions
+        else (*status.failed_revisions, revision)
+    )
     rolled_back = _finish_rollout(status, RolloutResult.ROLLED_BACK, f"{cause}: {why}", now)
     new = _without_canary(rolled_back).model_copy(
         update={
             "phase": Phase.FAILED,
             "failed_images": failed,
+            "failed_revisions": failed_revisions,
             "last_failed_tag": image,
             "message": f"Rolled back {image}: {why}",
         }
@@ -611,8 +688,13 @@ def _rollback(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: 
 
 def _rollback_promotion(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: str) -> Decision:
     """Rolls back a promotion under way: the primary returns to the last good image as well."""
-    previous = status.successful_release or status.primary_image
-    return _rollback(status.model_copy(update={"primary_image": previous}), why, now, cause)
+    previous = status.model_copy(
+        update={
+            "primary_image": status.successful_release or status.primary_image,
+            "primary_revision": status.successful_revision or status.primary_revision,
+        }
+    )
+    return _rollback(previous, why, now, cause)
 
 
 def _bounded(rollouts: tuple[RolloutRecord, ...], record: RolloutRecord) -> tuple[RolloutRecord, ...]:
@@ -639,12 +721,17 @@ def _finish_rollout(
 
 
 def _without_canary(status: CanaryAppStatus) -> CanaryAppStatus:
+    """No canary any more: only the primary's and the last good release's templates are kept."""
+    kept = {status.primary_revision, status.successful_revision}
     return status.model_copy(
         update={
             "canary_image": None,
+            "canary_revision": None,
             "canary_weight": 0,
             "canary_started_at": None,
             "promotion_started_at": None,
+            "primary_min_replicas": None,
+            "pod_templates": status.with_pod_templates(kept),
         }
     )
 

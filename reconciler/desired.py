@@ -1,7 +1,8 @@
 """The stack a CanaryApp's spec and status imply: plain data, handed to the Pulumi program in `stacks/`.
 
-The desired stack follows from the status, never from `spec.image` directly: a new image reaches the
-cluster only through the decisions in `decide.py` (canary first, primary at promotion).
+The desired stack follows from the status, never from `spec.image` or `spec.template` directly: a new pod
+template reaches the cluster only through the decisions in `decide.py` (canary first, primary at promotion).
+Replicas, the autoscaler, the port and the routes follow the spec at once.
 """
 
 from __future__ import annotations
@@ -10,9 +11,20 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
+from reconciler import workload
 from reconciler.model import CanaryAppSpec, CanaryAppStatus
 from reconciler.names import stack_name
+
+
+@dataclass(frozen=True)
+class AutoscalerSpec:
+    """A HorizontalPodAutoscaler for one Deployment."""
+
+    min_replicas: int
+    max_replicas: int
+    target_cpu_percent: int
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,14 @@ class DesiredStack:
     primary_image: str
     canary_image: str | None
     canary_weight: int
+    # The effective pod templates (workload.py) and their revisions.
+    primary_template: dict[str, Any]
+    primary_revision: str
+    canary_template: dict[str, Any] | None = None
+    canary_revision: str | None = None
+    # With spec.autoscaler: the Deployments' replicas are the autoscalers' (not declared).
+    primary_autoscaler: AutoscalerSpec | None = None
+    canary_autoscaler: AutoscalerSpec | None = None
 
     @property
     def primary_weight(self) -> int:
@@ -50,13 +70,29 @@ class DesiredStack:
         data = json.loads(text)
         data["hosts"] = tuple(data["hosts"])
         data["gateways"] = tuple(data["gateways"])
+        for field in ("primary_autoscaler", "canary_autoscaler"):
+            if data.get(field) is not None:
+                data[field] = AutoscalerSpec(**data[field])
         return cls(**data)
 
 
 def desired_stack(
     name: str, namespace: str, owner_uid: str, spec: CanaryAppSpec, status: CanaryAppStatus
 ) -> DesiredStack:
-    primary_image = status.primary_image or spec.image
+    primary_revision = status.primary_revision or spec.revision
+    primary_template = status.pod_template(primary_revision) or spec.pod_template
+    canary_template = status.pod_template(status.canary_revision) if status.canary_image else None
+    autoscaler = spec.autoscaler
+    primary_autoscaler = canary_autoscaler = None
+    if autoscaler is not None:
+        # During a rollout the primary keeps the replicas it had when the rollout started (decide.py).
+        floor = min(max(autoscaler.min_replicas, status.primary_min_replicas or 0), autoscaler.max_replicas)
+        primary_autoscaler = AutoscalerSpec(
+            floor, autoscaler.max_replicas, autoscaler.target_cpu_utilization_percentage
+        )
+        canary_autoscaler = AutoscalerSpec(
+            autoscaler.min_replicas, autoscaler.max_replicas, autoscaler.target_cpu_utilization_percentage
+        )
     return DesiredStack(
         name=name,
         namespace=namespace,
@@ -66,7 +102,13 @@ def desired_stack(
         test_replicas=spec.test_replicas,
         hosts=spec.service_hosts(name),
         gateways=spec.gateways,
-        primary_image=primary_image,
-        canary_image=status.canary_image,
-        canary_weight=status.canary_weight if status.canary_image else 0,
+        primary_image=workload.template_image(primary_template) or "",
+        canary_image=status.canary_image if canary_template is not None else None,
+        canary_weight=status.canary_weight if canary_template is not None else 0,
+        primary_template=primary_template,
+        primary_revision=primary_revision,
+        canary_template=canary_template,
+        canary_revision=status.canary_revision if canary_template is not None else None,
+        primary_autoscaler=primary_autoscaler,
+        canary_autoscaler=canary_autoscaler if canary_template is not None else None,
     )

@@ -8,12 +8,12 @@ everything a restarted reconciler needs to continue a rollout is stored here, in
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler import templates
+from reconciler import templates, workload
 
 GROUP = "canary.atze.io"
 VERSION = "v1"
@@ -51,6 +51,7 @@ DEFAULT_MIN_CANARY_REQUESTS = 1
 # Flagger's default: how long a rollout may go without progress (no canary traffic, no answer) before it is
 # rolled back.
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+DEFAULT_TARGET_CPU_PERCENT = 80
 # How much evidence the status keeps: the last checks and the last rollouts.
 MAX_CHECK_RECORDS = 10
 MAX_ROLLOUT_RECORDS = 10
@@ -62,13 +63,37 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
+class Autoscaler(_Model):
+    """A HorizontalPodAutoscaler per Deployment (primary and canary), scaling on CPU utilisation."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    min_replicas: Annotated[int, Field(ge=1)] = 1
+    max_replicas: Annotated[int, Field(ge=1)]
+    target_cpu_utilization_percentage: Annotated[
+        int, Field(ge=1, le=100, alias="targetCPUUtilizationPercentage")
+    ] = DEFAULT_TARGET_CPU_PERCENT
+
+    @model_validator(mode="after")
+    def _min_fits_max(self) -> Autoscaler:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaler.minReplicas ({self.min_replicas}) must not exceed autoscaler.maxReplicas "
+                f"({self.max_replicas}): lower minReplicas or raise maxReplicas"
+            )
+        return self
+
+
 class CanaryAppSpec(_Model):
     """What the user asks for. `extra="forbid"`: a misspelt field is an error, not silently ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
-    image: Annotated[str, Field(min_length=1)]
+    image: Annotated[str, Field(min_length=1)] | None = None
     image_listen_port: Annotated[int, Field(ge=1, le=65535)]
+    # A PodTemplateSpec as the API server serves it (validated there with the real schema); see workload.py.
+    template: dict[str, Any] | None = None
+    autoscaler: Autoscaler | None = None
     replicas: Annotated[int, Field(ge=1)] = 1
     test_replicas: Annotated[int, Field(ge=1)] = 1
     prometheus_query: Annotated[str, Field(min_length=1)]
@@ -98,10 +123,31 @@ class CanaryAppSpec(_Model):
 
     @field_validator("image")
     @classmethod
-    def _image_has_no_spaces(cls, image: str) -> str:
-        if any(char.isspace() for char in image):
+    def _image_has_no_spaces(cls, image: str | None) -> str | None:
+        if image is not None and any(char.isspace() for char in image):
             raise ValueError("image must be an image reference such as 'registry/app:v2' (no spaces)")
         return image
+
+    @model_validator(mode="after")
+    def _template_fits_shorthand(self) -> CanaryAppSpec:
+        problems = workload.contradictions(self.template, self.image, self.image_listen_port)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def pod_template(self) -> dict[str, Any]:
+        """The effective pod template (workload.effective_template)."""
+        return workload.effective_template(self.template, self.image, self.image_listen_port)
+
+    @property
+    def revision(self) -> str:
+        return workload.revision(self.pod_template)
+
+    @property
+    def main_image(self) -> str:
+        """The main container's image, from spec.image or the template."""
+        return self.image or workload.template_image(self.template) or ""
 
     @model_validator(mode="after")
     def _step_fits_max_weight(self) -> CanaryAppSpec:
@@ -183,14 +229,24 @@ class CheckRecord(_Model):
 
 
 class RolloutRecord(_Model):
-    """One rollout from start to end: the image, when, the weights it reached, how and why it ended."""
+    """One rollout from start to end: the image and revision, what changed, when, the weights it reached, how
+    and why it ended."""
 
     image: str
+    revision: str = ""
+    changes: tuple[str, ...] = ()
     started_at: str
     finished_at: str | None = None
     result: RolloutResult = RolloutResult.PROGRESSING
     weights: tuple[int, ...] = ()
     reason: str = ""
+
+
+class RevisionTemplate(_Model):
+    """A pod template revision (workload.revision) and the effective template it names."""
+
+    revision: str
+    template: dict[str, Any]
 
 
 class CanaryAppStatus(_Model):
@@ -202,6 +258,18 @@ class CanaryAppStatus(_Model):
     canary_weight: int = 0
     failed_checks: int = 0
     failed_images: tuple[str, ...] = ()
+    # Releases are pod template revisions (workload.revision); the images above stay for tools that read them.
+    primary_revision: str | None = None
+    canary_revision: str | None = None
+    successful_revision: str | None = None
+    failed_revisions: tuple[str, ...] = ()
+    # The effective pod template of each revision above except the failed ones: what the stack declares for
+    # the primary and the canary, and what a rolled-back promotion returns to. A list, not a map: the status
+    # is written as a merge patch, which replaces lists whole but would keep a map's removed keys.
+    pod_templates: tuple[RevisionTemplate, ...] = ()
+    # With an autoscaler: the primary's replicas when the rollout started, its autoscaler's floor until the
+    # rollout ends (traffic moved to the canary must not let the primary scale down before promotion).
+    primary_min_replicas: int | None = None
     canary_started_at: str | None = None
     promotion_started_at: str | None = None
     last_traffic_shift: str | None = None
@@ -224,6 +292,17 @@ class CanaryAppStatus(_Model):
 
     def condition(self, condition_type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)
+
+    def pod_template(self, revision: str | None) -> dict[str, Any] | None:
+        return next((t.template for t in self.pod_templates if t.revision == revision), None)
+
+    def with_pod_templates(
+        self, kept: set[str | None], **added: dict[str, Any]
+    ) -> tuple[RevisionTemplate, ...]:
+        """The pod templates of the revisions in `kept`, plus `added` (revision=template)."""
+        templates = {t.revision: t.template for t in self.pod_templates if t.revision in kept}
+        templates.update(added)
+        return tuple(RevisionTemplate(revision=r, template=t) for r, t in templates.items())
 
 
 class ObjectMeta(BaseModel):

@@ -30,12 +30,14 @@ def rollout_event(namespace: str, name: str, decision: core.Decision, time: str)
     if event == "rolled_back" and last and last.result == RolloutResult.ROLLED_BACK:
         event = "aborted" if last.reason.startswith(reasons.ABORTED) else event
     image = status.canary_image or (last.image if last else status.primary_image)
+    revision = status.canary_revision or (last.revision if last else status.primary_revision)
     return {
         "event": event,
         "canaryapp": f"{namespace}/{name}",
         "namespace": namespace,
         "name": name,
         "image": image,
+        "revision": revision,
         "weight": status.canary_weight,
         "phase": str(status.phase),
         "message": decision.message,

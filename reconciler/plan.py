@@ -34,10 +34,11 @@ def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -
     clean = CheckResult(CheckOutcome.CLEAN, "assumed clean", canary_requests=float(spec.min_canary_requests))
     steps: list[PlannedStep] = []
     moment = now
+    status = core.with_revisions(spec, status)
     for _ in range(MAX_PASSES):
         observations = core.Observations(
-            primary=DeploymentState(status.primary_image or "", ready=True),
-            canary=DeploymentState(status.canary_image or "", ready=True),
+            primary=_ready(status.primary_image, status.primary_revision),
+            canary=_ready(status.canary_image, status.canary_revision),
             check=clean if core.wants_check(spec, status, moment) else None,
         )
         decision = core.decide(spec, status, observations, moment)
@@ -51,6 +52,10 @@ def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -
         moment += datetime.timedelta(seconds=delay)
         status = decision.status
     return steps
+
+
+def _ready(image: str | None, revision: str | None) -> DeploymentState:
+    return DeploymentState(image or "", ready=True, revision=revision or "")
 
 
 def render(steps: list[PlannedStep], now: datetime.datetime) -> str:

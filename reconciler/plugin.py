@@ -25,7 +25,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from reconciler import commands, plan
-from reconciler.decide import seconds_until_check, timestamp
+from reconciler.decide import about_to_start, seconds_until_check, timestamp
 from reconciler.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
 from reconciler.reconcile import utc_now
 
@@ -141,7 +141,7 @@ def render_status(app: CanaryApp, now: datetime.datetime) -> str:
     paused = " (paused)" if status.paused else ""
     lines = [
         f"CanaryApp {app.key}: {status.phase or 'Pending'}{paused}",
-        f"  image    {spec.image} (primary {status.primary_image or '-'}, "
+        f"  image    {spec.main_image} (primary {status.primary_image or '-'}, "
         f"canary {status.canary_image or '-'})",
         f"  weights  {weight_bar(status.canary_weight)}",
         f"  message  {status.message}",
@@ -183,8 +183,8 @@ def _next_step(app: CanaryApp, now: datetime.datetime) -> str:
         return f"first step ({app.spec.step_weight}%) once the canary is ready"
     if status.phase == Phase.PROMOTING:
         return f"traffic back to the primary once it runs {status.primary_image}"
-    if app.spec.image != status.primary_image and app.spec.image not in status.failed_images:
-        return f"start a canary of {app.spec.image}"
+    if about_to_start(app.spec, status):
+        return f"start a canary of {app.spec.main_image} (revision {app.spec.revision})"
     return "nothing to do"
 
 

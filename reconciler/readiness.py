@@ -8,13 +8,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.names import REVISION_ANNOTATION
+
 
 @dataclass(frozen=True)
 class DeploymentState:
-    """What the loop saw of a Deployment: its image and whether all its pods run that image and are ready."""
+    """What the loop saw of a Deployment: its main image, the pod template revision it was given
+    (`canary.atze.io/revision`; empty on a Deployment from before revisions), whether all its pods run that
+    template and are ready, and how many replicas it asks for."""
 
     image: str
     ready: bool
+    revision: str = ""
+    replicas: int = 0
 
 
 def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
@@ -31,9 +37,14 @@ def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
         and (status.get("availableReplicas") or 0) == wanted
         and (status.get("replicas") or 0) == wanted
     )
-    return DeploymentState(image=containers[0].get("image", ""), ready=ready)
+    return DeploymentState(
+        image=containers[0].get("image", ""),
+        ready=ready,
+        revision=(metadata.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
+        replicas=wanted,
+    )
 
 
-def ready_with(state: DeploymentState | None, image: str | None) -> bool:
-    """The Deployment exists, is ready, and runs `image`."""
-    return state is not None and state.ready and state.image == image
+def ready_with(state: DeploymentState | None, revision: str | None) -> bool:
+    """The Deployment exists, is ready, and runs the pod template `revision`."""
+    return state is not None and state.ready and bool(revision) and state.revision == revision

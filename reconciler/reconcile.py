@@ -26,6 +26,7 @@ from reconciler.decide import (
     resume_interrupted,
     timestamp,
     wants_check,
+    with_revisions,
     with_stack_sync,
 )
 from reconciler.desired import DesiredStack, desired_stack
@@ -33,6 +34,7 @@ from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileErro
 from reconciler.model import FINALIZER, Action, CanaryApp, CanaryAppStatus, Condition, Phase
 from reconciler.names import canary_name, owned_objects, primary_name
 from reconciler.notifications import rollout_event
+from reconciler.pod_policy import PodPolicy
 from reconciler.policy import RoutingPolicy, is_ours
 from reconciler.ports import Cluster, EventSink, MetricsSource, Notifier, StackRunner
 from reconciler.telemetry import Telemetry
@@ -108,6 +110,7 @@ class Reconciler:
         clock: Callable[[], datetime.datetime] = utc_now,
         telemetry: Telemetry | None = None,
         policy: RoutingPolicy | None = None,
+        pod_policy: PodPolicy | None = None,
         max_concurrent_rollouts: int | None = None,
         notifier: Notifier | None = None,
     ) -> None:
@@ -118,6 +121,7 @@ class Reconciler:
         self.clock = clock
         self.telemetry = telemetry or Telemetry()
         self.policy = policy or RoutingPolicy()
+        self.pod_policy = pod_policy or PodPolicy()
         self.max_concurrent_rollouts = max_concurrent_rollouts
         self.notifier = notifier
 
@@ -146,7 +150,11 @@ class Reconciler:
         except ValidationError as error:
             self._report_invalid(raw, describe_validation_error(error))
             return None
-        refused = self.policy.violations(app.metadata.namespace, app.metadata.name, app.spec)
+        namespace, name = app.metadata.namespace, app.metadata.name
+        refused = [
+            *self.policy.violations(namespace, name, app.spec),
+            *self.pod_policy.violations(namespace, name, app.spec.template),
+        ]
         if refused:
             self._report_invalid(raw, "; ".join(refused))
             return None
@@ -155,6 +163,8 @@ class Reconciler:
     def _step(self, raw: dict[str, Any], app: CanaryApp) -> float | None:
         """Decides, records the decision, applies the stack it implies (if it changed), records the result."""
         namespace, name = app.metadata.namespace, app.metadata.name
+        # A status from before pod template revisions gets them first, so every path below has them.
+        app = app.model_copy(update={"status": with_revisions(app.spec, app.status)})
         spec, status, now = app.spec, app.status, self.clock()
         if interrupted(status):
             # The last pass recorded a decision and died before applying it: apply that step first, and let
@@ -223,7 +233,11 @@ class Reconciler:
         namespace, uid = app.metadata.namespace, app.metadata.uid
         taken = [
             ref.describe(namespace)
-            for ref in owned_objects(app.metadata.name, with_canary=desired.canary_image is not None)
+            for ref in owned_objects(
+                app.metadata.name,
+                with_canary=desired.canary_image is not None,
+                autoscaled=desired.primary_autoscaler is not None,
+            )
             if not is_ours(self.cluster.owner_uids(namespace, ref), uid)
         ]
         if taken:
@@ -268,6 +282,7 @@ class Reconciler:
                 "phase": status.phase,
                 "weight": status.canary_weight,
                 "image": status.canary_image or status.primary_image,
+                "revision": status.canary_revision or status.primary_revision,
                 "reason": decision.reason,
                 "detail": decision.message,
             },

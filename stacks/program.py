@@ -23,12 +23,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from reconciler.desired import DesiredStack
+from reconciler import workload
+from reconciler.desired import AutoscalerSpec, DesiredStack
 from reconciler.model import API_VERSION, KIND
-from reconciler.names import canary_name, primary_name
+from reconciler.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
 
-APP_LABEL = "canary.atze.io/app"
-TRACK_LABEL = "canary.atze.io/track"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryapp"}
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 # Server-side apply wins field conflicts, so a stack whose state was lost (or a field someone edited by hand)
@@ -38,6 +37,9 @@ PATCH_FORCE = {"pulumi.com/patchForce": "true"}
 ISTIO_API_VERSION = "networking.istio.io/v1"
 TRACKS = ("primary", "canary")
 ROUTE_NAME = "canary-split"
+# A Deployment rolls out a new template without losing capacity: no pod is taken down before its replacement
+# is available (the primary rolls out the canary's template at promotion while it carries all other traffic).
+STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
 
 
 def build_program(desired: DesiredStack) -> Callable[[], None]:
@@ -49,9 +51,23 @@ def build_program(desired: DesiredStack) -> Callable[[], None]:
 
 def declare(desired: DesiredStack) -> None:
     """Declares every resource of `desired` in the current Pulumi program."""
-    _deployment(desired, "primary", desired.primary_image, desired.replicas)
-    if desired.canary_image is not None:
-        _deployment(desired, "canary", desired.canary_image, desired.test_replicas)
+    _deployment(
+        desired,
+        "primary",
+        desired.primary_template,
+        desired.primary_revision,
+        desired.replicas,
+        desired.primary_autoscaler,
+    )
+    if desired.canary_template is not None:
+        _deployment(
+            desired,
+            "canary",
+            desired.canary_template,
+            desired.canary_revision or "",
+            desired.test_replicas,
+            desired.canary_autoscaler,
+        )
     _service(desired)
     destination_rule = k8s.apiextensions.CustomResource(
         "destinationrule",
@@ -130,30 +146,52 @@ def _metadata(
     return metadata
 
 
-def _deployment(desired: DesiredStack, track: str, image: str, replicas: int) -> None:
+def _deployment(
+    desired: DesiredStack,
+    track: str,
+    template: dict[str, Any],
+    revision: str,
+    replicas: int,
+    autoscaler: AutoscalerSpec | None,
+) -> None:
     name = primary_name(desired.name) if track == "primary" else canary_name(desired.name)
     pod_labels = {APP_LABEL: desired.name, TRACK_LABEL: track}
-    k8s.apps.v1.Deployment(
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": pod_labels},
+        "strategy": STRATEGY,
+        "template": workload.pod_template(desired.name, track, template),
+    }
+    if autoscaler is None:
+        # With an autoscaler the replicas are its own: declaring them would undo its scaling at every step.
+        spec["replicas"] = replicas
+    deployment = k8s.apps.v1.Deployment(
         f"{track}-deployment",
-        metadata=_metadata(desired, name, pod_labels, SKIP_AWAIT),
-        spec={
-            "replicas": replicas,
-            "selector": {"matchLabels": pod_labels},
-            "template": {
-                "metadata": {"labels": {**pod_labels, "app": desired.name, "version": track}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": image,
-                            "ports": [{"name": "http", "containerPort": desired.port}],
-                            "readinessProbe": {"tcpSocket": {"port": desired.port}, "periodSeconds": 5},
-                        }
-                    ]
-                },
-            },
-        },
+        metadata=_metadata(desired, name, pod_labels, {**SKIP_AWAIT, REVISION_ANNOTATION: revision}),
+        spec=spec,
     )
+    if autoscaler is not None:
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{track}-autoscaler",
+            metadata=_metadata(desired, name, pod_labels),
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": autoscaler.min_replicas,
+                "maxReplicas": autoscaler.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": autoscaler.target_cpu_percent,
+                            },
+                        },
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(depends_on=[deployment]),
+        )
 
 
 def _service(desired: DesiredStack) -> None:
@@ -163,6 +201,7 @@ def _service(desired: DesiredStack) -> None:
         metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}, SKIP_AWAIT),
         spec={
             "selector": {APP_LABEL: desired.name},
-            "ports": [{"name": "http", "port": desired.port, "targetPort": desired.port}],
+            # By name: each track's pods may listen on their own port (a canary may change imageListenPort).
+            "ports": [{"name": "http", "port": desired.port, "targetPort": workload.PORT_NAME}],
         },
     )

@@ -7,11 +7,12 @@ from __future__ import annotations
 import kubernetes
 import pytest
 
+from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.kube import condition
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, canary_app, error_query, wait_for
+from tests.integration.helpers import Apps, canary_app, error_query, kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,7 @@ def synced_condition(apps: Apps, name: str) -> dict[str, str] | None:
 
 
 def test_a_failing_canaryapp_does_not_hold_up_another(
+    cluster: LocalCluster,
     kube: kubernetes.client.ApiClient,
     namespace: str,
     reconciler: ReconcilerProcess,
@@ -96,4 +98,9 @@ def test_a_failing_canaryapp_does_not_hold_up_another(
     # The Event is written after the status: wait for it rather than read once.
     wait_for(failures, 30, "a StackUpdateFailed Event")
     assert failures() == ["StackUpdateFailed"]
+    # `kubectl get canaryapps` shows it: the STACK column says why the cluster does not match the status.
+    listed = kubectl(cluster.kubeconfig, "get", "canaryapps", "--namespace", namespace)
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert "StackUpdateFailed" in rows["bad"], listed.stdout + listed.stderr
+    assert "StackApplied" in rows["good"], listed.stdout
     assert apps.deployment("bad-primary") is None

@@ -259,3 +259,45 @@ def test_names_too_long_for_its_objects_are_refused_at_admission(
         AsUser(limited_user).create(canary_app("a" * 56))
     assert refused.value.status == 422
     assert "at most 55 characters" in str(refused.value.body)
+
+
+@pytest.mark.parametrize(
+    ("pod", "refused"),
+    [
+        pytest.param(
+            {"serviceAccountName": "admin", "containers": [{"name": "app"}]},
+            "spec.template.spec.serviceAccountName: running as the ServiceAccount default/admin",
+            id="another ServiceAccount",
+        ),
+        pytest.param(
+            {"containers": [{"name": "app", "securityContext": {"privileged": True}}]},
+            "spec.template.spec.containers[0].securityContext.privileged",
+            id="a privileged container",
+        ),
+    ],
+)
+def test_a_template_asking_for_more_than_its_author_may_have_is_refused(
+    limited_user: kubernetes.client.ApiClient,
+    kube: kubernetes.client.ApiClient,
+    default_reconciler: None,
+    pod: dict[str, Any],
+    refused: str,
+) -> None:
+    """The limited user may not create pods; through a CanaryApp they get only what the reconciler's pod
+    policy allows (by default: the namespace's default ServiceAccount, nothing privileged)."""
+    name = f"pod-{uuid.uuid4().hex[:6]}"
+    user = AsUser(limited_user)
+    user.create(canary_app(name, template={"spec": pod}))
+    try:
+        status = wait_for(
+            lambda: refused in user.status(name).get("message", "") and user.status(name), 60, "the refusal"
+        )
+        assert "ask its operator" in status["message"]
+        wait_for(
+            lambda: "InvalidSpec" in warning_reasons(kubernetes.client.CoreV1Api(kube), name), 30, "an Event"
+        )
+        with pytest.raises(ApiException) as missing:
+            kubernetes.client.AppsV1Api(kube).read_namespaced_deployment(f"{name}-primary", NAMESPACE)
+        assert missing.value.status == 404
+    finally:
+        user.delete_and_wait(name)

@@ -18,6 +18,7 @@ from reconciler.adapters.pulumi_provider import BINARY
 from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
 from reconciler.desired import DesiredStack
 from reconciler.errors import TransientError
+from reconciler.workload import effective_template
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,10 @@ def desired(namespace: str, weight: int) -> DesiredStack:
         primary_image="app:v1",
         canary_image="app:v2",
         canary_weight=weight,
+        primary_template=effective_template(None, "app:v1", 8088),
+        primary_revision="r1",
+        canary_template=effective_template(None, "app:v2", 8088),
+        canary_revision="r2",
     )
 
 

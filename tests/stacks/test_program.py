@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from reconciler.desired import DesiredStack
+from reconciler.desired import AutoscalerSpec, DesiredStack
+from reconciler.workload import effective_template
 from stacks.program import declare
 
 DESIRED = DesiredStack(
@@ -23,6 +24,10 @@ DESIRED = DesiredStack(
     primary_image="shop:v1",
     canary_image="shop:v2",
     canary_weight=30,
+    primary_template=effective_template(None, "shop:v1", 8088),
+    primary_revision="r1",
+    canary_template=effective_template(None, "shop:v2", 8088),
+    canary_revision="r2",
 )
 
 
@@ -120,7 +125,9 @@ def test_virtual_service_weights_sum_to_100(recorder: Recorder) -> None:
 
 
 def test_no_canary_deployment_without_canary_image(recorder: Recorder) -> None:
-    desired = DesiredStack(**{**DESIRED.__dict__, "canary_image": None, "canary_weight": 0})
+    desired = DesiredStack(
+        **{**DESIRED.__dict__, "canary_image": None, "canary_weight": 0, "canary_template": None}
+    )
     resources = run(desired, recorder)
     assert "canary-deployment" not in resources
     assert "destinationrule" in resources
@@ -133,3 +140,74 @@ def test_gateways_and_hosts_are_passed_through(recorder: Recorder) -> None:
     vs = run(desired, recorder)["virtualservice"]
     assert vs["spec"]["hosts"] == ["*"]
     assert vs["spec"]["gateways"] == ["istio-system/gw", "mesh"]
+
+
+def test_deployments_carry_their_revision_and_keep_capacity_while_rolling_out(recorder: Recorder) -> None:
+    resources = run(DESIRED, recorder)
+    primary, canary = resources["primary-deployment"], resources["canary-deployment"]
+    assert primary["metadata"]["annotations"]["canary.atze.io/revision"] == "r1"
+    assert canary["metadata"]["annotations"]["canary.atze.io/revision"] == "r2"
+    assert primary["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    labels = canary["spec"]["template"]["metadata"]["labels"]
+    assert labels == {
+        "canary.atze.io/app": "shop",
+        "canary.atze.io/track": "canary",
+        "app": "shop",
+        "version": "canary",
+    }
+    # The Service sends traffic to the port by name: each track's pods may listen on their own number.
+    assert resources["apex-service"]["spec"]["ports"] == [
+        {"name": "http", "port": 8088, "targetPort": "http"}
+    ]
+    assert not any(resource["type"].startswith("kubernetes:autoscaling") for resource in resources.values())
+
+
+def test_an_autoscaler_per_deployment_owns_the_replicas(recorder: Recorder) -> None:
+    desired = DesiredStack(
+        **{
+            **DESIRED.__dict__,
+            "primary_autoscaler": AutoscalerSpec(4, 10, 70),
+            "canary_autoscaler": AutoscalerSpec(2, 10, 70),
+        }
+    )
+    resources = run(desired, recorder)
+    assert "replicas" not in resources["primary-deployment"]["spec"]
+    assert "replicas" not in resources["canary-deployment"]["spec"]
+    primary = resources["primary-autoscaler"]
+    assert primary["type"] == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+    assert primary["metadata"]["name"] == "shop-primary"
+    assert primary["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "shop-primary",
+    }
+    assert (primary["spec"]["minReplicas"], primary["spec"]["maxReplicas"]) == (4, 10)
+    assert primary["spec"]["metrics"][0]["resource"]["target"] == {
+        "type": "Utilization",
+        "averageUtilization": 70,
+    }
+    assert resources["canary-autoscaler"]["spec"]["minReplicas"] == 2
+
+
+def test_the_user_template_reaches_the_deployment(recorder: Recorder) -> None:
+    user = {
+        "metadata": {"labels": {"team": "a"}},
+        "spec": {
+            "serviceAccountName": "default",
+            "containers": [{"name": "web", "env": [{"name": "FOO", "value": "1"}]}],
+            "volumes": [{"name": "config", "configMap": {"name": "shop-config"}}],
+        },
+    }
+    desired = DesiredStack(
+        **{**DESIRED.__dict__, "canary_template": effective_template(user, "shop:v2", 8088)}
+    )
+    pod = run(desired, recorder)["canary-deployment"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["team"] == "a"
+    assert pod["metadata"]["labels"]["canary.atze.io/track"] == "canary"
+    assert pod["spec"]["volumes"] == [{"name": "config", "configMap": {"name": "shop-config"}}]
+    container = pod["spec"]["containers"][0]
+    assert (container["name"], container["image"], container["env"]) == (
+        "web",
+        "shop:v2",
+        [{"name": "FOO", "value": "1"}],
+    )

@@ -19,6 +19,7 @@ from reconciler import decide as d
 from reconciler.analysis import CheckResult
 from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.readiness import DeploymentState
+from reconciler.workload import shorthand_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "argocd-app"
@@ -92,7 +93,7 @@ class Rollout:
 
 
 def ready(image: str) -> DeploymentState:
-    return DeploymentState(image=image, ready=True)
+    return DeploymentState(image=image, ready=True, revision=shorthand_revision(image, 8088))
 
 
 def test_a_promoted_rollout_is_progressing_until_it_is_healthy() -> None:

@@ -1,4 +1,5 @@
-"""`canaryapp run` settings: a shard selector, its Lease, and the error for a selector that is not one."""
+"""`canaryapp run` settings: a shard selector, its Lease, the error for a selector that is not one, and the
+pod policy from its flags and variables."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import add_run_arguments, available_cpus, run_config
+from reconciler.pod_policy import PodPolicy
 
 
 def config_of(*argv: str) -> argparse.Namespace:
@@ -57,3 +59,86 @@ def test_step_workers_follow_the_cpus_a_cgroup_limit_allows(tmp_path: Path) -> N
     limit.write_text("max 100000\n")
     assert available_cpus(limit) == cpus
     assert available_cpus(tmp_path / "missing") == cpus
+
+
+POD_POLICY_VARIABLES = (
+    "CANARYAPP_ALLOWED_SERVICE_ACCOUNTS",
+    "CANARYAPP_ALLOW_PRIVILEGED",
+    "CANARYAPP_ALLOWED_HOST_PATHS",
+    "CANARYAPP_ALLOWED_CAPABILITIES",
+    "CANARYAPP_ALLOWED_SECRETS",
+)
+PERMISSIVE_POLICY = PodPolicy(
+    allowed_service_accounts=("{name}", "{name}-*"),
+    allow_privileged=True,
+    allowed_host_paths=("/var/log", "/data"),
+    allowed_capabilities=("NET_ADMIN",),
+    allowed_secrets=("{name}-*",),
+)
+
+
+@pytest.fixture
+def no_pod_policy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in POD_POLICY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.mark.usefixtures("no_pod_policy_variables")
+def test_pods_get_the_secure_policy_unless_the_operator_permits_more() -> None:
+    assert run_config(config_of()).pod_policy == PodPolicy()
+    assert PodPolicy().allowed_service_accounts == ("default",)
+    assert not PodPolicy().allow_privileged
+    permissive = run_config(
+        config_of(
+            "--allowed-service-accounts",
+            "{name}, {name}-*",
+            "--allow-privileged",
+            "--allowed-host-paths",
+            "/var/log,/data",
+            "--allowed-capabilities",
+            "NET_ADMIN",
+            "--allowed-secrets",
+            "{name}-*",
+        )
+    )
+    assert permissive.pod_policy == PERMISSIVE_POLICY
+    no_account = run_config(config_of("--allowed-service-accounts", ""))
+    assert no_account.pod_policy.allowed_service_accounts == ()
+
+
+def test_the_pod_policy_follows_its_variables_and_flags_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CANARYAPP_ALLOWED_SERVICE_ACCOUNTS", "{name},{name}-*")
+    monkeypatch.setenv("CANARYAPP_ALLOW_PRIVILEGED", "true")
+    monkeypatch.setenv("CANARYAPP_ALLOWED_HOST_PATHS", "/var/log,/data")
+    monkeypatch.setenv("CANARYAPP_ALLOWED_CAPABILITIES", "NET_ADMIN")
+    monkeypatch.setenv("CANARYAPP_ALLOWED_SECRETS", "{name}-*")
+    assert run_config(config_of()).pod_policy == PERMISSIVE_POLICY
+    overridden = run_config(config_of("--no-allow-privileged", "--allowed-secrets", "")).pod_policy
+    assert not overridden.allow_privileged
+    assert overridden.allowed_secrets == ()
+    assert overridden.allowed_host_paths == ("/var/log", "/data")
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        pytest.param("true", True, id="true"),
+        pytest.param("TRUE", True, id="upper case"),
+        pytest.param("1", True, id="1"),
+        pytest.param("yes", True, id="yes"),
+        pytest.param("false", False, id="false"),
+        pytest.param("", False, id="empty"),
+        pytest.param("on", False, id="anything else"),
+    ],
+)
+def test_allow_privileged_variable(monkeypatch: pytest.MonkeyPatch, value: str, allowed: bool) -> None:
+    monkeypatch.setenv("CANARYAPP_ALLOW_PRIVILEGED", value)
+    assert run_config(config_of()).pod_policy.allow_privileged is allowed
+
+
+@pytest.mark.usefixtures("no_pod_policy_variables")
+def test_a_relative_host_path_stops_start_up_naming_the_flag() -> None:
+    with pytest.raises(SystemExit, match=r"--allowed-host-paths .*var/log is not an absolute path"):
+        run_config(config_of("--allowed-host-paths", "/data,var/log"))

@@ -25,6 +25,7 @@ from reconciler.model import (
     Series,
 )
 from reconciler.readiness import DeploymentState
+from reconciler.workload import shorthand_revision
 from stacks.program import virtual_service_spec
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -73,11 +74,11 @@ def running(weight: int, checked_at: float = 0, **more: object) -> dict[str, obj
 
 
 def ready(image: str) -> DeploymentState:
-    return DeploymentState(image=image, ready=True)
+    return DeploymentState(image=image, ready=True, revision=shorthand_revision(image, 8088))
 
 
 def not_ready(image: str) -> DeploymentState:
-    return DeploymentState(image=image, ready=False)
+    return DeploymentState(image=image, ready=False, revision=shorthand_revision(image, 8088))
 
 
 CASES = [
@@ -451,7 +452,11 @@ def test_rollout_invariants(
         clock += advance
         observations = d.Observations(
             primary=ready(current.primary_image or ""),
-            canary=DeploymentState(image=current.canary_image or "", ready=canary_ready),
+            canary=DeploymentState(
+                image=current.canary_image or "",
+                ready=canary_ready,
+                revision=current.canary_revision or "",
+            ),
             check=check if d.wants_check(the_spec, current, at(clock)) else None,
         )
         decision = d.decide(the_spec, current, observations, at(clock))
@@ -504,7 +509,13 @@ def test_every_check_is_recorded_with_its_evidence_and_bounded() -> None:
 def test_a_rollout_is_recorded_from_start_to_end() -> None:
     the_spec = spec(stepWeight=25, maxWeight=50)
     started = d.decide(the_spec, status(**STEADY_V1), d.Observations(primary=ready("app:v1")), at(0))
-    assert started.status.rollouts[-1] == RolloutRecord(image="app:v2", started_at=stamp(0))
+    assert started.status.rollouts[-1] == RolloutRecord(
+        image="app:v2",
+        revision=shorthand_revision("app:v2", 8088),
+        changes=("image app:v1 → app:v2",),
+        started_at=stamp(0),
+    )
+    assert "(image app:v1 → app:v2)" in started.message
     first = d.decide(the_spec, started.status, d.Observations(canary=ready("app:v2")), at(1))
     second = d.decide(the_spec, first.status, d.Observations(canary=ready("app:v2"), check=CLEAN), at(11))
     assert second.status.rollouts[-1].weights == (25, 50)

@@ -340,6 +340,7 @@ def test_the_cluster_role_grants_exactly_what_the_reconciler_uses(
         ("", "services", writes),
         ("networking.istio.io", "virtualservices", writes),
         ("networking.istio.io", "destinationrules", writes),
+        ("autoscaling", "horizontalpodautoscalers", writes),
     }
     for rule in rules:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule

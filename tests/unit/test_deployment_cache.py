@@ -77,7 +77,7 @@ def test_list_then_events_keep_the_readings_and_wake_the_canaryapp_on_a_change()
     assert woken == [("ns", "web")] * 4
     canary = cache.lookup("ns", "web-canary")
     assert canary is not None
-    assert canary.state == DeploymentState("app:v2", ready=True)
+    assert canary.state == DeploymentState("app:v2", ready=True, replicas=1)
     assert canary.owner_uids == frozenset({"uid-web"})
     assert cache.lookup("ns", "web-primary") is None  # not held: the caller reads the API server
 

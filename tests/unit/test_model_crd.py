@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from reconciler.model import CanaryApp, CanaryAppSpec, CanaryAppStatus
+from reconciler.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus
 from reconciler.reconcile import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +95,13 @@ def test_bad_input_names_the_field(change: dict[str, Any], field: str) -> None:
         CanaryAppSpec.model_validate({**spec, **change})
     message = describe_validation_error(caught.value)
     assert field in message
+
+
+def test_autoscaler_fields_match_the_crd() -> None:
+    crd = SCHEMA["spec"]["properties"]["autoscaler"]
+    fields = {info.alias or name: info for name, info in Autoscaler.model_fields.items()}
+    assert set(fields) == set(crd["properties"])
+    assert {alias for alias, info in fields.items() if info.is_required()} == set(crd["required"])
+    for alias, info in fields.items():
+        if "default" in crd["properties"][alias]:
+            assert info.default == crd["properties"][alias]["default"], alias

@@ -45,9 +45,12 @@ def test_deployment_state(the_deployment: dict[str, Any], ready: bool) -> None:
     ("state", "image", "expected"),
     [
         pytest.param(None, "app:v2", False, id="missing"),
-        pytest.param(DeploymentState("app:v2", ready=False), "app:v2", False, id="not ready"),
-        pytest.param(DeploymentState("app:v1", ready=True), "app:v2", False, id="other image"),
-        pytest.param(DeploymentState("app:v2", ready=True), "app:v2", True, id="ready with the image"),
+        pytest.param(DeploymentState("app:v2", ready=False, revision="r2"), "r2", False, id="not ready"),
+        pytest.param(DeploymentState("app:v1", ready=True, revision="r1"), "r2", False, id="other revision"),
+        pytest.param(
+            DeploymentState("app:v2", ready=True, revision="r2"), "r2", True, id="ready with the revision"
+        ),
+        pytest.param(DeploymentState("app:v2", ready=True), "", False, id="no revision either side"),
     ],
 )
 def test_ready_with(state: DeploymentState | None, image: str, expected: bool) -> None:

@@ -19,6 +19,7 @@ from reconciler.policy import RoutingPolicy
 from reconciler.ports import StepReport
 from reconciler.readiness import DeploymentState
 from reconciler.reconcile import Reconciler
+from reconciler.workload import shorthand_revision
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -176,7 +177,9 @@ def test_a_ready_canary_gets_its_first_step() -> None:
         "canaryImage": "app:v2",
         "canaryStartedAt": "2026-01-01T00:00:00Z",
     }
-    cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
+    cluster.deployments["web-canary"] = DeploymentState(
+        "app:v2", ready=True, revision=shorthand_revision("app:v2", 8088)
+    )
     subject.reconcile("ns", "web")
     assert stacks.applied[-1].canary_weight == 10
     assert stacks.applied[-1].primary_weight == 90
@@ -265,7 +268,9 @@ def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step
         "canaryImage": "app:v2",
         "canaryStartedAt": "2026-01-01T00:00:00Z",
     }
-    cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
+    cluster.deployments["web-canary"] = DeploymentState(
+        "app:v2", ready=True, revision=shorthand_revision("app:v2", 8088)
+    )
     assert subject.reconcile("ns", "web") == 8.5
 
 
@@ -285,7 +290,9 @@ def test_an_interrupted_step_is_applied_before_anything_is_decided() -> None:
             {"type": "StackSynced", "status": "False", "reason": "Applying", "lastTransitionTime": "x"}
         ],
     }
-    cluster.deployments["web-canary"] = DeploymentState("app:v2", ready=True)
+    cluster.deployments["web-canary"] = DeploymentState(
+        "app:v2", ready=True, revision=shorthand_revision("app:v2", 8088)
+    )
     assert subject.reconcile("ns", "web") == 0.0
     assert [desired.canary_weight for desired in stacks.applied] == [20]
     assert cluster.app["status"]["lastCheckTime"] == "2026-01-01T00:00:00Z"

@@ -10,6 +10,7 @@ import pytest
 from reconciler import decide as d
 from reconciler.model import Action, CanaryAppSpec, CanaryAppStatus, Phase, RolloutResult
 from reconciler.readiness import DeploymentState
+from reconciler.workload import shorthand_revision
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -49,7 +50,7 @@ PROMOTING = {
     "primaryImage": "app:v2",
     "promotionStartedAt": d.timestamp(at(0)),
 }
-READY = DeploymentState("app:v2", ready=True)
+READY = DeploymentState("app:v2", ready=True, revision=shorthand_revision("app:v2", 8088))
 
 
 def ask(action: Action, token: str = "t1", **observed: object) -> d.Observations:
@@ -127,7 +128,10 @@ def test_a_request_that_does_not_apply_is_recorded_and_ignored(
 
 
 def test_a_primary_that_never_rolls_out_during_the_promotion_is_rolled_back_at_the_deadline() -> None:
-    stalled = d.Observations(primary=DeploymentState("app:v2", ready=False), canary=READY)
+    stalled = d.Observations(
+        primary=DeploymentState("app:v2", ready=False, revision=shorthand_revision("app:v2", 8088)),
+        canary=READY,
+    )
     waiting = d.decide(spec(progressDeadlineSeconds=60), status(**PROMOTING), stalled, at(59))
     assert isinstance(waiting, d.Hold)
     decision = d.decide(spec(progressDeadlineSeconds=60), status(**PROMOTING), stalled, at(60))

@@ -1,0 +1,1 @@
+"""Generators of checked-in files (run them from the repository root; each says how)."""

@@ -1,0 +1,93 @@
+"""The CRD's spec.template is exactly what hack/crd_pod_template.py makes of the pinned Kubernetes release's
+PodTemplateSpec, and that schema carries the fields a pod template needs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hack import crd_pod_template
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_TEXT = crd_pod_template.CRD_PATH.read_text()
+TEMPLATE = crd_pod_template.template_property(yaml.safe_load(CRD_TEXT))
+CONTAINER = TEMPLATE["properties"]["spec"]["properties"]["containers"]["items"]["properties"]
+INT_OR_STRING = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
+
+
+def pinned_kubernetes(tool: str) -> str:
+    go_mod = (ROOT / "tools" / tool / "go.mod").read_text()
+    found = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)$", go_mod, re.MULTILINE)
+    assert found, f"tools/{tool}/go.mod does not require k8s.io/kubernetes"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, Any]:
+    if not crd_pod_template.DEFAULT_OPENAPI.exists():
+        pytest.skip(
+            f"{crd_pod_template.DEFAULT_OPENAPI} is missing: run `make tools` (tools/kubernetes-openapi)"
+        )
+    return crd_pod_template.pod_template_schema(
+        crd_pod_template.load_openapi(crd_pod_template.DEFAULT_OPENAPI)
+    )
+
+
+def test_the_openapi_document_is_the_release_the_cluster_runs() -> None:
+    assert pinned_kubernetes("kubernetes-openapi") == pinned_kubernetes("kubernetes")
+
+
+def test_the_crd_holds_the_generated_schema(generated: dict[str, Any]) -> None:
+    assert {key: value for key, value in TEMPLATE.items() if key != "description"} == generated
+    assert crd_pod_template.render(CRD_TEXT, generated) == CRD_TEXT, (
+        "crds/canary.atze.io_canaryapps.yaml is not what `.venv/bin/python hack/crd_pod_template.py --write` "
+        "writes: run it"
+    )
+
+
+def test_the_template_schema_is_structural_and_complete() -> None:
+    assert set(TEMPLATE["properties"]["metadata"]["properties"]) == {"labels", "annotations"}
+    assert "containers" not in TEMPLATE["properties"]["spec"].get("required", [])
+    assert {"env", "envFrom", "resources", "readinessProbe", "command", "args", "volumeMounts"} <= set(
+        CONTAINER
+    )
+    assert CONTAINER["env"]["items"]["properties"]["valueFrom"]["type"] == "object"
+    assert CONTAINER["resources"]["properties"]["limits"]["additionalProperties"] == INT_OR_STRING
+    assert CONTAINER["readinessProbe"]["properties"]["httpGet"]["properties"]["port"] == INT_OR_STRING
+    pod_spec = TEMPLATE["properties"]["spec"]["properties"]
+    assert "configMap" in pod_spec["volumes"]["items"]["properties"]
+    assert pod_spec["nodeSelector"]["additionalProperties"] == {"type": "string"}
+    assert {"serviceAccountName", "securityContext", "tolerations", "affinity"} <= set(pod_spec)
+    assert "$ref" not in CRD_TEXT
+    assert "allOf" not in CRD_TEXT
+
+
+def test_a_recursive_schema_is_refused() -> None:
+    openapi = {
+        "components": {
+            "schemas": {
+                crd_pod_template.POD_TEMPLATE_SPEC: {
+                    "type": "object",
+                    "properties": {
+                        "self": {"$ref": f"#/components/schemas/{crd_pod_template.POD_TEMPLATE_SPEC}"}
+                    },
+                }
+            }
+        }
+    }
+    with pytest.raises(crd_pod_template.SchemaError, match="refers to itself"):
+        crd_pod_template.pod_template_schema(openapi)
+
+
+def test_an_unknown_schema_key_is_refused() -> None:
+    openapi = {
+        "components": {
+            "schemas": {crd_pod_template.POD_TEMPLATE_SPEC: {"type": "object", "x-kubernetes-new": True}}
+        }
+    }
+    with pytest.raises(crd_pod_template.SchemaError, match="x-kubernetes-new"):
+        crd_pod_template.pod_template_schema(openapi)

@@ -24,6 +24,8 @@ ROLLOUT_TIMEOUT = 180
 @pytest.fixture
 def apps(kube: kubernetes.client.ApiClient, namespace: str) -> Apps:
     return Apps(kube, namespace)
+
+
 PROBE = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 3}
 
 

@@ -11,6 +11,17 @@ from pathlib import Path
 
 from devenv.processes import REPO_ROOT, free_port
 
+# The local Prometheus servers (and the test doubles of bad ones) listen on loopback ports chosen at start.
+LOCAL_METRIC_URLS = ("http://127.0.0.1:*", "https://127.0.0.1:*")
+
+
+def read_metrics(url: str) -> dict[str, float]:
+    """A reconciler's /metrics as {'name{labels}': value} (prometheus text format, comments dropped)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, value in samples}
+
 
 class ReconcilerProcess:
     """`canaryapp run` as a real process, scoped to one namespace, with its own Pulumi state folder."""
@@ -47,6 +58,7 @@ class ReconcilerProcess:
                 f"--metrics-address=127.0.0.1:{self.metrics_port}",
                 "--workers=2",
                 "--resync-seconds=30",
+                f"--allowed-metric-urls={','.join(LOCAL_METRIC_URLS)}",
                 *self.extra,
             ],
             stdout=log,
@@ -80,12 +92,7 @@ class ReconcilerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
     def metrics(self) -> dict[str, float]:
-        """The process's /metrics as {'name{labels}': value} (prometheus text format, comments dropped)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        samples = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-        return {name: float(value) for name, value in samples}
+        return read_metrics(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -101,7 +101,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     telemetry = Telemetry()
     api_client = load_client_config(config.kubeconfig)
     cluster = KubeCluster(api_client, namespace=config.namespace, selector=config.shard_selector)
-    metrics = PrometheusMetrics()
+    metrics = PrometheusMetrics(config.metrics_policy)
     notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
     # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
     stacks = PulumiStacks(settings, workers=config.step_workers)
@@ -120,6 +120,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             telemetry=telemetry,
             policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
             pod_policy=config.pod_policy,
+            metrics_policy=config.metrics_policy,
             max_concurrent_rollouts=config.max_concurrent_rollouts,
             notifier=notifier,
         ),

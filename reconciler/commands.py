@@ -61,7 +61,8 @@ def run_backtest(
         raise SystemExit(f"backtest: {error}") from error
     if start >= end:
         raise SystemExit("backtest: --from must be before --to")
-    raw = KubeCluster(api).get_canary_app(namespace, name)
+    cluster = KubeCluster(api)
+    raw = cluster.get_canary_app(namespace, name)
     if raw is None:
         raise SystemExit(f"backtest: CanaryApp {namespace}/{name} not found (check the kubeconfig)")
     app = CanaryApp.model_validate(raw)
@@ -71,7 +72,9 @@ def run_backtest(
         )
     metrics = PrometheusMetrics()
     try:
-        result = backtest.replay(app, lambda a, status, at: check_canary(metrics, a, status, at), start, end)
+        result = backtest.replay(
+            app, lambda a, status, at: check_canary(metrics, a, status, at, cluster), start, end
+        )
     finally:
         metrics.close()
     print(backtest.render(app, result, start, end))

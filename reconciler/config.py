@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.pod_policy import PodPolicy
+from reconciler.policy import DEFAULT_METRIC_URLS, MetricsPolicy
 from reconciler.selectors import LabelSelector, SelectorError, parse_selector
 
 DEFAULT_LEASE_NAME = "canaryapp-reconciler"
@@ -34,6 +35,7 @@ class RunConfig:
     notify_url: str | None = None
     shard_selector: LabelSelector | None = None
     provider_per_step: bool = False
+    metrics_policy: MetricsPolicy = field(default_factory=MetricsPolicy)
     pod_policy: PodPolicy = field(default_factory=PodPolicy)
 
     @property
@@ -121,6 +123,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("ALLOWED_HOSTS", ""),
         help="comma-separated host globs CanaryApps may claim besides their own service names "
         "(e.g. '*.{namespace}.example.com'); default: none",
+    )
+    parser.add_argument(
+        "--allowed-metric-urls",
+        default=_env("ALLOWED_METRIC_URLS", ",".join(DEFAULT_METRIC_URLS)),
+        help="comma-separated URL patterns the reconciler may query for CanaryApps (host globs, ':*' for any "
+        "port, a path prefix, {namespace}); default: Istio's Prometheus add-on",
     )
     add_pod_policy_arguments(parser)
     parser.add_argument(
@@ -244,4 +252,5 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         shard_selector=shard_selector,
         provider_per_step=args.provider_per_step,
         pod_policy=pod_policy(args),
+        metrics_policy=MetricsPolicy(_patterns(args.allowed_metric_urls)),
     )

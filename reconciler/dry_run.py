@@ -46,7 +46,9 @@ def next_step(stack: str, kubeconfig: str | None = None) -> NextStep:
     metrics = PrometheusMetrics()
     try:
         now = utc_now()
-        observations = observe(app, cluster, lambda a, at: check_canary(metrics, a, a.status, at), now)
+        observations = observe(
+            app, cluster, lambda a, at: check_canary(metrics, a, a.status, at, cluster), now
+        )
     finally:
         metrics.close()
     decision = decide(app.spec, app.status, observations, now)

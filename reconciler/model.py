@@ -8,6 +8,7 @@ everything a restarted reconciler needs to continue a rollout is stored here, in
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -84,6 +85,30 @@ class Autoscaler(_Model):
         return self
 
 
+class SecretRef(_Model):
+    """A Secret in the CanaryApp's own namespace."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+# Headers the reconciler sets itself or that would change what the request means; credentials belong in
+# prometheusSecretRef, never in a spec anyone with read access to CanaryApps can see.
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    }
+)
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
 class CanaryAppSpec(_Model):
     """What the user asks for. `extra="forbid"`: a misspelt field is an error, not silently ignored."""
 
@@ -98,6 +123,9 @@ class CanaryAppSpec(_Model):
     test_replicas: Annotated[int, Field(ge=1)] = 1
     prometheus_query: Annotated[str, Field(min_length=1)]
     prometheus_url: Annotated[AnyHttpUrl, Field(alias="prometheusURL")]
+    prometheus_secret_ref: SecretRef | None = None
+    prometheus_headers: dict[str, str] = Field(default_factory=dict)
+    prometheus_insecure_skip_verify: bool = False
     fail_when_prometheus_fails: bool = True
     traffic_shift_update_interval: Annotated[int, Field(ge=1)] = DEFAULT_TRAFFIC_SHIFT_INTERVAL_SECONDS
     deployment_ready_wait_time: Annotated[int, Field(ge=1)] = DEFAULT_DEPLOYMENT_READY_WAIT_SECONDS
@@ -120,6 +148,21 @@ class CanaryAppSpec(_Model):
                 f"use {', '.join('{{ ' + name + ' }}' for name in templates.VARIABLES)}"
             )
         return query
+
+    @field_validator("prometheus_headers")
+    @classmethod
+    def _plain_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for header, value in headers.items():
+            if not _HEADER_NAME.match(header):
+                raise ValueError(f"prometheusHeaders: {header!r} is not an HTTP header name")
+            if header.lower() in RESERVED_HEADERS:
+                raise ValueError(
+                    f"prometheusHeaders: {header} may not be set here; put credentials in a Secret named by "
+                    "prometheusSecretRef"
+                )
+            if any(char in value for char in "\r\n\0"):
+                raise ValueError(f"prometheusHeaders: the value of {header} contains a line break")
+        return headers
 
     @field_validator("image")
     @classmethod

@@ -11,11 +11,14 @@ own objects:
   server's own Service).
 - **Routing.** Which gateways a CanaryApp may bind and which hosts it may claim (`RoutingPolicy`): by
   default the mesh only, and the CanaryApp's own service names only.
+- **Metric endpoints.** Which URLs the reconciler may query for a CanaryApp (`MetricsPolicy`): by default
+  Istio's Prometheus add-on only. A URL outside it is never contacted, nor is a redirect to one followed.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import urllib.parse
 from collections.abc import Set
 from dataclasses import dataclass
 
@@ -94,3 +97,84 @@ def _matches(value: str, patterns: tuple[str, ...], namespace: str) -> bool:
 
 def _shown(patterns: tuple[str, ...]) -> str:
     return ", ".join(patterns) if patterns else "nothing"
+
+
+# Istio's Prometheus add-on (samples/addons/prometheus.yaml), as a CanaryApp in any namespace may spell it.
+DEFAULT_METRIC_URLS = (
+    "http://prometheus.istio-system:9090",
+    "http://prometheus.istio-system.svc:9090",
+    "http://prometheus.istio-system.svc.cluster.local:9090",
+)
+
+
+@dataclass(frozen=True)
+class MetricsPolicy:
+    """Set by the operator of the reconciler (`--allowed-metric-urls`): the metric endpoints it may query.
+
+    A pattern is a URL: the scheme must match exactly, the port too (the scheme's default port when none is
+    given; `:*` allows any port), the host is a shell-style glob (`*.monitoring.svc`), `{namespace}` stands
+    for the CanaryApp's namespace, and the pattern's path is a prefix that ends at a `/`
+    (`https://mimir.example.com/prometheus` allows `.../prometheus/tenant-a` but not `.../prometheus-other`).
+    A URL with a user name or password in it is never allowed (credentials go in `prometheusSecretRef`).
+    """
+
+    allowed_urls: tuple[str, ...] = DEFAULT_METRIC_URLS
+
+    def allows(self, namespace: str, url: str) -> bool:
+        target = _url_parts(url)
+        if target is None:
+            return False
+        return any(
+            (pattern := _url_parts(allowed.replace(NAMESPACE_PLACEHOLDER, namespace), pattern=True))
+            is not None
+            and _url_matches(target, pattern)
+            for allowed in self.allowed_urls
+        )
+
+    def violations(self, namespace: str, spec: CanaryAppSpec) -> list[str]:
+        url = str(spec.prometheus_url)
+        if self.allows(namespace, url):
+            return []
+        return [
+            f"spec.prometheusURL: {url!r} is not allowed: the reconciler queries only what its "
+            f"--allowed-metric-urls permits ({_shown(self.allowed_urls)}); use one of those, or ask its "
+            "operator to allow this endpoint"
+        ]
+
+
+@dataclass(frozen=True)
+class _UrlParts:
+    scheme: str
+    host: str
+    port: int | None  # None: any port (a pattern's `:*`)
+    path: str
+    has_credentials: bool
+
+
+def _url_parts(url: str, *, pattern: bool = False) -> _UrlParts | None:
+    any_port = pattern and urllib.parse.urlsplit(url.strip()).netloc.endswith(":*")
+    try:
+        parsed = urllib.parse.urlsplit(url.strip().replace(":*", "", 1) if any_port else url.strip())
+        port = parsed.port
+    except ValueError:
+        return None
+    scheme = parsed.scheme.lower()
+    if scheme not in {"http", "https"} or not parsed.hostname:
+        return None
+    return _UrlParts(
+        scheme=scheme,
+        host=parsed.hostname.lower().rstrip("."),
+        port=None if any_port else port or (443 if scheme == "https" else 80),
+        path=parsed.path.rstrip("/") + "/",
+        has_credentials=parsed.username is not None or parsed.password is not None,
+    )
+
+
+def _url_matches(target: _UrlParts, pattern: _UrlParts) -> bool:
+    return (
+        not target.has_credentials
+        and target.scheme == pattern.scheme
+        and (pattern.port is None or target.port == pattern.port)
+        and fnmatch.fnmatchcase(target.host, pattern.host)
+        and target.path.startswith(pattern.path)
+    )

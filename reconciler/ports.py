@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from reconciler.analysis import QueryResult
 from reconciler.desired import DesiredStack
+from reconciler.endpoints import MetricsEndpoint, SecretData
 from reconciler.names import ObjectRef
 from reconciler.readiness import DeploymentState
 
@@ -30,10 +31,18 @@ class StackRunner(Protocol):
 
 
 class MetricsSource(Protocol):
-    def query(self, prometheus_url: str, query: str, at: datetime.datetime | None = None) -> QueryResult: ...
+    def query(
+        self, endpoint: MetricsEndpoint, query: str, at: datetime.datetime | None = None
+    ) -> QueryResult: ...
 
 
-class Cluster(Protocol):
+class SecretReader(Protocol):
+    def read_secret(self, namespace: str, name: str) -> SecretData | None:
+        """One Secret by name (None: it does not exist). Never lists Secrets."""
+        ...
+
+
+class Cluster(SecretReader, Protocol):
     def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]: ...

@@ -30,13 +30,14 @@ from reconciler.decide import (
     with_stack_sync,
 )
 from reconciler.desired import DesiredStack, desired_stack
+from reconciler.endpoints import EndpointError, endpoint_for
 from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileError
-from reconciler.model import FINALIZER, Action, CanaryApp, CanaryAppStatus, Condition, Phase
+from reconciler.model import FINALIZER, Action, CanaryApp, CanaryAppStatus, CheckOutcome, Condition, Phase
 from reconciler.names import canary_name, owned_objects, primary_name
 from reconciler.notifications import rollout_event
 from reconciler.pod_policy import PodPolicy
-from reconciler.policy import RoutingPolicy, is_ours
-from reconciler.ports import Cluster, EventSink, MetricsSource, Notifier, StackRunner
+from reconciler.policy import MetricsPolicy, RoutingPolicy, is_ours
+from reconciler.ports import Cluster, EventSink, MetricsSource, Notifier, SecretReader, StackRunner
 from reconciler.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -75,18 +76,27 @@ def check_canary(
     app: CanaryApp,
     status: CanaryAppStatus,
     now: datetime.datetime,
+    secrets: SecretReader,
 ) -> CheckResult:
     """One check: the error query and the traffic query, rendered for `now`, answered and assessed.
 
     Both are evaluated at `now` to the second, the time the check's record carries: a backtest that replays
-    the record asks Prometheus about exactly the same instant (and so sees exactly the same samples).
+    the record asks Prometheus about exactly the same instant (and so sees exactly the same samples). The
+    endpoint's Secret (prometheusSecretRef) is read at every check, so a rotated credential is used at once;
+    a missing or unusable one is a failed query, never a query sent without it.
     """
-    spec, url = app.spec, str(app.spec.prometheus_url)
-    variables = analysis.query_variables(app.metadata.name, app.metadata.namespace, spec, status, now)
+    spec, namespace = app.spec, app.metadata.namespace
+    variables = analysis.query_variables(app.metadata.name, namespace, spec, status, now)
     queries = analysis.render_queries(spec, variables)
+    reference = spec.prometheus_secret_ref
+    try:
+        secret = secrets.read_secret(namespace, reference.name) if reference is not None else None
+        endpoint = endpoint_for(spec, namespace, secret)
+    except EndpointError as error:
+        return CheckResult(CheckOutcome.QUERY_FAILED, str(error), query=queries.errors)
     at = now.replace(microsecond=0)
-    errors = metrics.query(url, queries.errors, at)
-    traffic = metrics.query(url, queries.traffic, at) if queries.traffic is not None else None
+    errors = metrics.query(endpoint, queries.errors, at)
+    traffic = metrics.query(endpoint, queries.traffic, at) if queries.traffic is not None else None
     return analysis.assess(queries, errors, traffic, spec.min_canary_requests)
 
 
@@ -111,6 +121,7 @@ class Reconciler:
         telemetry: Telemetry | None = None,
         policy: RoutingPolicy | None = None,
         pod_policy: PodPolicy | None = None,
+        metrics_policy: MetricsPolicy | None = None,
         max_concurrent_rollouts: int | None = None,
         notifier: Notifier | None = None,
     ) -> None:
@@ -122,6 +133,7 @@ class Reconciler:
         self.telemetry = telemetry or Telemetry()
         self.policy = policy or RoutingPolicy()
         self.pod_policy = pod_policy or PodPolicy()
+        self.metrics_policy = metrics_policy or MetricsPolicy()
         self.max_concurrent_rollouts = max_concurrent_rollouts
         self.notifier = notifier
 
@@ -154,6 +166,7 @@ class Reconciler:
         refused = [
             *self.policy.violations(namespace, name, app.spec),
             *self.pod_policy.violations(namespace, name, app.spec.template),
+            *self.metrics_policy.violations(namespace, app.spec),
         ]
         if refused:
             self._report_invalid(raw, "; ".join(refused))
@@ -263,7 +276,7 @@ class Reconciler:
         return RolloutSlots(limit=limit, active=active, waiting_before=waiting_before)
 
     def _check(self, app: CanaryApp, now: datetime.datetime) -> CheckResult:
-        result = check_canary(self.metrics, app, app.status, now)
+        result = check_canary(self.metrics, app, app.status, now, self.cluster)
         self.telemetry.check_finished(result.outcome)
         return result
 

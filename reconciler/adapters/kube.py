@@ -3,6 +3,7 @@ finalizers and Events. The client is untyped, so this module is the one place th
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
 import logging
@@ -17,6 +18,7 @@ import kubernetes
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.endpoints import SecretData
 from reconciler.errors import TransientError
 from reconciler.model import GROUP, PLURAL, VERSION
 from reconciler.names import ObjectRef
@@ -295,6 +297,25 @@ class KubeCluster:
                 return None
             raise _transient(error, f"reading Deployment {namespace}/{name}") from error
         return deployment_state(self.api_client.sanitize_for_serialization(deployment))
+
+    # Secrets ---------------------------------------------------------------------------------------------
+
+    def read_secret(self, namespace: str, name: str) -> SecretData | None:
+        """One Secret, by name, decoded (RBAC: `get` on Secrets, never `list` or `watch`)."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading the Secret {namespace}/{name}") from error
+        data = {}
+        for key, value in (secret.data or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue  # not text: no credential this reconciler uses
+        labels = secret.metadata.labels if secret.metadata is not None else None
+        return SecretData(labels=dict(labels or {}), data=data)
 
     # Ownership -------------------------------------------------------------------------------------------
 

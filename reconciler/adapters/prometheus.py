@@ -1,54 +1,204 @@
-"""Prometheus as the metrics source: one instant query per call, classified as data, never raised."""
+"""Prometheus as the metrics source: one instant query per call, classified as data, never raised.
+
+Every answer is bounded: at most MAX_RESPONSE_BYTES are read and the whole exchange ends within
+QUERY_DEADLINE_SECONDS (plus one read timeout), so an HTML page, a huge body or an endpoint that drips a byte
+at a time ends as a failed query, never as a stuck worker or a full memory. Redirects are followed only to
+URLs the reconciler's MetricsPolicy allows, at most MAX_REDIRECTS, and credentials go only to the endpoint's
+own origin. Credentials and headers are never logged or put in a message.
+"""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import json
+import ssl
+import threading
+import time
+import urllib.parse
+from collections import OrderedDict
 
 import httpx
 
 from reconciler.analysis import QueryResult, capped_series, describe_series
+from reconciler.endpoints import MetricsEndpoint
 from reconciler.model import CheckOutcome
+from reconciler.policy import MetricsPolicy
 
 QUERY_TIMEOUT_SECONDS = 10.0
+QUERY_DEADLINE_SECONDS = 15.0
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_REDIRECTS = 3
+MAX_CLIENTS = 32  # one per distinct TLS trust (CA bundle, verification off); least recently used dropped
 
 
 class PrometheusMetrics:
     def __init__(
-        self, timeout: float = QUERY_TIMEOUT_SECONDS, transport: httpx.BaseTransport | None = None
+        self,
+        policy: MetricsPolicy | None = None,
+        *,
+        timeout: float = QUERY_TIMEOUT_SECONDS,
+        deadline: float = QUERY_DEADLINE_SECONDS,
+        max_bytes: int = MAX_RESPONSE_BYTES,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        # No policy: every URL is allowed (the backtest and dry-run commands, run by a user on their own).
+        self._policy = policy
+        self._timeout = timeout
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._transport = transport
+        self._clients: OrderedDict[tuple[str, bool], httpx.Client] = OrderedDict()
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
-    def query(self, prometheus_url: str, query: str, at: datetime.datetime | None = None) -> QueryResult:
+    def query(
+        self, endpoint: MetricsEndpoint, query: str, at: datetime.datetime | None = None
+    ) -> QueryResult:
         """The instant query at `at` (default: now), as Prometheus evaluates it then."""
-        endpoint = prometheus_url.rstrip("/") + "/api/v1/query"
         params = {"query": query}
         if at is not None:
             params["time"] = f"{at.timestamp():.3f}"
         try:
-            response = self._client.get(endpoint, params=params)
-        except httpx.TimeoutException:
-            return QueryResult(CheckOutcome.QUERY_FAILED, f"Prometheus at {prometheus_url} timed out")
+            status, body = self._exchange(endpoint, urllib.parse.urlencode(params))
+        except QueryFailedError as error:
+            return QueryResult(CheckOutcome.QUERY_FAILED, str(error))
+        return classify(status, _json_or_none(body), _shown(endpoint.url))
+
+    def _exchange(self, endpoint: MetricsEndpoint, query_string: str) -> tuple[int, bytes]:
+        """(status, body) of the query, after the redirects the policy allows; raises QueryFailedError."""
+        shown = _shown(endpoint.url)
+        if not self._allows(endpoint, endpoint.url):
+            raise QueryFailedError(f"{shown} is not allowed by --allowed-metric-urls; not contacted")
+        try:
+            client = self._client(endpoint)
+        except ssl.SSLError as error:
+            raise QueryFailedError(f"the CA bundle for {shown} is unusable: {error}") from error
+        url = endpoint.url.rstrip("/") + "/api/v1/query?" + query_string
+        started = time.monotonic()
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                same_origin = _origin(url) == _origin(endpoint.url)
+                status, location, body = self._get(client, url, _headers(endpoint, same_origin), started)
+                if location is None:
+                    return status, body
+                target = urllib.parse.urljoin(url, location)
+                if not self._allows(endpoint, target):
+                    raise QueryFailedError(
+                        f"{shown} redirected to {_shown(target)}, which --allowed-metric-urls does not "
+                        "allow; not followed"
+                    )
+                url = target
+        except httpx.TimeoutException as error:
+            raise QueryFailedError(f"Prometheus at {shown} timed out") from error
         except httpx.HTTPError as error:
-            return QueryResult(
-                CheckOutcome.QUERY_FAILED, f"Prometheus at {prometheus_url} unreachable: {error}"
+            raise QueryFailedError(f"Prometheus at {shown} unreachable: {_reason(error)}") from error
+        raise QueryFailedError(f"{shown} redirected more than {MAX_REDIRECTS} times")
+
+    def _allows(self, endpoint: MetricsEndpoint, url: str) -> bool:
+        return self._policy is None or self._policy.allows(endpoint.namespace, url)
+
+    def _get(
+        self, client: httpx.Client, url: str, headers: dict[str, str], started: float
+    ) -> tuple[int, str | None, bytes]:
+        """(status, redirect location or None, body) of one GET, bounded in size and time."""
+        with client.stream("GET", url, headers=headers) as response:
+            if response.is_redirect:
+                return response.status_code, response.headers.get("location"), b""
+            declared = response.headers.get("content-length")
+            too_large = QueryFailedError(
+                f"{_shown(url)} answered more than {self._max_bytes // 1024} KiB: not a query answer"
             )
-        return classify(response.status_code, _json_or_none(response))
+            if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+                raise too_large
+            body = bytearray()
+            for chunk in response.iter_bytes():  # decoded: a compressed bomb is counted as it unpacks
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise too_large
+                if time.monotonic() - started > self._deadline:
+                    raise QueryFailedError(
+                        f"Prometheus at {_shown(url)} timed out: no whole answer within {self._deadline:.0f}s"
+                    )
+            return response.status_code, None, bytes(body)
+
+    def _client(self, endpoint: MetricsEndpoint) -> httpx.Client:
+        trust = hashlib.sha256((endpoint.ca_pem or "").encode()).hexdigest()
+        key = (trust, endpoint.insecure_skip_verify)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            verify: ssl.SSLContext | bool = not endpoint.insecure_skip_verify
+            if endpoint.ca_pem and not endpoint.insecure_skip_verify:
+                verify = ssl.create_default_context(cadata=endpoint.ca_pem)
+            client = httpx.Client(
+                timeout=self._timeout, transport=self._transport, verify=verify, follow_redirects=False
+            )
+            self._clients[key] = client
+            while len(self._clients) > MAX_CLIENTS:
+                self._clients.popitem(last=False)[1].close()
+            return client
 
 
-def _json_or_none(response: httpx.Response) -> object:
+class QueryFailedError(Exception):
+    """The query got no usable answer; the message says why (never with a credential in it)."""
+
+
+def _headers(endpoint: MetricsEndpoint, same_origin: bool) -> dict[str, str]:
+    headers = dict(endpoint.headers)
+    if not same_origin:
+        return headers  # static headers (a tenant) go along; credentials never leave their origin
+    if endpoint.bearer_token is not None:
+        headers["Authorization"] = f"Bearer {endpoint.bearer_token}"
+    elif endpoint.basic_auth is not None:
+        pair = ":".join(endpoint.basic_auth).encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    return headers
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _shown(url: str) -> str:
+    """A URL as messages show it: without a query string or anything that could carry a credential."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _reason(error: httpx.HTTPError) -> str:
+    """The cause of a transport error, without the request (whose URL carries the query)."""
+    text = str(error)
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _json_or_none(body: bytes) -> object:
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         return None
 
 
-def classify(status_code: int, body: object) -> QueryResult:
+def classify(status_code: int, body: object, shown: str = "Prometheus") -> QueryResult:
     """Turns an answer of the Prometheus query API into a result: no series is CLEAN, any is ERRORS_FOUND."""
+    if status_code in {401, 403}:
+        return QueryResult(
+            CheckOutcome.QUERY_FAILED,
+            f"{shown} refused the request (HTTP {status_code}): check the credentials in prometheusSecretRef",
+        )
     if not isinstance(body, dict):
-        return QueryResult(CheckOutcome.QUERY_FAILED, f"Prometheus answered HTTP {status_code} without JSON")
+        return QueryResult(CheckOutcome.QUERY_FAILED, f"{shown} answered HTTP {status_code} without JSON")
     if body.get("status") != "success":
         detail = body.get("error") or f"HTTP {status_code}"
         return QueryResult(CheckOutcome.QUERY_FAILED, f"query rejected: {detail} (fix the query in the spec)")

@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, canary_app, error_query, traffic_query, wait_for
+from tests.integration.helpers import Apps, error_query, traffic_query, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,17 +60,10 @@ def set_gauges(exporter: ControlledExporter, namespace: str, name: str, errors: 
 
 
 def create(apps: Apps, prometheus: PrometheusServer, name: str, **spec: Any) -> None:
-    body = canary_app(
-        name,
-        "app:v1",
-        error_query(apps.namespace, name),
-        prometheus.url,
-        canaryTrafficQuery=traffic_query(),
-        minCanaryRequests=1,
-        **spec,
+    """A CanaryApp on app:v1 with the traffic check on, Ready."""
+    apps.create_ready(
+        name, prometheus.url, **{"canaryTrafficQuery": traffic_query(), "minCanaryRequests": 1, **spec}
     )
-    apps.create(body)
-    wait_for(lambda: apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, f"{name} Ready")
 
 
 def test_a_full_template_rolls_out_and_an_env_change_alone_is_a_canary(

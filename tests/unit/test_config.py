@@ -142,3 +142,17 @@ def test_allow_privileged_variable(monkeypatch: pytest.MonkeyPatch, value: str, 
 def test_a_relative_host_path_stops_start_up_naming_the_flag() -> None:
     with pytest.raises(SystemExit, match=r"--allowed-host-paths .*var/log is not an absolute path"):
         run_config(config_of("--allowed-host-paths", "/data,var/log"))
+
+
+def test_metric_urls_default_to_istios_prometheus_and_follow_the_flag_or_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = run_config(config_of()).metrics_policy
+    assert default.allows("shop", "http://prometheus.istio-system:9090")
+    assert not default.allows("shop", "http://10.0.0.1:9090")
+    flagged = run_config(config_of("--allowed-metric-urls", "https://mimir.example.com, http://127.0.0.1:*"))
+    assert flagged.metrics_policy.allowed_urls == ("https://mimir.example.com", "http://127.0.0.1:*")
+    monkeypatch.setenv("CANARYAPP_ALLOWED_METRIC_URLS", "http://prometheus.{namespace}.svc:9090")
+    from_env = run_config(config_of()).metrics_policy
+    assert from_env.allows("shop", "http://prometheus.shop.svc:9090")
+    assert not from_env.allows("shop", "http://prometheus.istio-system:9090")

@@ -7,8 +7,11 @@ import datetime
 import httpx
 import pytest
 
+from devenv.hostile_endpoint import HostileEndpoint
 from reconciler.adapters.prometheus import PrometheusMetrics, classify
+from reconciler.endpoints import MetricsEndpoint, plain_endpoint
 from reconciler.model import CheckOutcome
+from reconciler.policy import MetricsPolicy
 
 
 def vector(*series: dict[str, object]) -> dict[str, object]:
@@ -58,7 +61,7 @@ def test_unreachable_and_timeout_are_query_failures() -> None:
 
     for handler, fragment in ((refuse, "unreachable"), (slow, "timed out")):
         metrics = PrometheusMetrics(transport=httpx.MockTransport(handler))
-        result = metrics.query("http://prometheus:9090/", "up")
+        result = metrics.query(plain_endpoint("http://prometheus:9090/"), "up")
         assert result.outcome == CheckOutcome.QUERY_FAILED
         assert fragment in result.message
 
@@ -71,8 +74,10 @@ def test_query_is_sent_to_the_query_api() -> None:
         return httpx.Response(200, json=vector())
 
     metrics = PrometheusMetrics(transport=httpx.MockTransport(answer))
-    metrics.query("http://prom:9090/", 'up{job="x"}')
-    metrics.query("http://prom:9090/", "up", at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    metrics.query(plain_endpoint("http://prom:9090/"), 'up{job="x"}')
+    metrics.query(
+        plain_endpoint("http://prom:9090/"), "up", at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    )
     assert seen[0].url.path == "/api/v1/query"
     assert seen[0].url.params["query"] == 'up{job="x"}'
     assert "time" not in seen[0].url.params
@@ -87,3 +92,108 @@ def test_series_are_kept_as_evidence_capped_and_counted() -> None:
     assert [series.value for series in result.series] == ["0", "1", "2"]
     assert result.message.endswith("and 2 more")
     assert result.sum() == 3.0
+
+
+def recorder(*answers: httpx.Response) -> tuple[list[httpx.Request], httpx.MockTransport]:
+    seen: list[httpx.Request] = []
+    queue = list(answers)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return queue.pop(0) if queue else httpx.Response(200, json=vector())
+
+    return seen, httpx.MockTransport(answer)
+
+
+SECRET_ENDPOINT = MetricsEndpoint(
+    url="https://mimir.example.com/prometheus",
+    namespace="shop",
+    headers=(("X-Scope-OrgID", "team-a"),),
+    bearer_token="s3cr3t-token",
+)
+POLICY = MetricsPolicy(("https://mimir.example.com/prometheus", "https://replica.example.com"))
+
+
+def test_credentials_and_tenant_headers_are_sent_and_never_shown() -> None:
+    seen, transport = recorder()
+    result = PrometheusMetrics(POLICY, transport=transport).query(SECRET_ENDPOINT, "up")
+    assert result.outcome == CheckOutcome.CLEAN
+    assert seen[0].url.path == "/prometheus/api/v1/query"
+    assert seen[0].headers["authorization"] == "Bearer s3cr3t-token"
+    assert seen[0].headers["x-scope-orgid"] == "team-a"
+    assert "s3cr3t" not in repr(SECRET_ENDPOINT)
+    basic = MetricsEndpoint(url="http://prom:9090", namespace="shop", basic_auth=("user", "pa55"))
+    seen, transport = recorder()
+    PrometheusMetrics(transport=transport).query(basic, "up")
+    assert seen[0].headers["authorization"] == "Basic dXNlcjpwYTU1"
+    assert "pa55" not in repr(basic)
+
+
+def test_a_url_the_policy_does_not_allow_is_never_contacted() -> None:
+    seen, transport = recorder()
+    result = PrometheusMetrics(POLICY, transport=transport).query(
+        plain_endpoint("http://10.0.0.1:9090", "shop"), "up"
+    )
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert "not allowed by --allowed-metric-urls; not contacted" in result.message
+    assert seen == []
+
+
+def test_a_redirect_to_a_host_the_policy_does_not_allow_is_not_followed() -> None:
+    moved = httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    seen, transport = recorder(moved)
+    result = PrometheusMetrics(POLICY, transport=transport).query(SECRET_ENDPOINT, "up")
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert "redirected to http://169.254.169.254/latest/meta-data" in result.message
+    assert "not followed" in result.message
+    assert len(seen) == 1
+
+
+def test_an_allowed_redirect_is_followed_without_the_credentials_on_another_origin() -> None:
+    moved = httpx.Response(307, headers={"Location": "https://replica.example.com/api/v1/query?query=up"})
+    seen, transport = recorder(moved)
+    result = PrometheusMetrics(POLICY, transport=transport).query(SECRET_ENDPOINT, "up")
+    assert result.outcome == CheckOutcome.CLEAN
+    assert [request.url.host for request in seen] == ["mimir.example.com", "replica.example.com"]
+    assert "authorization" not in seen[1].headers
+    assert seen[1].headers["x-scope-orgid"] == "team-a"
+
+
+def test_endless_redirects_end() -> None:
+    loop = [httpx.Response(302, headers={"Location": "/prometheus/again"}) for _ in range(10)]
+    seen, transport = recorder(*loop)
+    result = PrometheusMetrics(POLICY, transport=transport).query(SECRET_ENDPOINT, "up")
+    assert "redirected more than 3 times" in result.message
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        pytest.param(
+            httpx.Response(200, content=b"[" + b"1," * 600_000 + b"1]"),
+            "answered more than 1024 KiB",
+            id="huge",
+        ),
+        pytest.param(
+            httpx.Response(200, html="<html>login</html>"), "answered HTTP 200 without JSON", id="html"
+        ),
+        pytest.param(httpx.Response(401, text="Unauthorized"), "refused the request (HTTP 401)", id="401"),
+    ],
+)
+def test_answers_that_are_not_query_answers_fail_clearly(answer: httpx.Response, fragment: str) -> None:
+    _, transport = recorder(answer)
+    result = PrometheusMetrics(transport=transport, max_bytes=1024 * 1024).query(SECRET_ENDPOINT, "up")
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert fragment in result.message
+    assert "s3cr3t" not in result.message
+
+
+def test_an_endpoint_that_drips_its_answer_ends_as_a_timeout_within_the_deadline() -> None:
+    with HostileEndpoint(drip_interval=0.2) as hostile:
+        metrics = PrometheusMetrics(timeout=2.0, deadline=1.0)
+        result = metrics.query(plain_endpoint(hostile.url("drip")), "up")
+        metrics.close()
+    # Each byte came within the read timeout; the deadline on the whole answer ended it.
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert "timed out: no whole answer within 1s" in result.message

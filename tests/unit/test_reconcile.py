@@ -12,6 +12,7 @@ from reconciler import decide as core
 from reconciler.adapters.pulumi_stacks import summarize_step_error
 from reconciler.analysis import QueryResult
 from reconciler.desired import DesiredStack
+from reconciler.endpoints import MetricsEndpoint, SecretData
 from reconciler.errors import NameConflictError, TransientError
 from reconciler.model import FINALIZER, CheckOutcome
 from reconciler.names import ObjectRef
@@ -36,6 +37,9 @@ class FakeCluster:
 
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
         return ([self.app] if self.app else []), "1"
+
+    def read_secret(self, namespace: str, name: str) -> SecretData | None:
+        return None
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
         return self.deployments.get(name)
@@ -78,7 +82,9 @@ class FakeStacks:
 
 
 class FakeMetrics:
-    def query(self, prometheus_url: str, query: str, at: datetime.datetime | None = None) -> QueryResult:
+    def query(
+        self, endpoint: MetricsEndpoint, query: str, at: datetime.datetime | None = None
+    ) -> QueryResult:
         return QueryResult(CheckOutcome.CLEAN)
 
 
@@ -104,7 +110,7 @@ def new_app(**spec: Any) -> dict[str, Any]:
             "image": "app:v1",
             "imageListenPort": 8088,
             "prometheusQuery": "q",
-            "prometheusURL": "http://p:9090",
+            "prometheusURL": "http://prometheus.istio-system:9090",
             **spec,
         },
     }

@@ -1,0 +1,106 @@
+"""Where a CanaryApp's queries go and how they authenticate: its metric endpoint, built from the spec and the
+Secret it names. Pure: the Secret comes in as data, read by the caller.
+
+The Secret (`spec.prometheusSecretRef`, in the CanaryApp's own namespace) holds a bearer `token`, or a
+`username` and `password`, and optionally `ca.crt` (PEM) to verify the endpoint's TLS certificate with. The
+reconciler uses it only if it carries the label `canary.atze.io/metrics-credentials: "true"`: whoever may
+write Secrets in the namespace marks which ones are meant for metric queries, so a CanaryApp author cannot
+make the reconciler send any other Secret (a database password, a cloud key) to a metric endpoint.
+
+Secrets never leave this value except in the request to the endpoint: `repr` hides them, and no message
+built here contains one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.model import CanaryAppSpec
+
+CREDENTIALS_LABEL = "canary.atze.io/metrics-credentials"
+TOKEN_KEY = "token"
+USERNAME_KEY = "username"
+PASSWORD_KEY = "password"
+CA_KEY = "ca.crt"
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret as read from the API server: its labels and its decoded data."""
+
+    labels: Mapping[str, str]
+    data: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """A metric endpoint for one CanaryApp: the base URL, static headers, credentials and TLS trust."""
+
+    url: str
+    namespace: str
+    headers: tuple[tuple[str, str], ...] = ()
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    insecure_skip_verify: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self.bearer_token is not None or self.basic_auth is not None
+
+
+class EndpointError(ValueError):
+    """The endpoint cannot be used as specified; the message names the field or Secret and the fix (never a
+    secret value)."""
+
+
+def plain_endpoint(url: str, namespace: str = "") -> MetricsEndpoint:
+    """An endpoint without headers or credentials (what every query used before credentials existed)."""
+    return MetricsEndpoint(url=url, namespace=namespace)
+
+
+def endpoint_for(spec: CanaryAppSpec, namespace: str, secret: SecretData | None) -> MetricsEndpoint:
+    """The endpoint of a CanaryApp. `secret` is the Secret `spec.prometheusSecretRef` names (None: it does
+    not exist). Raises EndpointError when the Secret is missing, not marked for metrics, or incomplete."""
+    base = MetricsEndpoint(
+        url=str(spec.prometheus_url),
+        namespace=namespace,
+        headers=tuple(sorted(spec.prometheus_headers.items())),
+        insecure_skip_verify=spec.prometheus_insecure_skip_verify,
+    )
+    reference = spec.prometheus_secret_ref
+    if reference is None:
+        return base
+    where = f"the Secret {namespace}/{reference.name} (spec.prometheusSecretRef)"
+    if secret is None:
+        raise EndpointError(f"{where} does not exist: create it, or remove prometheusSecretRef")
+    if secret.labels.get(CREDENTIALS_LABEL) != "true":
+        raise EndpointError(
+            f"{where} is not marked for metric queries: label it {CREDENTIALS_LABEL}=true "
+            "(kubectl label secret ...), which only someone who may write Secrets can do"
+        )
+    data = secret.data
+    token, username, password = data.get(TOKEN_KEY), data.get(USERNAME_KEY), data.get(PASSWORD_KEY)
+    if token and (username or password):
+        raise EndpointError(
+            f"{where} has both {TOKEN_KEY} and {USERNAME_KEY}/{PASSWORD_KEY}: keep one of them"
+        )
+    if bool(username) != bool(password):
+        raise EndpointError(f"{where} needs both {USERNAME_KEY} and {PASSWORD_KEY} for basic auth")
+    ca = data.get(CA_KEY)
+    if not (token or username or ca):
+        raise EndpointError(
+            f"{where} has none of the keys {TOKEN_KEY}, {USERNAME_KEY}+{PASSWORD_KEY}, {CA_KEY}: add them"
+        )
+    if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
+        raise EndpointError(f"{where}: {CA_KEY} is not a PEM certificate bundle")
+    return MetricsEndpoint(
+        url=base.url,
+        namespace=namespace,
+        headers=base.headers,
+        bearer_token=token.strip() if token else None,
+        basic_auth=(username, password) if username and password else None,
+        ca_pem=ca,
+        insecure_skip_verify=base.insecure_skip_verify,
+    )

@@ -5,7 +5,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test lint unit integration tools tools-cold venv cluster demo demo-up demo-down bench clean
+.PHONY: test lint unit integration tools tools-cold image venv cluster demo demo-up demo-down bench clean
 
 $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ tools:
 tools-cold:
 	@tools/cold.sh
 
+# The reconciler image, with podman: its Debian base, the pinned binaries of `make tools` and the locked
+# packages; each image is tagged by a hash of its inputs and built only when missing (tools/image/build.sh).
+image: venv tools
+	@tools/image/build.sh >/dev/null
+
 lint: venv
 	ruff check .
 	ruff format --check .
@@ -32,11 +37,14 @@ lint: venv
 unit: venv tools
 	pytest tests/unit tests/stacks
 
-test: venv tools lint
-	pytest
+# Two test processes (pytest-xdist), each with its own local cluster: the integration tests mostly wait.
+PYTEST_WORKERS ?= 2
 
-integration: venv tools
-	pytest tests/integration
+test: venv tools lint image
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+integration: venv tools image
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
 
 cluster: venv tools
 	canaryapp-dev cluster

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from devenv.cluster import LocalCluster
 from devenv.kube import read_weights, stack_synced
 from devenv.processes import REPO_ROOT, tool
 from reconciler.model import GROUP, PLURAL, VERSION
@@ -38,6 +39,8 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 READY_TIMEOUT = 180
 LIMITED_USER_EXAMPLE = REPO_ROOT / "examples" / "limited-user"
 LIMITED_USER = "system:serviceaccount:default:limited-user"
+SYSTEM_NAMESPACE = "canaryapp-system"
+RECONCILER_ACCOUNT = "canaryapp-reconciler"
 
 
 def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,6 +52,19 @@ def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def reconciler_token(kube: kubernetes.client.ApiClient, cluster: LocalCluster) -> str:
+    """A token of the reconciler's ServiceAccount (TokenRequest API), with config/namespace and config/rbac
+    applied: its namespace, the account and its roles, as installed."""
+    for folder in ("namespace", "rbac"):
+        applied = kubectl(cluster.kubeconfig, "apply", "-k", str(REPO_ROOT / "config" / folder))
+        assert applied.returncode == 0, applied.stderr
+    request = {"spec": {"expirationSeconds": 3600}}
+    created = kubernetes.client.CoreV1Api(kube).create_namespaced_service_account_token(
+        RECONCILER_ACCOUNT, SYSTEM_NAMESPACE, request
+    )
+    return str(created.status.token)
 
 
 def error_query(namespace: str, name: str) -> str:

@@ -3,7 +3,6 @@ rollout and a deletion, and verbs it does not need are forbidden to it."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import kubernetes
@@ -13,38 +12,15 @@ from kubernetes.client.exceptions import ApiException
 from devenv.cluster import LocalCluster, write_kubeconfig
 from devenv.exporter import ControlledExporter
 from devenv.kube import api_client
-from devenv.processes import REPO_ROOT, tool
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, wait_for
+from tests.integration.helpers import SYSTEM_NAMESPACE, Apps, reconciler_token, wait_for
 
 pytestmark = pytest.mark.integration
 
-SYSTEM_NAMESPACE = "canaryapp-system"
-
 
 def service_account_kubeconfig(kube: kubernetes.client.ApiClient, cluster: LocalCluster, path: Path) -> Path:
-    core = kubernetes.client.CoreV1Api(kube)
-    try:
-        core.create_namespace({"metadata": {"name": SYSTEM_NAMESPACE}})
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    subprocess.run(
-        [
-            tool("kubectl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "apply",
-            "-k",
-            str(REPO_ROOT / "config" / "rbac"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    token = core.create_namespaced_service_account_token(
-        "canaryapp-reconciler", SYSTEM_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    token = reconciler_token(kube, cluster)
     write_kubeconfig(path, cluster.server, cluster.info.ca_cert, None, token=token)
     return path
 

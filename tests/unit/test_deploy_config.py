@@ -1,8 +1,8 @@
 """What can be checked of the deployment without a container engine or a cluster: the Dockerfile copies files
 that exist and builds tools that exist, podman's buildah can read it, its entrypoint is the package's console
-script, `config/default`
-renders with the real kubectl and runs the reconciler with flags its parser accepts, probes on the metrics
-port, a hardened pod, least-privilege RBAC, and a Grafana dashboard of metrics the reconciler exports."""
+script, `config/default` renders with the real kubectl and runs the reconciler with flags its parser
+accepts, probes on the metrics port, a hardened pod, least-privilege RBAC, and a Grafana dashboard of
+metrics the reconciler exports. tests/integration/test_image.py builds on these: it runs the image."""
 
 from __future__ import annotations
 

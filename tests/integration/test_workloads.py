@@ -147,6 +147,8 @@ def test_autoscalers_own_the_replicas_keep_the_primary_during_a_rollout_and_surv
         prometheus,
         "api",
         autoscaler={"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 70},
+        # A check every 5 s: the rollout runs long enough to look at the primary's HPA while it is under way.
+        trafficShiftUpdateInterval=5,
     )
     hpa = autoscaler(apps, "api-primary")
     assert hpa is not None
@@ -160,11 +162,18 @@ def test_autoscalers_own_the_replicas_keep_the_primary_during_a_rollout_and_surv
     apps.apps.patch_namespaced_deployment_scale("api-primary", apps.namespace, {"spec": {"replicas": 4}})
     wait_for(lambda: apps.deployment("api-primary").status.ready_replicas == 4, 60, "4 primary pods ready")
     apps.patch_spec("api", image="app:v2")
-    wait_for(lambda: autoscaler(apps, "api-canary"), 60, "the canary's HPA")
-    during = autoscaler(apps, "api-primary")
-    assert during is not None
-    assert during.spec.min_replicas == 4
-    assert autoscaler(apps, "api-canary").spec.scale_target_ref.name == "api-canary"
+    canary = wait_for(lambda: autoscaler(apps, "api-canary"), 60, "the canary's HPA")
+    assert canary.spec.scale_target_ref.name == "api-canary"
+    # One step declares both: the canary's HPA and the primary's raised floor (applied in parallel by Pulumi).
+    started = wait_for(lambda: apps.status("api").get("primaryMinReplicas"), 30, "the floor recorded")
+    assert started == 4
+    during = wait_for(
+        lambda: (hpa := autoscaler(apps, "api-primary")) is not None and hpa.spec.min_replicas == 4 and hpa,
+        30,
+        "the primary's HPA floor at 4 during the rollout",
+    )
+    assert apps.status("api")["phase"] == "Progressing", "the floor held while the rollout ran"
+    assert during.spec.max_replicas == 6
     wait_for(lambda: apps.phase_is("api", "Succeeded"), ROLLOUT_TIMEOUT, "v2 promoted")
     apps.wait_deleted("api-canary")
     wait_for(lambda: autoscaler(apps, "api-canary") is None, 60, "the canary's HPA deleted")

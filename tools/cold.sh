@@ -19,7 +19,7 @@ total=$(( $(date +%s) - start ))
 echo
 printf '%-20s %s\n' tool seconds
 for name in "${TOOLS[@]}"; do
-  seconds=$(cat "$CANARYAPP_TOOLS_CACHE/$name"-*/build-seconds 2>/dev/null || echo failed)
+  seconds=$(cat "$CANARYAPP_TOOLS_CACHE/$name-$("$here/key.sh" "$name")/build-seconds" 2>/dev/null || echo failed)
   printf '%-20s %s\n' "$name" "$seconds"
 done
 printf '%-20s %s\n' "total (wall)" "$total"

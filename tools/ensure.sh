@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make tools`: makes sure every pinned binary the project runs is built and cached, then links them into
 # .tools/bin and .tools/share in the work tree (links only: the builds live in the cache, keyed by version).
-# A warm cache costs a few hashes and no builds. Prometheus comes from Debian's package, installed if missing.
+# A warm cache costs a few hashes and no builds. What comes from Debian (Prometheus, podman and the image's
+# build tools) is listed in tools/debian-packages.txt and installed first when missing (tools/debian.sh).
 # Each build prints a line when it starts and when it ends (name, seconds); a failure prints the last lines of
 # its log.
 set -euo pipefail
@@ -11,6 +12,7 @@ top=$(dirname "$here")
 # shellcheck source=tools/list.sh
 source "$here/list.sh"
 start=$(date +%s)
+"$here/debian.sh"
 mkdir -p "$top/.tools/bin" "$top/.tools/share"
 # Missing tools build two at a time: one Go build rarely keeps both cores busy (linking is single-threaded).
 if ! printf '%s\n' "${TOOLS[@]}" | xargs -P 2 -I{} "$here/build.sh" {} >/dev/null; then
@@ -24,12 +26,6 @@ for name in "${TOOLS[@]}"; do
     for f in "$bin"/../share/*; do ln -sfn "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$top/.tools/share/"; done
   fi
 done
-if ! command -v prometheus >/dev/null 2>&1; then
-  echo "installing Debian's prometheus package" >&2
-  if [[ $(id -u) -eq 0 ]]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
-  "${sudo_cmd[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends prometheus >&2
-fi
 ln -sfn "$(command -v prometheus)" "$top/.tools/bin/prometheus"
 # Pulumi's Python language host cannot be built here (its Go module is not served), so `pulumi preview` of the
 # top-level Pulumi.yaml uses the project's stand-in, which runs on the project's virtual environment.

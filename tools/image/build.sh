@@ -108,8 +108,8 @@ if [[ ${1:-} == --print-ref ]]; then
 fi
 for command in podman buildah debootstrap; do
   if ! command -v "$command" >/dev/null; then
-    echo "make image needs podman, buildah and debootstrap; $command is missing" \
-      "(on Debian: apt-get install podman buildah debootstrap runc)" >&2
+    echo "make image needs podman, buildah and debootstrap; $command is missing:" \
+      "\`make tools\` installs them (tools/debian.sh, tools/debian-packages.txt)" >&2
     exit 1
   fi
 done

@@ -12,7 +12,6 @@ only if the story happened.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -32,7 +31,13 @@ import kubernetes
 import yaml
 
 from devenv.cluster import LocalCluster, running
-from devenv.kube import api_client, read_weights, stack_synced
+from devenv.kube import (
+    DELETION_TIMEOUT_SECONDS,
+    api_client,
+    read_weights,
+    stack_synced,
+    wait_deployment_gone,
+)
 from devenv.mesh import LocalMesh
 from devenv.processes import REPO_ROOT, tools_bin, wait_until
 from devenv.prometheus import PrometheusServer
@@ -206,9 +211,13 @@ class Story:
             primary: Any = self.env.apps.read_namespaced_deployment(f"{name}-primary", NAMESPACE)
             if primary.spec.template.spec.containers[0].image != f"{IMAGE}:v2":
                 problems.append(f"the primary of {name} does not run v2")
-            with contextlib.suppress(kubernetes.client.exceptions.ApiException):
-                self.env.apps.read_namespaced_deployment(f"{name}-canary", NAMESPACE)
-                problems.append(f"a canary Deployment of {name} is left")
+            left = wait_deployment_gone(self.env.apps, NAMESPACE, f"{name}-canary")
+            if left is not None:
+                being = "still being deleted" if left.metadata.deletion_timestamp else "not deleted"
+                problems.append(
+                    f"the canary Deployment of {name} is left ({being} {DELETION_TIMEOUT_SECONDS:.0f}s after "
+                    "the rollback)"
+                )
             if f"{IMAGE}:v3" not in status.get("failedImages", []):
                 problems.append(f"v3 is not recorded in the failedImages of {name}")
             if self.weights(name) != (100, 0):

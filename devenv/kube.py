@@ -1,8 +1,10 @@
 """Small Kubernetes helpers shared by the demo, the benchmarks and the tests: one place to build a client
-from a kubeconfig, read a VirtualService's weights and look at a CanaryApp's conditions."""
+from a kubeconfig, read a VirtualService's weights, look at a CanaryApp's conditions and wait for a
+Deployment a step deleted to be gone."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,30 @@ def stack_synced(status: dict[str, Any]) -> bool:
     """Whether the cluster matches the status (the StackSynced condition is True)."""
     synced = condition(status, CONDITION_STACK_SYNCED)
     return synced is not None and synced["status"] == "True"
+
+
+# A step that deletes a Deployment returns once the API server has the deletion (the program's skipAwait):
+# the garbage collector then removes its ReplicaSets and pods, and the Deployment itself goes last. On a busy
+# machine that takes seconds; a minute means something is wrong.
+DELETION_TIMEOUT_SECONDS = 60.0
+
+
+def read_deployment(apps: kubernetes.client.AppsV1Api, namespace: str, name: str) -> Any | None:
+    """Deployment `name`, or None when the API server has none (a Deployment being deleted is still one)."""
+    try:
+        return apps.read_namespaced_deployment(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def wait_deployment_gone(
+    apps: kubernetes.client.AppsV1Api, namespace: str, name: str, timeout: float = DELETION_TIMEOUT_SECONDS
+) -> Any | None:
+    """Waits until Deployment `name` is gone, at most `timeout` seconds; returns None once it is, else the
+    Deployment as last read (its deletionTimestamp says whether its deletion is under way)."""
+    deadline = time.monotonic() + timeout
+    while (found := read_deployment(apps, namespace, name)) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found

@@ -14,7 +14,13 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from devenv.cluster import LocalCluster
-from devenv.kube import read_weights, stack_synced
+from devenv.kube import (
+    DELETION_TIMEOUT_SECONDS,
+    read_deployment,
+    read_weights,
+    stack_synced,
+    wait_deployment_gone,
+)
 from devenv.processes import REPO_ROOT, tool
 from reconciler.model import GROUP, PLURAL, VERSION
 
@@ -153,17 +159,12 @@ class Apps:
         return read_weights(self.custom, self.namespace, name)
 
     def deployment(self, name: str) -> Any | None:
-        try:
-            return self.apps.read_namespaced_deployment(name, self.namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return read_deployment(self.apps, self.namespace, name)
 
-    def wait_deleted(self, name: str, timeout: float = 60.0) -> None:
-        """Waits until Deployment `name` is gone. A step that deletes it returns once the API server has the
-        deletion; the garbage collector removes its ReplicaSets and pods before the object itself goes."""
-        wait_for(lambda: self.deployment(name) is None, timeout, f"Deployment {name} deleted")
+    def wait_deleted(self, name: str, timeout: float = DELETION_TIMEOUT_SECONDS) -> None:
+        """Waits until Deployment `name` is gone (see devenv.kube.wait_deployment_gone)."""
+        left = wait_deployment_gone(self.apps, self.namespace, name, timeout)
+        assert left is None, f"Deployment {name} not gone after {timeout:.0f}s: {left.metadata}"
 
     def deployment_image(self, name: str) -> str | None:
         deployment = self.deployment(name)

@@ -27,10 +27,11 @@ CA_KEY = "ca.crt"
 
 @dataclass(frozen=True)
 class SecretData:
-    """A Secret as read from the API server: its labels and its decoded data."""
+    """A Secret as read from the API server: its labels, its decoded data and its annotations."""
 
     labels: Mapping[str, str]
     data: Mapping[str, str] = field(repr=False)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -314,8 +314,10 @@ class KubeCluster:
                 data[key] = base64.b64decode(value).decode()
             except (ValueError, UnicodeDecodeError):
                 continue  # not text: no credential this reconciler uses
-        labels = secret.metadata.labels if secret.metadata is not None else None
-        return SecretData(labels=dict(labels or {}), data=data)
+        metadata = secret.metadata
+        labels = metadata.labels if metadata is not None else None
+        annotations = metadata.annotations if metadata is not None else None
+        return SecretData(labels=dict(labels or {}), data=data, annotations=dict(annotations or {}))
 
     # Ownership -------------------------------------------------------------------------------------------
 

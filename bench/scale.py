@@ -32,7 +32,7 @@ from typing import Any
 
 import kubernetes
 
-from devenv.cluster import running
+from devenv.cluster import POD_SECURITY_LABELS, running
 from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
 from devenv.prometheus import PrometheusServer
@@ -176,7 +176,9 @@ def main() -> None:
         root = Path(scratch)
         cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
         client = api_client(cluster.kubeconfig)
-        kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": NAMESPACE}})
+        kubernetes.client.CoreV1Api(client).create_namespace(
+            {"metadata": {"name": NAMESPACE, "labels": POD_SECURITY_LABELS}}
+        )
         custom = kubernetes.client.CustomObjectsApi(client)
         prometheus = PrometheusServer(root / "prometheus", {})
         prometheus.start()

@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 ADMIN_USER = "canaryapp-admin"
 FAKE_NODE_COUNT = 3
+# The labels every namespace the tests and the demo run CanaryApps in carries: the reconciler requires Pod
+# Security enforced (and warned about) at its level, baseline by default (reconciler/pod_security.py).
+POD_SECURITY_LABELS = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "baseline",
+}
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class LocalCluster:
         self._create_nodes()
         self._install_istio_crds()
         wait_until(self._default_service_account_exists, timeout=timeout, what="default ServiceAccount")
+        self._enforce_pod_security("default")
         log.info(
             "Started local cluster",
             extra={"server": self.server, "seconds": round(time.monotonic() - started, 1)},
@@ -231,6 +238,16 @@ class LocalCluster:
         self.processes.check_alive()
         self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
         return True
+
+    def _enforce_pod_security(self, namespace: str) -> None:
+        """What a cluster administrator does for the namespaces CanaryApps live in: Pod Security enforced
+        (and warned about) at the reconciler's default level."""
+        self.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}",
+            {"metadata": {"labels": POD_SECURITY_LABELS}},
+            content_type="application/merge-patch+json",
+        )
 
     def _create_nodes(self) -> None:
         for index in range(self.node_count):

@@ -120,6 +120,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             telemetry=telemetry,
             policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
             pod_policy=config.pod_policy,
+            pod_security_level=config.pod_security_level,
             metrics_policy=config.metrics_policy,
             max_concurrent_rollouts=config.max_concurrent_rollouts,
             notifier=notifier,

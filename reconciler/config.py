@@ -7,7 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.pod_policy import PodPolicy
+from reconciler import pod_security
+from reconciler.grants import GRANT_ANNOTATION
+from reconciler.pod_policy import DEFAULT_MAX_REPLICAS, DEFAULT_SERVICE_ACCOUNT, PodPolicy
 from reconciler.policy import DEFAULT_METRIC_URLS, MetricsPolicy
 from reconciler.selectors import LabelSelector, SelectorError, parse_selector
 
@@ -37,6 +39,7 @@ class RunConfig:
     provider_per_step: bool = False
     metrics_policy: MetricsPolicy = field(default_factory=MetricsPolicy)
     pod_policy: PodPolicy = field(default_factory=PodPolicy)
+    pod_security_level: str = pod_security.DEFAULT_LEVEL
 
     @property
     def step_workers(self) -> int:
@@ -156,51 +159,85 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_pod_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--allowed-service-accounts",
-        default=_env("ALLOWED_SERVICE_ACCOUNTS", "default"),
-        help="comma-separated ServiceAccount globs a CanaryApp's pods may run as ({name} = the CanaryApp's "
-        "name); default: default",
+        "--pod-security-level",
+        choices=pod_security.LEVELS,
+        default=_env("POD_SECURITY_LEVEL", pod_security.DEFAULT_LEVEL),
+        help="the Pod Security Standard a CanaryApp's namespace must enforce (and warn at) and its templates "
+        "must meet, as the API server judges them; privileged turns the check off; default: baseline",
     )
+    patterns = (
+        (
+            "--allowed-service-accounts",
+            "ALLOWED_SERVICE_ACCOUNTS",
+            DEFAULT_SERVICE_ACCOUNT,
+            "ServiceAccounts a CanaryApp's pods may run as without the account's grant annotation",
+        ),
+        (
+            "--allowed-secrets",
+            "ALLOWED_SECRETS",
+            "",
+            "Secrets a CanaryApp's pods may read without the Secret's grant annotation",
+        ),
+        (
+            "--allowed-priority-classes",
+            "ALLOWED_PRIORITY_CLASSES",
+            "",
+            "priority classes a template may name",
+        ),
+        ("--allowed-pod-labels", "ALLOWED_POD_LABELS", "", "label keys a template's metadata may carry"),
+        (
+            "--allowed-pod-annotations",
+            "ALLOWED_POD_ANNOTATIONS",
+            "",
+            "annotation keys a template's metadata may carry",
+        ),
+    )
+    for flag, variable, default, what in patterns:
+        parser.add_argument(
+            flag,
+            default=_env(variable, default),
+            help=f"comma-separated globs: {what}; default: {default or 'none'}",
+        )
     parser.add_argument(
-        "--allow-privileged",
+        "--allow-pod-hostname",
         action=argparse.BooleanOptionalAction,
-        default=_env_flag("ALLOW_PRIVILEGED"),
-        help="let a CanaryApp's pods be privileged, escalate privileges, use host namespaces, host ports, an "
-        "unmasked /proc or Windows host processes; default: no",
+        default=_env_flag("ALLOW_POD_HOSTNAME"),
+        help="let a template set the pods' hostname and subdomain (a DNS name of its choosing); default: no",
     )
     parser.add_argument(
-        "--allowed-host-paths",
-        default=_env("ALLOWED_HOST_PATHS", ""),
-        help="comma-separated absolute path prefixes a CanaryApp's hostPath volumes may mount; default: none",
-    )
-    parser.add_argument(
-        "--allowed-capabilities",
-        default=_env("ALLOWED_CAPABILITIES", ""),
-        help="comma-separated Linux capabilities a CanaryApp's containers may add (NET_ADMIN, or ALL for "
-        "any); default: none",
-    )
-    parser.add_argument(
-        "--allowed-secrets",
-        default=_env("ALLOWED_SECRETS", ""),
-        help="comma-separated Secret globs a CanaryApp's pods may mount or read into env ({name} = the "
-        "CanaryApp's name); default: none",
+        "--max-replicas",
+        type=int,
+        default=int(_env("MAX_REPLICAS", str(DEFAULT_MAX_REPLICAS)) or DEFAULT_MAX_REPLICAS),
+        help=f"the most pods a CanaryApp may ask for (replicas, testReplicas, autoscaler.maxReplicas); "
+        f"default: {DEFAULT_MAX_REPLICAS}",
     )
 
 
 def pod_policy(args: argparse.Namespace) -> PodPolicy:
-    host_paths = _patterns(args.allowed_host_paths)
-    relative = [path for path in host_paths if not path.startswith("/")]
-    if relative:
-        raise SystemExit(
-            f"--allowed-host-paths (or CANARYAPP_ALLOWED_HOST_PATHS): {', '.join(relative)} is not an "
-            "absolute path; write it from the node's root, e.g. /var/log"
+    named = [
+        flag
+        for flag, value in (
+            ("--allowed-service-accounts", args.allowed_service_accounts),
+            ("--allowed-secrets", args.allowed_secrets),
         )
+        if "{name}" in (value or "")
+    ]
+    if named:
+        raise SystemExit(
+            f"{', '.join(named)}: {{name}} is no longer a pattern: a CanaryApp's author chooses its name, "
+            "so it cannot grant anything; let the owner of the ServiceAccount or Secret grant it with the "
+            f"annotation {GRANT_ANNOTATION}=<CanaryApp names>"
+        )
+    if args.max_replicas < 1:
+        raise SystemExit("--max-replicas must be at least 1")
     return PodPolicy(
         allowed_service_accounts=_patterns(args.allowed_service_accounts),
-        allow_privileged=args.allow_privileged,
-        allowed_host_paths=host_paths,
-        allowed_capabilities=_patterns(args.allowed_capabilities),
         allowed_secrets=_patterns(args.allowed_secrets),
+        allowed_priority_classes=_patterns(args.allowed_priority_classes),
+        allowed_pod_labels=_patterns(args.allowed_pod_labels),
+        allowed_pod_annotations=_patterns(args.allowed_pod_annotations),
+        allow_pod_hostname=args.allow_pod_hostname,
+        max_replicas=args.max_replicas,
     )
 
 
@@ -252,5 +289,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         shard_selector=shard_selector,
         provider_per_step=args.provider_per_step,
         pod_policy=pod_policy(args),
+        pod_security_level=args.pod_security_level,
         metrics_policy=MetricsPolicy(_patterns(args.allowed_metric_urls)),
     )

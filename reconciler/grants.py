@@ -32,6 +32,6 @@ def granted(annotations: Mapping[str, str] | None, canaryapp: str) -> bool:
 def how_to_grant(kind: str, namespace: str, object_name: str, canaryapp: str) -> str:
     """The fix for a refusal: the annotation that grants it, and who can write it."""
     return (
-        f"annotate the {kind} {namespace}/{object_name} with {GRANT_ANNOTATION}={canaryapp} (only someone who "
-        f"may write {kind}s in {namespace} can)"
+        f"annotate the {kind} {namespace}/{object_name} with {GRANT_ANNOTATION}={canaryapp} (only "
+        f"someone who may write {kind}s in {namespace} can)"
     )

@@ -1,192 +1,242 @@
-"""What a CanaryApp's pod template may ask for: pure predicates, set by whoever runs the reconciler.
+"""What a CanaryApp's pods may ask for that Pod Security does not judge: pure predicates, set by whoever runs
+the reconciler.
 
 The reconciler may create Deployments in every namespace, and it creates the primary and canary Deployments
 from `spec.template`. Whoever writes that template decides what runs in the pods, so through it a CanaryApp
-author who may not create Pods or Deployments would gain what a pod's creator has:
+author who may not create Pods or Deployments would gain what a pod's creator has. Two guards share the work:
 
-- **The pod's identity.** Code in the pod holds the token of its ServiceAccount, so naming another account
-  acts with that account's permissions (`--allowed-service-accounts`).
-- **The node.** A privileged container, host namespaces (network, PID, IPC), host ports, added capabilities,
-  an unmasked /proc and host directories each reach past the container into the node and every pod on it
-  (`--allow-privileged`, `--allowed-capabilities`, `--allowed-host-paths`).
-- **The namespace's Secrets.** A pod may mount or read into its environment any Secret of its namespace,
-  whether or not its creator may read Secrets (`--allowed-secrets`). A projected ServiceAccount token is a
-  credential for any audience the template names (a vault, a cloud's identity federation) that its author
-  could not request: no setting permits it; the token Kubernetes mounts for the API server remains.
+- **Pod Security (the platform's own, `reconciler/pod_security.py`).** Privileges on the node — privileged
+  containers, host namespaces and ports, hostPath volumes, added capabilities, unsafe sysctls, SELinux types,
+  seccomp and AppArmor profiles, /proc mounts, running as root — are what Kubernetes' Pod Security Standards
+  judge. The reconciler requires the CanaryApp's namespace to enforce at least the operator's level and asks
+  the API server (a server-side dry run) about every template; this module holds no copy of those rules.
+- **This policy: what only the reconciler's operator can know.** Pod Security judges a pod on its own; it
+  does not know which of the namespace's objects a pod may use, or who the pod may pretend to be:
+  - the pod's identity: the ServiceAccount it runs as (`--allowed-service-accounts`, or granted by the
+    account's owner: `reconciler/grants.py`);
+  - the namespace's Secrets a pod may read (`--allowed-secrets`, or granted by the Secret's owner);
+  - scheduling priority that may evict others' pods (`--allowed-priority-classes`);
+  - labels, which join Services, NetworkPolicies and AuthorizationPolicies selecting them
+    (`--allowed-pod-labels`), and annotations, which steer mutating webhooks such as Istio's sidecar injector
+    or Vault's (`--allowed-pod-annotations`);
+  - a DNS name of the author's choosing (`hostname`/`subdomain`: `--allow-pod-hostname`);
+  - how many pods it may run (`--max-replicas`);
+  - credentials and claims no setting permits: projected ServiceAccount tokens or pod certificates (a
+    credential for any audience), resource claims (devices), ephemeral volumes (a PersistentVolumeClaim of
+    any size, created by Kubernetes for the pod), and a fixed `nodeName` (which bypasses the scheduler).
 
-`PodPolicy` refuses all of these by default; the operator permits each one by a flag. The namespace's Pod
-Security admission still applies to the pods the reconciler creates: this policy narrows what a CanaryApp may
-ask the reconciler for, it grants nothing that admission would refuse.
+Names are never granted by the CanaryApp's own name, which its author chooses: a grant comes from the
+operator's allow-list or from the owner of the object.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-NAME_PLACEHOLDER = "{name}"
+from reconciler.grants import how_to_grant
+
 DEFAULT_SERVICE_ACCOUNT = "default"
+DEFAULT_MAX_REPLICAS = 50
 POD_SPEC = "spec.template.spec"
+POD_METADATA = "spec.template.metadata"
 CONTAINER_KINDS = ("initContainers", "containers", "ephemeralContainers")
-HOST_NAMESPACES = {
-    "hostNetwork": "the node's network",
-    "hostPID": "the node's PIDs",
-    "hostIPC": "the node's IPC",
-}
-ALL_CAPABILITIES = "ALL"
 
 Fields = Mapping[str, Any]
+# (kind, name) -> whether the object's owner granted it to the CanaryApp (reconciler/grants.py); the caller
+# reads the object. Kinds: "ServiceAccount", "Secret".
+GrantLookup = Callable[[str, str], bool]
+
+
+def no_grants(kind: str, name: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
 class PodPolicy:
-    """Set by the operator of the reconciler (`--allowed-service-accounts`, `--allow-privileged`,
-    `--allowed-host-paths`, `--allowed-capabilities`, `--allowed-secrets`).
-
-    Service account and Secret patterns are case-sensitive shell-style globs; `{name}` stands for the
-    CanaryApp's name (`{name}-*`: the CanaryApp's own accounts or Secrets). Host paths are prefixes that end
-    at a path segment. Capabilities are compared case-insensitively, with or without `CAP_`; `ALL` permits
-    any.
-    """
+    """Set by the operator of the reconciler. Service account, Secret, priority class, label and annotation
+    patterns are case-sensitive shell-style globs; a label or annotation pattern matches the key."""
 
     allowed_service_accounts: tuple[str, ...] = (DEFAULT_SERVICE_ACCOUNT,)
-    allow_privileged: bool = False
-    allowed_host_paths: tuple[str, ...] = ()
-    allowed_capabilities: tuple[str, ...] = ()
     allowed_secrets: tuple[str, ...] = ()
+    allowed_priority_classes: tuple[str, ...] = ()
+    allowed_pod_labels: tuple[str, ...] = ()
+    allowed_pod_annotations: tuple[str, ...] = ()
+    allow_pod_hostname: bool = False
+    max_replicas: int = DEFAULT_MAX_REPLICAS
 
-    def violations(self, namespace: str, name: str, template: Mapping[str, Any] | None) -> list[str]:
-        """Every way `template` asks for more than this policy allows, each naming the field and the fix.
+    def references(self, template: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+        """The (kind, name) objects `template` uses that no allow-list permits: the caller looks up whether
+        their owners granted them (and passes the answers to `violations`)."""
+        pod = _fields(_fields(template).get("spec"))
+        accounts = [("ServiceAccount", account) for _, account in _service_accounts(pod)]
+        secrets = [("Secret", secret) for _, secret in _secret_references(pod)]
+        return sorted(
+            {(kind, name) for kind, name in accounts + secrets if not _matches(name, self._allowed(kind))}
+        )
 
-        Fields of the wrong type are skipped: the API server refuses them when the Deployment is created."""
+    def violations(
+        self,
+        namespace: str,
+        name: str,
+        template: Mapping[str, Any] | None,
+        replicas: Mapping[str, int] | None = None,
+        granted: GrantLookup = no_grants,
+    ) -> list[str]:
+        """Every way the pods ask for more than this policy allows, each naming the field and the fix.
+
+        `replicas` maps spec fields to the pod counts they ask for (`spec.replicas`: 3). `granted` answers
+        whether an object's owner granted it to this CanaryApp. Fields of the wrong type are skipped: the
+        API server refuses them when the Deployment is created."""
+        problems = list(self._replica_violations(replicas or {}))
         if not isinstance(template, Mapping):
-            return []
-        pod = _fields(template.get("spec"))
-        problems = [
-            *self._service_account_violations(namespace, name, pod),
-            *([] if self.allow_privileged else _privileges(pod)),
-            *self._volume_violations(namespace, name, pod),
-        ]
-        for path, container in _containers(pod):
-            problems += self._capability_violations(path, _fields(container.get("securityContext")))
-            problems += self._secret_reference_violations(namespace, name, path, container)
+            return problems
+        pod, metadata = _fields(template.get("spec")), _fields(template.get("metadata"))
+        for field, account in _service_accounts(pod):
+            if not (_matches(account, self.allowed_service_accounts) or granted("ServiceAccount", account)):
+                problems.append(
+                    _refusal(
+                        field,
+                        f"running as the ServiceAccount {namespace}/{account}",
+                        _setting("--allowed-service-accounts", self.allowed_service_accounts),
+                        how_to_grant("ServiceAccount", namespace, account, name),
+                    )
+                )
+        for field, secret in _secret_references(pod):
+            if not (_matches(secret, self.allowed_secrets) or granted("Secret", secret)):
+                problems.append(
+                    _refusal(
+                        field,
+                        f"reading the Secret {namespace}/{secret}",
+                        _setting("--allowed-secrets", self.allowed_secrets),
+                        how_to_grant("Secret", namespace, secret, name),
+                    )
+                )
+        problems += self._pod_violations(pod)
+        problems += self._metadata_violations(metadata)
+        problems += _unpermitted(pod)
         return problems
 
-    def _service_account_violations(self, namespace: str, name: str, pod: Fields) -> Iterator[str]:
-        named = {
-            field: account
-            for field in ("serviceAccountName", "serviceAccount")
-            if isinstance(account := pod.get(field), str) and account
-        }
-        for field, account in (named or {"serviceAccountName": DEFAULT_SERVICE_ACCOUNT}).items():
-            if not _matches(account, self.allowed_service_accounts, name):
+    def _allowed(self, kind: str) -> tuple[str, ...]:
+        return self.allowed_service_accounts if kind == "ServiceAccount" else self.allowed_secrets
+
+    def _replica_violations(self, replicas: Mapping[str, int]) -> Iterator[str]:
+        for field, count in replicas.items():
+            if count > self.max_replicas:
                 yield _refusal(
-                    f"{POD_SPEC}.{field}",
-                    f"running as the ServiceAccount {namespace}/{account}",
-                    _setting("--allowed-service-accounts", self.allowed_service_accounts),
-                    "name a permitted ServiceAccount",
+                    field,
+                    f"{count} pods",
+                    f"--max-replicas={self.max_replicas}",
+                    f"ask for at most {self.max_replicas}",
                 )
 
-    def _volume_violations(self, namespace: str, name: str, pod: Fields) -> Iterator[str]:
-        for index, volume in _items(pod.get("volumes")):
-            path = f"{POD_SPEC}.volumes[{index}]"
-            host_path = _fields(volume.get("hostPath")).get("path")
-            if isinstance(host_path, str) and not _within(host_path, self.allowed_host_paths):
-                yield _refusal(
-                    f"{path}.hostPath.path",
-                    f"the node's directory {host_path!r}",
-                    _setting("--allowed-host-paths", self.allowed_host_paths),
-                    "use an emptyDir, configMap or persistentVolumeClaim volume instead",
-                )
-            secret = _fields(volume.get("secret")).get("secretName")
-            yield from self._secret_refusals(namespace, name, f"{path}.secret.secretName", secret)
-            for source_index, source in _items(_fields(volume.get("projected")).get("sources")):
-                source_path = f"{path}.projected.sources[{source_index}]"
-                secret = _fields(source.get("secret")).get("name")
-                yield from self._secret_refusals(namespace, name, f"{source_path}.secret.name", secret)
-                if isinstance(source.get("serviceAccountToken"), Mapping):
+    def _pod_violations(self, pod: Fields) -> Iterator[str]:
+        priority = pod.get("priorityClassName")
+        if isinstance(priority, str) and priority and not _matches(priority, self.allowed_priority_classes):
+            yield _refusal(
+                f"{POD_SPEC}.priorityClassName",
+                f"the priority class {priority!r} (it may preempt other pods)",
+                _setting("--allowed-priority-classes", self.allowed_priority_classes),
+                "remove it",
+            )
+        if not self.allow_pod_hostname:
+            for field in ("hostname", "subdomain"):
+                if isinstance(value := pod.get(field), str) and value:
                     yield _refusal(
-                        f"{source_path}.serviceAccountToken",
-                        "a projected ServiceAccount token (a credential for any audience)",
-                        None,
-                        "use the token Kubernetes mounts in /var/run/secrets/kubernetes.io/serviceaccount",
+                        f"{POD_SPEC}.{field}",
+                        f"a DNS name of the template's choosing ({value!r})",
+                        "--no-allow-pod-hostname",
+                        "remove it",
                     )
 
-    def _capability_violations(self, path: str, security: Fields) -> Iterator[str]:
-        allowed = {_capability(allowed) for allowed in self.allowed_capabilities}
-        added = _fields(security.get("capabilities")).get("add")
-        for index, capability in enumerate(added if isinstance(added, list) else []):
-            if isinstance(capability, str) and not {_capability(capability), ALL_CAPABILITIES} & allowed:
-                yield _refusal(
-                    f"{path}.securityContext.capabilities.add[{index}]",
-                    f"adding the capability {capability!r}",
-                    _setting("--allowed-capabilities", self.allowed_capabilities),
-                    "remove it",
-                )
+    def _metadata_violations(self, metadata: Fields) -> Iterator[str]:
+        for field, flag, allowed, effect in (
+            ("labels", "--allowed-pod-labels", self.allowed_pod_labels, "selectors of other apps match it"),
+            (
+                "annotations",
+                "--allowed-pod-annotations",
+                self.allowed_pod_annotations,
+                "admission webhooks act on it",
+            ),
+        ):
+            for key in sorted(_fields(metadata.get(field))):
+                if isinstance(key, str) and not _matches(key, allowed):
+                    yield _refusal(
+                        f"{POD_METADATA}.{field}[{key!r}]",
+                        f"the pod {field[:-1]} {key!r} ({effect})",
+                        _setting(flag, allowed),
+                        "remove it",
+                    )
 
-    def _secret_reference_violations(
-        self, namespace: str, name: str, path: str, container: Fields
-    ) -> Iterator[str]:
+
+def _service_accounts(pod: Fields) -> list[tuple[str, str]]:
+    named = [
+        (f"{POD_SPEC}.{field}", account)
+        for field in ("serviceAccountName", "serviceAccount")
+        if isinstance(account := pod.get(field), str) and account
+    ]
+    return named or [(f"{POD_SPEC}.serviceAccountName", DEFAULT_SERVICE_ACCOUNT)]
+
+
+def _secret_references(pod: Fields) -> Iterator[tuple[str, str]]:
+    """Every Secret the pod reads: volumes, projected volumes, env and envFrom, image pull Secrets."""
+    candidates: list[tuple[str, object]] = []
+    for index, volume in _items(pod.get("volumes")):
+        path = f"{POD_SPEC}.volumes[{index}]"
+        candidates.append((f"{path}.secret.secretName", _fields(volume.get("secret")).get("secretName")))
+        for source_index, source in _items(_fields(volume.get("projected")).get("sources")):
+            field = f"{path}.projected.sources[{source_index}].secret.name"
+            candidates.append((field, _fields(source.get("secret")).get("name")))
+    for path, container in _containers(pod):
         for index, variable in _items(container.get("env")):
             secret = _fields(_fields(variable.get("valueFrom")).get("secretKeyRef")).get("name")
-            field = f"{path}.env[{index}].valueFrom.secretKeyRef.name"
-            yield from self._secret_refusals(namespace, name, field, secret)
+            candidates.append((f"{path}.env[{index}].valueFrom.secretKeyRef.name", secret))
         for index, source in _items(container.get("envFrom")):
-            secret = _fields(source.get("secretRef")).get("name")
-            yield from self._secret_refusals(
-                namespace, name, f"{path}.envFrom[{index}].secretRef.name", secret
+            candidates.append(
+                (f"{path}.envFrom[{index}].secretRef.name", _fields(source.get("secretRef")).get("name"))
             )
-
-    def _secret_refusals(self, namespace: str, name: str, field: str, secret: object) -> Iterator[str]:
-        if isinstance(secret, str) and not _matches(secret, self.allowed_secrets, name):
-            yield _refusal(
-                field,
-                f"reading the Secret {namespace}/{secret}",
-                _setting("--allowed-secrets", self.allowed_secrets),
-                "reference a permitted Secret or none",
-            )
+    for index, reference in _items(pod.get("imagePullSecrets")):
+        candidates.append((f"{POD_SPEC}.imagePullSecrets[{index}].name", reference.get("name")))
+    for field, secret in candidates:
+        if isinstance(secret, str) and secret:
+            yield field, secret
 
 
-def _privileges(pod: Fields) -> Iterator[str]:
-    """What reaches past the container into the node: refused unless `--allow-privileged`."""
-    for field, shared in HOST_NAMESPACES.items():
-        if pod.get(field) is True:
-            yield _privilege_refusal(f"{POD_SPEC}.{field}", f"sharing {shared}")
-    yield from _host_process(POD_SPEC, _fields(pod.get("securityContext")))
-    for path, container in _containers(pod):
-        yield from _container_privileges(path, container)
+# Fields no setting permits, with the reason and the fix.
+UNPERMITTED_VOLUME_SOURCES = {
+    "ephemeral": (
+        "an ephemeral volume (a PersistentVolumeClaim Kubernetes creates for the pod)",
+        "use an emptyDir with a sizeLimit",
+    ),
+}
+UNPERMITTED_PROJECTIONS = {
+    "serviceAccountToken": (
+        "a projected ServiceAccount token (a credential for any audience)",
+        "use the token Kubernetes mounts in /var/run/secrets/kubernetes.io/serviceaccount",
+    ),
+    "podCertificate": ("a projected pod certificate (a credential for any signer)", "remove it"),
+    "clusterTrustBundle": ("a projected cluster trust bundle", "remove it"),
+}
 
 
-def _container_privileges(path: str, container: Fields) -> Iterator[str]:
-    security = _fields(container.get("securityContext"))
-    if security.get("privileged") is True:
-        yield _privilege_refusal(f"{path}.securityContext.privileged", "a privileged container")
-    if security.get("allowPrivilegeEscalation") is True:
-        yield _privilege_refusal(
-            f"{path}.securityContext.allowPrivilegeEscalation", "privilege escalation (setuid, file caps)"
+def _unpermitted(pod: Fields) -> Iterator[str]:
+    if isinstance(node := pod.get("nodeName"), str) and node:
+        yield _refusal(
+            f"{POD_SPEC}.nodeName", f"a fixed node ({node!r}, bypassing the scheduler)", None, "remove it"
         )
-    proc_mount = security.get("procMount")
-    if isinstance(proc_mount, str) and proc_mount != "Default":
-        yield _privilege_refusal(f"{path}.securityContext.procMount", f"the {proc_mount} /proc mount")
-    yield from _host_process(path, security)
-    for index, port in _items(container.get("ports")):
-        host_port = port.get("hostPort")
-        if isinstance(host_port, int) and not isinstance(host_port, bool) and host_port != 0:
-            yield _privilege_refusal(f"{path}.ports[{index}].hostPort", f"the node's port {host_port}")
-
-
-def _host_process(path: str, security: Fields) -> Iterator[str]:
-    if _fields(security.get("windowsOptions")).get("hostProcess") is True:
-        yield _privilege_refusal(
-            f"{path}.securityContext.windowsOptions.hostProcess", "a Windows host process"
-        )
-
-
-def _privilege_refusal(field: str, what: str) -> str:
-    return _refusal(field, what, "--no-allow-privileged", "remove it")
+    if pod.get("resourceClaims"):
+        yield _refusal(f"{POD_SPEC}.resourceClaims", "resource claims (devices)", None, "remove them")
+    for index, volume in _items(pod.get("volumes")):
+        path = f"{POD_SPEC}.volumes[{index}]"
+        for source, (what, fix) in UNPERMITTED_VOLUME_SOURCES.items():
+            if source in volume:
+                yield _refusal(f"{path}.{source}", what, None, fix)
+        for source_index, projection in _items(_fields(volume.get("projected")).get("sources")):
+            for source, (what, fix) in UNPERMITTED_PROJECTIONS.items():
+                if source in projection:
+                    yield _refusal(f"{path}.projected.sources[{source_index}].{source}", what, None, fix)
 
 
 def _refusal(field: str, what: str, setting: str | None, fix: str) -> str:
@@ -219,24 +269,5 @@ def _containers(pod: Fields) -> Iterator[tuple[str, Fields]]:
             yield f"{POD_SPEC}.{kind}[{index}]", container
 
 
-def _matches(value: str, patterns: tuple[str, ...], name: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, pattern.replace(NAME_PLACEHOLDER, name)) for pattern in patterns)
-
-
-def _within(path: str, prefixes: tuple[str, ...]) -> bool:
-    """Whether `path` is one of `prefixes` or below one (`/var/log` holds `/var/log/app`, not `/var/logs`).
-
-    A path with `..` is never within: the node resolves it after any symlink on the way, which only the node
-    can see (`/var/log/link/../x` may be anywhere)."""
-    if not path.startswith("/") or ".." in path.split("/"):
-        return False
-    resolved = posixpath.normpath(path)
-    return any(
-        resolved == (prefix := posixpath.normpath(allowed)) or resolved.startswith(prefix.rstrip("/") + "/")
-        for allowed in prefixes
-    )
-
-
-def _capability(capability: str) -> str:
-    upper = capability.strip().upper()
-    return upper.removeprefix("CAP_")
+def _matches(value: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)

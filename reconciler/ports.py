@@ -64,6 +64,19 @@ class Cluster(SecretReader, Protocol):
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
 
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """The labels of a namespace (None: it does not exist). A read by name, never a list."""
+        ...
+
+    def object_annotations(self, namespace: str, kind: str, name: str) -> dict[str, str] | None:
+        """The annotations of a ServiceAccount or Secret (None: it does not exist), by name."""
+        ...
+
+    def pod_security_warnings(self, namespace: str, deployment: dict[str, Any]) -> list[str]:
+        """The warnings the API server answers to a server-side dry run creating `deployment` (nothing is
+        stored)."""
+        ...
+
     def set_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str
     ) -> None: ...

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler import analysis, reasons
+from reconciler import analysis, pod_security, reasons, workload
 from reconciler.analysis import CheckResult
 from reconciler.decide import (
     Decision,
@@ -32,6 +33,7 @@ from reconciler.decide import (
 from reconciler.desired import DesiredStack, desired_stack
 from reconciler.endpoints import EndpointError, endpoint_for
 from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileError
+from reconciler.grants import granted
 from reconciler.model import FINALIZER, Action, CanaryApp, CanaryAppStatus, CheckOutcome, Condition, Phase
 from reconciler.names import canary_name, owned_objects, primary_name
 from reconciler.notifications import rollout_event
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 NAME_CONFLICT_RETRY_SECONDS = 10.0
 FAILURE_REASONS = frozenset({reasons.STACK_UPDATE_FAILED, reasons.NAME_CONFLICT})
 ACTIVE_PHASES = frozenset({Phase.PROGRESSING.value, Phase.PROMOTING.value})
+# Dry runs remembered per (namespace, revision, namespace labels): a template is asked about once, not every
+# pass, and again when the namespace's Pod Security labels change.
+POD_SECURITY_CACHE_SIZE = 512
 
 
 def utc_now() -> datetime.datetime:
@@ -91,7 +96,7 @@ def check_canary(
     reference = spec.prometheus_secret_ref
     try:
         secret = secrets.read_secret(namespace, reference.name) if reference is not None else None
-        endpoint = endpoint_for(spec, namespace, secret)
+        endpoint = endpoint_for(spec, namespace, app.metadata.name, secret)
     except EndpointError as error:
         return CheckResult(CheckOutcome.QUERY_FAILED, str(error), query=queries.errors)
     at = now.replace(microsecond=0)
@@ -124,6 +129,7 @@ class Reconciler:
         metrics_policy: MetricsPolicy | None = None,
         max_concurrent_rollouts: int | None = None,
         notifier: Notifier | None = None,
+        pod_security_level: str = pod_security.DEFAULT_LEVEL,
     ) -> None:
         self.cluster = cluster
         self.stacks = stacks
@@ -136,6 +142,8 @@ class Reconciler:
         self.metrics_policy = metrics_policy or MetricsPolicy()
         self.max_concurrent_rollouts = max_concurrent_rollouts
         self.notifier = notifier
+        self.pod_security_level = pod_security_level
+        self._dry_runs: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Runs one pass; returns seconds until the next pass is due (None: only on the next change)."""
@@ -165,13 +173,58 @@ class Reconciler:
         namespace, name = app.metadata.namespace, app.metadata.name
         refused = [
             *self.policy.violations(namespace, name, app.spec),
-            *self.pod_policy.violations(namespace, name, app.spec.template),
+            *self._pod_violations(app),
             *self.metrics_policy.violations(namespace, app.spec),
         ]
         if refused:
             self._report_invalid(raw, "; ".join(refused))
             return None
         return app
+
+    def _pod_violations(self, app: CanaryApp) -> list[str]:
+        """The reconciler's pod policy, then the platform's own Pod Security: the namespace must enforce the
+        operator's level, and the API server must not warn about the template (a server-side dry run)."""
+        namespace, name, spec = app.metadata.namespace, app.metadata.name, app.spec
+        replicas = {"spec.replicas": spec.replicas, "spec.testReplicas": spec.test_replicas}
+        if spec.autoscaler is not None:
+            replicas["spec.autoscaler.maxReplicas"] = spec.autoscaler.max_replicas
+        answers = {
+            reference: granted(self.cluster.object_annotations(namespace, *reference), name)
+            for reference in self.pod_policy.references(spec.template)
+        }
+        problems = self.pod_policy.violations(
+            namespace, name, spec.template, replicas, lambda kind, object_name: answers[(kind, object_name)]
+        )
+        if problems or self.pod_security_level == "privileged":
+            return problems
+        labels = self.cluster.namespace_labels(namespace) or {}
+        problems = pod_security.namespace_violations(namespace, labels, self.pod_security_level)
+        if problems:
+            return problems
+        try:
+            template = workload.effective_template(spec.template, spec.image, spec.image_listen_port)
+        except workload.TemplateError:
+            return []  # the model reports the contradiction
+        return pod_security.template_violations(self._dry_run(app, template, labels))
+
+    def _dry_run(self, app: CanaryApp, template: dict[str, Any], labels: dict[str, str]) -> list[str]:
+        namespace, name = app.metadata.namespace, app.metadata.name
+        key = (namespace, workload.revision(template), tuple(sorted(labels.items())))
+        if key in self._dry_runs:
+            self._dry_runs.move_to_end(key)
+            return self._dry_runs[key]
+        pod = workload.pod_template(name, "canary", template)
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"generateName": f"{canary_name(name)}-", "namespace": namespace},
+            "spec": {"replicas": 0, "selector": {"matchLabels": pod["metadata"]["labels"]}, "template": pod},
+        }
+        warnings = self.cluster.pod_security_warnings(namespace, deployment)
+        self._dry_runs[key] = warnings
+        while len(self._dry_runs) > POD_SECURITY_CACHE_SIZE:
+            self._dry_runs.popitem(last=False)
+        return warnings
 
     def _step(self, raw: dict[str, Any], app: CanaryApp) -> float | None:
         """Decides, records the decision, applies the stack it implies (if it changed), records the result."""

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes import watch
@@ -90,6 +90,15 @@ def follow_watch(
             if error.status == 410:
                 return
             raise
+
+
+def _warning_text(header: str) -> str:
+    """The text of an HTTP Warning header (`299 - "text"`, RFC 7234), unquoted."""
+    parts = header.split(" ", 2)
+    text = parts[2] if len(parts) == 3 and parts[0].isdigit() else header
+    if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
+        text = text[1:-1].replace('\\"', '"')
+    return text
 
 
 def _transient(error: ApiException, what: str) -> TransientError:
@@ -318,6 +327,41 @@ class KubeCluster:
         labels = metadata.labels if metadata is not None else None
         annotations = metadata.annotations if metadata is not None else None
         return SecretData(labels=dict(labels or {}), data=data, annotations=dict(annotations or {}))
+
+    # Pod Security and grants ----------------------------------------------------------------------------
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        try:
+            found = self.core.read_namespace(namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading the namespace {namespace}") from error
+        return dict((found.metadata.labels if found.metadata is not None else None) or {})
+
+    def object_annotations(self, namespace: str, kind: str, name: str) -> dict[str, str] | None:
+        if kind == "Secret":
+            secret = self.read_secret(namespace, name)
+            return None if secret is None else dict(secret.annotations)
+        if kind != "ServiceAccount":
+            raise ValueError(f"no grants are read from a {kind}")
+        try:
+            account = self.core.read_namespaced_service_account(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading the ServiceAccount {namespace}/{name}") from error
+        return dict((account.metadata.annotations if account.metadata is not None else None) or {})
+
+    def pod_security_warnings(self, namespace: str, deployment: dict[str, Any]) -> list[str]:
+        try:
+            response: Any = self.apps.create_namespaced_deployment_with_http_info(
+                namespace, cast(Any, deployment), dry_run="All", _preload_content=False, _request_timeout=30
+            )
+        except ApiException as error:
+            raise _transient(error, f"dry-running a Deployment in {namespace}") from error
+        raw = response[0] if isinstance(response, tuple) else response
+        return [_warning_text(value) for value in raw.headers.getlist("Warning")]
 
     # Ownership -------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from devenv.cluster import LocalCluster, running
+from devenv.cluster import POD_SECURITY_LABELS, LocalCluster, running
 from devenv.exporter import ControlledExporter
 from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
@@ -61,7 +61,8 @@ def prometheus(
 @pytest.fixture
 def namespace(kube: kubernetes.client.ApiClient) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
-    kubernetes.client.CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
+    body = {"metadata": {"name": name, "labels": POD_SECURITY_LABELS}}
+    kubernetes.client.CoreV1Api(kube).create_namespace(body)
     return name
 
 

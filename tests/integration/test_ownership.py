@@ -271,8 +271,9 @@ def test_names_too_long_for_its_objects_are_refused_at_admission(
         ),
         pytest.param(
             {"containers": [{"name": "app", "securityContext": {"privileged": True}}]},
-            "spec.template.spec.containers[0].securityContext.privileged",
-            id="a privileged container",
+            "spec.template: the API server's Pod Security admission would violate PodSecurity "
+            '"baseline:latest": privileged (container "app" must not set securityContext.privileged=true)',
+            id="a privileged container (Pod Security's own verdict)",
         ),
     ],
 )

@@ -5,12 +5,15 @@ and controllers (the HPA controller included), reconciler process, Pulumi engine
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
@@ -19,6 +22,18 @@ from tests.integration.helpers import Apps, error_query, traffic_query, wait_for
 pytestmark = pytest.mark.integration
 
 ROLLOUT_TIMEOUT = 180
+# The template's own label and annotation keys, which the operator permits (by default a template has none).
+TEMPLATE_METADATA_FLAGS = ("--allowed-pod-labels=team", "--allowed-pod-annotations=owner")
+
+
+@pytest.fixture
+def reconciler(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[ReconcilerProcess]:
+    process = ReconcilerProcess(
+        cluster.kubeconfig, namespace, tmp_path / "reconciler", *TEMPLATE_METADATA_FLAGS
+    )
+    process.start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -343,6 +343,8 @@ def test_the_cluster_role_grants_exactly_what_the_reconciler_uses(
         ("apps", "deployments", writes),
         ("", "services", writes),
         ("", "secrets", frozenset({"get"})),
+        ("", "serviceaccounts", frozenset({"get"})),
+        ("", "namespaces", frozenset({"get"})),
         ("networking.istio.io", "virtualservices", writes),
         ("networking.istio.io", "destinationrules", writes),
         ("autoscaling", "horizontalpodautoscalers", writes),

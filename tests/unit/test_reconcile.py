@@ -31,6 +31,13 @@ class FakeCluster:
         self.deployments: dict[str, DeploymentState] = {}
         self.owners: dict[tuple[str, str], frozenset[str]] = {}  # (kind, name) -> owner UIDs
         self.log: list[str] = []
+        self.namespace: dict[str, str] | None = {
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/warn": "restricted",
+        }
+        self.annotations: dict[tuple[str, str], dict[str, str]] = {}  # (kind, name) -> annotations
+        self.warnings: list[str] = []
+        self.dry_runs: list[dict[str, Any]] = []
 
     def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.app)
@@ -43,6 +50,16 @@ class FakeCluster:
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
         return self.deployments.get(name)
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        return self.namespace
+
+    def object_annotations(self, namespace: str, kind: str, name: str) -> dict[str, str] | None:
+        return self.annotations.get((kind, name))
+
+    def pod_security_warnings(self, namespace: str, deployment: dict[str, Any]) -> list[str]:
+        self.dry_runs.append(deployment)
+        return self.warnings
 
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
         return self.owners.get((ref.kind, ref.name))
@@ -253,6 +270,66 @@ def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
     assert "spec.gateways" in cluster.app["status"]["message"]
+
+
+def test_a_namespace_without_pod_security_is_refused_naming_the_labels_and_the_fix() -> None:
+    subject, cluster, stacks, events = reconciler(new_app())
+    cluster.namespace = {"pod-security.kubernetes.io/enforce": "privileged"}
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.applied == []
+    assert cluster.dry_runs == []
+    assert events.reasons == ["InvalidSpec"]
+    assert cluster.app is not None
+    message = cluster.app["status"]["message"]
+    assert "namespace ns: Pod Security must be at least 'baseline'" in message
+    assert "pod-security.kubernetes.io/enforce=privileged, pod-security.kubernetes.io/warn=<unset>" in message
+    assert "kubectl label namespace ns --overwrite" in message
+
+
+def test_a_template_the_api_server_warns_about_is_refused_with_its_words() -> None:
+    template = {"spec": {"containers": [{"name": "app", "securityContext": {"privileged": True}}]}}
+    subject, cluster, stacks, _ = reconciler(new_app(template=template))
+    cluster.warnings = [
+        'would violate PodSecurity "baseline:latest": privileged (container "app" must not set '
+        "securityContext.privileged=true)",
+        "spec.template.spec.containers[0].resources: some other warning",
+    ]
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.applied == []
+    (dry_run,) = cluster.dry_runs
+    assert dry_run["metadata"]["generateName"] == "web-canary-"
+    assert dry_run["spec"]["template"]["spec"]["containers"][0]["image"] == "app:v1"
+    assert cluster.app is not None
+    message = cluster.app["status"]["message"]
+    assert "is invalid: spec.template: the API server's Pod Security admission would violate PodSecurity" in (
+        message
+    )
+    assert "some other warning" not in message
+    subject.reconcile("ns", "web")
+    assert len(cluster.dry_runs) == 1  # the same template is asked about once
+
+
+def test_a_clean_template_is_asked_about_once_per_revision_and_then_applied() -> None:
+    subject, cluster, stacks, _ = reconciler(new_app())
+    subject.reconcile("ns", "web")
+    subject.reconcile("ns", "web")
+    assert len(cluster.dry_runs) == 1
+    assert stacks.applied
+    cluster.namespace = {**(cluster.namespace or {}), "other": "label"}  # the labels changed: ask again
+    subject.reconcile("ns", "web")
+    assert len(cluster.dry_runs) == 2
+
+
+def test_a_service_account_granted_by_its_owner_is_used_and_one_that_is_not_is_refused() -> None:
+    template = {"spec": {"serviceAccountName": "web-runner", "containers": [{"name": "app"}]}}
+    subject, cluster, stacks, _ = reconciler(new_app(template=template))
+    cluster.annotations[("ServiceAccount", "web-runner")] = {"canary.atze.io/allowed-canaryapps": "api"}
+    assert subject.reconcile("ns", "web") is None
+    assert cluster.app is not None
+    assert "running as the ServiceAccount ns/web-runner" in cluster.app["status"]["message"]
+    cluster.annotations[("ServiceAccount", "web-runner")] = {"canary.atze.io/allowed-canaryapps": "api,web"}
+    subject.reconcile("ns", "web")
+    assert stacks.applied
 
 
 def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step() -> None:

@@ -29,7 +29,17 @@ On the way from OpenAPI to a CRD schema:
   ports[].containerPort; the API server applies them to the Pod anyway. They stay on a map-list key that is
   not required (imagePullSecrets[].name: ""), which the API server insists on, and real defaults
   (ports[].protocol: TCP) stay too, as controller-gen keeps both;
-- `containers` is not required: the reconciler adds the main container when the template has none.
+- `containers` is not required: the reconciler adds the main container when the template has none;
+- every map (`additionalProperties`: labels, annotations, nodeSelector, resource limits and requests, a
+  CSI volume's volumeAttributes, ...) refuses Pulumi's signature key with the CEL rule of
+  reconciler/reserved_keys.py: a user's map must never become an asset (a file or URL the reconciler
+  reads) on Pulumi's wire;
+- every list gets a `maxItems` no real pod reaches (MAX_ITEMS): 32 containers, init containers and ephemeral
+  containers; 256 volumes and volume mounts; 1024 env entries, command and args entries, matchExpressions
+  values and configMap/secret/downwardAPI items; 256 entries of any other list (ports, tolerations, envFrom,
+  ...). They bound what one CanaryApp can make the API server and the reconciler hold, and they let the API
+  server's CEL cost estimator multiply a map's rule by these bounds rather than by the elements a 3 MB request
+  could hold (without them, the rules of the template's 30 maps exceed the CRD's cost budget).
 Any other key stops the generator, so a new kind of schema in a later release is looked at, not guessed.
 """
 
@@ -44,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from reconciler import reserved_keys
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OPENAPI = REPO_ROOT / ".tools" / "share" / "kubernetes-openapi" / "api__v1_openapi.json"
@@ -85,6 +97,20 @@ DROPPED_KEYS = frozenset(
     }
 )
 GO_ZERO_VALUES: tuple[object, ...] = ("", 0, False, {}, [])
+# maxItems of the template's lists by field name; any other list gets DEFAULT_MAX_ITEMS.
+MAX_ITEMS = {
+    "containers": 32,
+    "initContainers": 32,
+    "ephemeralContainers": 32,
+    "volumes": 256,
+    "volumeMounts": 256,
+    "env": 1024,
+    "command": 1024,
+    "args": 1024,
+    "values": 1024,
+    "items": 1024,
+}
+DEFAULT_MAX_ITEMS = 256
 
 
 class SchemaError(ValueError):
@@ -171,9 +197,27 @@ def _without_zero_defaults(
     return result
 
 
+def _bounded(node: Mapping[str, Any], name: str = "") -> Schema:
+    """`node` with a maxItems on every list (by its field `name`) and the reserved-key rule on every map."""
+    result: Schema = {}
+    for key, value in node.items():
+        if key == "properties":
+            result[key] = {child_name: _bounded(child, child_name) for child_name, child in value.items()}
+        elif key in ("items", "additionalProperties"):
+            result[key] = _bounded(value)
+        else:
+            result[key] = value
+    if node.get("type") == "array":
+        result["maxItems"] = MAX_ITEMS.get(name, DEFAULT_MAX_ITEMS)
+    if "additionalProperties" in node:
+        result["x-kubernetes-validations"] = [reserved_keys.reserved_key_cel_validation()]
+    return result
+
+
 def pod_template_schema(openapi: Mapping[str, Any]) -> Schema:
     """The structural CRD schema of a PodTemplateSpec, from a core/v1 OpenAPI v3 document."""
-    schema = _without_zero_defaults(_Converter(openapi["components"]["schemas"]).named(POD_TEMPLATE_SPEC))
+    converted = _Converter(openapi["components"]["schemas"]).named(POD_TEMPLATE_SPEC)
+    schema = _bounded(_without_zero_defaults(converted))
     pod_spec = schema["properties"]["spec"]
     pod_spec["required"] = [field for field in pod_spec.get("required", []) if field != "containers"]
     if not pod_spec["required"]:

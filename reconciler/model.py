@@ -11,10 +11,18 @@ import enum
 import re
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    UrlConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from reconciler import templates, workload
+from reconciler import reserved_keys, templates, workload
 
 GROUP = "canary.atze.io"
 VERSION = "v1"
@@ -58,6 +66,18 @@ MAX_CHECK_RECORDS = 10
 MAX_ROLLOUT_RECORDS = 10
 MAX_SERIES_PER_CHECK = 3
 MAX_EVIDENCE_TEXT = 512
+# Bounds of the spec's own fields (the CRD declares the same; spec.template's lists are bounded there, see
+# hack/crd_pod_template.py): far above what a real CanaryApp writes, low enough that no object can make the
+# API server and the reconciler hold megabytes of one field.
+MAX_IMAGE_LENGTH = 1024
+MAX_QUERY_LENGTH = 16384
+MAX_URL_LENGTH = 2048
+MAX_HEADERS = 16
+MAX_HEADER_VALUE_LENGTH = 1024
+MAX_HOSTS = 256
+MAX_HOST_LENGTH = 253  # a DNS name
+MAX_GATEWAYS = 64
+MAX_GATEWAY_LENGTH = 63 + 1 + 253  # <namespace>/<name>
 
 
 class _Model(BaseModel):
@@ -114,17 +134,21 @@ class CanaryAppSpec(_Model):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
-    image: Annotated[str, Field(min_length=1)] | None = None
+    image: Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_LENGTH)] | None = None
     image_listen_port: Annotated[int, Field(ge=1, le=65535)]
     # A PodTemplateSpec as the API server serves it (validated there with the real schema); see workload.py.
     template: dict[str, Any] | None = None
     autoscaler: Autoscaler | None = None
     replicas: Annotated[int, Field(ge=1)] = 1
     test_replicas: Annotated[int, Field(ge=1)] = 1
-    prometheus_query: Annotated[str, Field(min_length=1)]
-    prometheus_url: Annotated[AnyHttpUrl, Field(alias="prometheusURL")]
+    prometheus_query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)]
+    prometheus_url: Annotated[
+        AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH), Field(alias="prometheusURL")
+    ]
     prometheus_secret_ref: SecretRef | None = None
-    prometheus_headers: dict[str, str] = Field(default_factory=dict)
+    prometheus_headers: Annotated[
+        dict[str, Annotated[str, Field(max_length=MAX_HEADER_VALUE_LENGTH)]], Field(max_length=MAX_HEADERS)
+    ] = Field(default_factory=dict)
     prometheus_insecure_skip_verify: bool = False
     fail_when_prometheus_fails: bool = True
     traffic_shift_update_interval: Annotated[int, Field(ge=1)] = DEFAULT_TRAFFIC_SHIFT_INTERVAL_SECONDS
@@ -132,11 +156,25 @@ class CanaryAppSpec(_Model):
     step_weight: Annotated[int, Field(ge=1, le=100)] = DEFAULT_STEP_WEIGHT
     max_weight: Annotated[int, Field(ge=1, le=100)] = DEFAULT_MAX_WEIGHT
     failure_threshold: Annotated[int, Field(ge=1)] = DEFAULT_FAILURE_THRESHOLD
-    hosts: tuple[str, ...] = ()
-    gateways: tuple[str, ...] = ()
-    canary_traffic_query: Annotated[str, Field(min_length=1)] | None = None
+    hosts: Annotated[
+        tuple[Annotated[str, Field(min_length=1, max_length=MAX_HOST_LENGTH)], ...],
+        Field(max_length=MAX_HOSTS),
+    ] = ()
+    gateways: Annotated[
+        tuple[Annotated[str, Field(min_length=1, max_length=MAX_GATEWAY_LENGTH)], ...],
+        Field(max_length=MAX_GATEWAYS),
+    ] = ()
+    canary_traffic_query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)] | None = None
     min_canary_requests: Annotated[int, Field(ge=0)] = DEFAULT_MIN_CANARY_REQUESTS
     progress_deadline_seconds: Annotated[int, Field(ge=1)] = DEFAULT_PROGRESS_DEADLINE_SECONDS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_reserved_key(cls, spec: Any) -> Any:
+        """The spec as written, before anything else reads it: no map in it, at any depth (spec.template,
+        prometheusHeaders, ...), holds Pulumi's signature key (reserved_keys.py)."""
+        reserved_keys.refuse_reserved_key(spec, "spec")
+        return spec
 
     @field_validator("prometheus_query", "canary_traffic_query")
     @classmethod

@@ -1,5 +1,6 @@
 """The CRD's spec.template is exactly what hack/crd_pod_template.py makes of the pinned Kubernetes release's
-PodTemplateSpec, and that schema carries the fields a pod template needs."""
+PodTemplateSpec, that schema carries the fields a pod template needs, and it bounds every list and guards
+every map against Pulumi's signature key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from hack import crd_pod_template
+from reconciler.reserved_keys import reserved_key_cel_validation
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_TEXT = crd_pod_template.CRD_PATH.read_text()
@@ -91,3 +93,50 @@ def test_an_unknown_schema_key_is_refused() -> None:
     }
     with pytest.raises(crd_pod_template.SchemaError, match="x-kubernetes-new"):
         crd_pod_template.pod_template_schema(openapi)
+
+
+def test_lists_are_bounded_and_maps_refuse_pulumis_signature_key() -> None:
+    strings = {"type": "array", "items": {"type": "string"}}
+    openapi = {
+        "components": {
+            "schemas": {
+                crd_pod_template.POD_TEMPLATE_SPEC: {
+                    "type": "object",
+                    "properties": {
+                        "spec": {
+                            "type": "object",
+                            "properties": {
+                                "containers": {
+                                    "type": "array",
+                                    "items": {"type": "object", "properties": {"args": strings}},
+                                },
+                                "tolerations": strings,
+                                "nodeSelector": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            },
+                        }
+                    },
+                }
+            }
+        }
+    }
+    pod_spec = crd_pod_template.pod_template_schema(openapi)["properties"]["spec"]["properties"]
+    assert pod_spec["containers"]["maxItems"] == crd_pod_template.MAX_ITEMS["containers"] == 32
+    assert pod_spec["containers"]["items"]["properties"]["args"]["maxItems"] == 1024
+    assert pod_spec["tolerations"]["maxItems"] == crd_pod_template.DEFAULT_MAX_ITEMS
+    assert pod_spec["nodeSelector"]["x-kubernetes-validations"] == [reserved_key_cel_validation()]
+    assert "x-kubernetes-validations" not in pod_spec["containers"]
+
+
+def test_the_crd_template_is_bounded_and_guarded() -> None:
+    pod_spec = TEMPLATE["properties"]["spec"]["properties"]
+    assert (pod_spec["containers"]["maxItems"], pod_spec["volumes"]["maxItems"]) == (32, 256)
+    assert CONTAINER["env"]["maxItems"] == 1024
+    for guarded in (
+        TEMPLATE["properties"]["metadata"]["properties"]["annotations"],
+        pod_spec["nodeSelector"],
+        CONTAINER["resources"]["properties"]["limits"],
+    ):
+        assert guarded["x-kubernetes-validations"] == [reserved_key_cel_validation()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,72 @@ def test_autoscaler_fields_match_the_crd() -> None:
     for alias, info in fields.items():
         if "default" in crd["properties"][alias]:
             assert info.default == crd["properties"][alias]["default"], alias
+
+
+BOUNDED_SPEC = {
+    "image": "a:1",
+    "imageListenPort": 80,
+    "prometheusQuery": "q",
+    "prometheusURL": "http://p:9090",
+}
+BOUNDS = [
+    pytest.param(("image", "maxLength"), lambda n: {"image": "i" * n}, id="image"),
+    pytest.param(("prometheusQuery", "maxLength"), lambda n: {"prometheusQuery": "q" * n}, id="query"),
+    pytest.param(
+        ("canaryTrafficQuery", "maxLength"), lambda n: {"canaryTrafficQuery": "q" * n}, id="traffic query"
+    ),
+    pytest.param(
+        ("prometheusURL", "maxLength"), lambda n: {"prometheusURL": "http://p/" + "u" * (n - 9)}, id="url"
+    ),
+    pytest.param(
+        ("prometheusSecretRef", "properties", "name", "maxLength"),
+        lambda n: {"prometheusSecretRef": {"name": "s" * n}},
+        id="secret name",
+    ),
+    pytest.param(
+        ("prometheusHeaders", "maxProperties"),
+        lambda n: {"prometheusHeaders": {f"X-Header-{index}": "v" for index in range(n)}},
+        id="headers",
+    ),
+    pytest.param(
+        ("prometheusHeaders", "additionalProperties", "maxLength"),
+        lambda n: {"prometheusHeaders": {"X-Scope-OrgID": "v" * n}},
+        id="header value",
+    ),
+    pytest.param(("hosts", "maxItems"), lambda n: {"hosts": [f"h{index}" for index in range(n)]}, id="hosts"),
+    pytest.param(("hosts", "items", "maxLength"), lambda n: {"hosts": ["h" * n]}, id="host"),
+    pytest.param(
+        ("gateways", "maxItems"), lambda n: {"gateways": [f"g{index}" for index in range(n)]}, id="gateways"
+    ),
+    pytest.param(("gateways", "items", "maxLength"), lambda n: {"gateways": ["g" * n]}, id="gateway"),
+]
+
+
+def crd_bounds(schema: dict[str, Any], path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The path of every maxLength, maxItems and maxProperties in the spec's own fields (not the template)."""
+    found = {(*path, key) for key in ("maxLength", "maxItems", "maxProperties") if key in schema}
+    for name, child in schema.get("properties", {}).items():
+        if path or name != "template":
+            found |= crd_bounds(child, (*path, name) if not path else (*path, "properties", name))
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found |= crd_bounds(schema[key], (*path, key))
+    return found
+
+
+def test_every_bound_of_the_crd_spec_is_checked_against_the_model() -> None:
+    assert crd_bounds(SCHEMA["spec"]) == {param.values[0] for param in BOUNDS}
+
+
+@pytest.mark.parametrize(("bound", "change"), BOUNDS)
+def test_the_model_keeps_the_crd_bounds(
+    bound: tuple[str, ...], change: Callable[[int], dict[str, Any]]
+) -> None:
+    schema: Any = SCHEMA["spec"]["properties"]
+    for key in bound:
+        schema = schema[key]
+    limit = schema
+    CanaryAppSpec.model_validate({**BOUNDED_SPEC, **change(limit)})
+    with pytest.raises(ValidationError) as caught:
+        CanaryAppSpec.model_validate({**BOUNDED_SPEC, **change(limit + 1)})
+    assert bound[0] in describe_validation_error(caught.value)

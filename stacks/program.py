@@ -13,17 +13,21 @@ Deployments and Services carry `pulumi.com/skipAwait`: every `up` returns as soo
 accepted the change, and the reconciler loop watches readiness itself. A step is then seconds long, a
 killed reconciler never leaves a long update holding the stack lock, and the decision to wait stays in
 `decide()`. Every object also carries `pulumi.com/patchForce` (see PATCH_FORCE).
+
+Nothing is declared from a desired stack with a map holding Pulumi's signature key (see
+reconciler/reserved_keys.py): the engine would read it as an asset, a secret or a reference, not as data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from reconciler import workload
+from reconciler import reserved_keys, workload
 from reconciler.desired import AutoscalerSpec, DesiredStack
 from reconciler.model import API_VERSION, KIND
 from reconciler.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
@@ -51,6 +55,13 @@ def build_program(desired: DesiredStack) -> Callable[[], None]:
 
 def declare(desired: DesiredStack) -> None:
     """Declares every resource of `desired` in the current Pulumi program."""
+    # The CRD and the model refuse the key in a spec; the pod templates come from the status too.
+    reserved_keys.refuse_reserved_key(
+        dataclasses.asdict(desired),
+        "desired",
+        f"remove it from CanaryApp {desired.namespace}/{desired.name} (spec.template, or the revision's "
+        "template in status.podTemplates)",
+    )
     _deployment(
         desired,
         "primary",

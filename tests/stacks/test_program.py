@@ -9,6 +9,7 @@ import pulumi
 import pytest
 
 from reconciler.desired import AutoscalerSpec, DesiredStack
+from reconciler.reserved_keys import PULUMI_SIGNATURE_KEY, ReservedKeyError
 from reconciler.workload import effective_template
 from stacks.program import declare
 
@@ -29,6 +30,8 @@ DESIRED = DesiredStack(
     canary_template=effective_template(None, "shop:v2", 8088),
     canary_revision="r2",
 )
+# What makes the engine read a file inside the reconciler.
+ASSET = {PULUMI_SIGNATURE_KEY: "c44067f5952c0a294b673a41bacd8c17", "path": "/dev/zero"}
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -211,3 +214,35 @@ def test_the_user_template_reaches_the_deployment(recorder: Recorder) -> None:
         "shop:v2",
         [{"name": "FOO", "value": "1"}],
     )
+
+
+@pytest.mark.parametrize(
+    ("track", "user", "path"),
+    [
+        pytest.param(
+            "canary_template",
+            {"metadata": {"annotations": {"config": ASSET}}},
+            "desired.canary_template.metadata.annotations.config",
+            id="an asset in the canary's annotations",
+        ),
+        pytest.param(
+            "primary_template",
+            {"spec": {"nodeSelector": {PULUMI_SIGNATURE_KEY: "c44067f5952c0a294b673a41bacd8c17"}}},
+            "desired.primary_template.spec.nodeSelector",
+            id="the key in the primary's nodeSelector",
+        ),
+    ],
+)
+def test_a_desired_stack_with_pulumis_signature_key_declares_nothing(
+    recorder: Recorder, track: str, user: dict[str, Any], path: str
+) -> None:
+    # Bypasses the CRD and the model, as a template written into status.podTemplates would.
+    desired = DesiredStack(**{**DESIRED.__dict__, track: effective_template(user, "shop:v2", 8088)})
+    with pytest.raises(ReservedKeyError) as refused:
+        run(desired, recorder)
+    assert str(refused.value) == (
+        f"{path}: the key {PULUMI_SIGNATURE_KEY} is reserved by Pulumi's wire format (it would make the "
+        "reconciler read a file or fetch a URL): remove it from CanaryApp team-a/shop (spec.template, or "
+        "the revision's template in status.podTemplates)"
+    )
+    assert recorder.resources == {}

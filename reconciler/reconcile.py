@@ -30,7 +30,7 @@ from reconciler.decide import (
     with_revisions,
     with_stack_sync,
 )
-from reconciler.desired import DesiredStack, desired_stack
+from reconciler.desired import desired_stack
 from reconciler.endpoints import EndpointError, endpoint_for
 from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileError
 from reconciler.grants import granted
@@ -257,7 +257,7 @@ class Reconciler:
             return self._remaining(decision, now)
 
         try:
-            self._check_ownership(app, desired)
+            self._check_ownership(namespace, name, app.metadata.uid)
             step = self.stacks.apply(desired)
         except ReconcileError as error:
             conflict = isinstance(error, NameConflictError)
@@ -290,20 +290,18 @@ class Reconciler:
         spent = (self.clock() - decided_at).total_seconds()
         return max(decision.requeue_after - spent, 0.0)
 
-    def _check_ownership(self, app: CanaryApp, desired: DesiredStack) -> None:
-        """Refuses the step while any object it would change exists without this CanaryApp's owner reference.
+    def _check_ownership(self, namespace: str, name: str, uid: str) -> None:
+        """Refuses a step (or the stack's destruction) while any object the stack may declare, change or
+        delete exists without this CanaryApp's owner reference.
 
-        Only then may the step's server-side apply force its fields (pulumi.com/patchForce): every object it
-        touches is absent or provably this CanaryApp's.
+        Only then may the step's server-side apply force its fields (pulumi.com/patchForce), and a step that
+        drops the canary or an autoscaler (or the destruction) delete it: every object it touches is absent or
+        provably this CanaryApp's. The canary and the autoscalers are checked whether or not the step declares
+        them, since a step that no longer declares them deletes them.
         """
-        namespace, uid = app.metadata.namespace, app.metadata.uid
         taken = [
             ref.describe(namespace)
-            for ref in owned_objects(
-                app.metadata.name,
-                with_canary=desired.canary_image is not None,
-                autoscaled=desired.primary_autoscaler is not None,
-            )
+            for ref in owned_objects(name, with_canary=True, autoscaled=True)
             if not is_ours(self.cluster.owner_uids(namespace, ref), uid)
         ]
         if taken:
@@ -386,6 +384,11 @@ class Reconciler:
         metadata = raw["metadata"]
         if FINALIZER not in finalizers:
             return None
+        try:
+            self._check_ownership(metadata["namespace"], metadata["name"], metadata.get("uid", ""))
+        except NameConflictError as error:
+            self.events.emit(raw, reasons.NAME_CONFLICT, f"Not deleting the stack: {error}", warning=True)
+            raise
         step = self.stacks.destroy(metadata["namespace"], metadata["name"])
         log.info(
             "Destroyed CanaryApp stack",

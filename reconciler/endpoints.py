@@ -3,9 +3,16 @@ Secret it names. Pure: the Secret comes in as data, read by the caller.
 
 The Secret (`spec.prometheusSecretRef`, in the CanaryApp's own namespace) holds a bearer `token`, or a
 `username` and `password`, and optionally `ca.crt` (PEM) to verify the endpoint's TLS certificate with. The
-reconciler uses it only if it carries the label `canary.atze.io/metrics-credentials: "true"`: whoever may
-write Secrets in the namespace marks which ones are meant for metric queries, so a CanaryApp author cannot
-make the reconciler send any other Secret (a database password, a cloud key) to a metric endpoint.
+reconciler uses it only if whoever may write Secrets in the namespace said so twice on the Secret:
+
+- the label `canary.atze.io/metrics-credentials: "true"`: it is meant for metric queries, so a CanaryApp's
+  author cannot make the reconciler send any other Secret (a database password, a cloud key) anywhere;
+- the annotation `canary.atze.io/allowed-canaryapps` (see `grants.py`) names this CanaryApp (or is `*`): it
+  is meant for this CanaryApp's queries, so another CanaryApp of the namespace cannot send it to an endpoint
+  of its own choosing.
+
+Credentials never go to an endpoint whose TLS certificate is not verified (`prometheusInsecureSkipVerify`):
+whoever can intercept the connection would get them. The Secret's `ca.crt` is the way to trust a private CA.
 
 Secrets never leave this value except in the request to the endpoint: `repr` hides them, and no message
 built here contains one.
@@ -16,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.grants import granted, how_to_grant
 from reconciler.model import CanaryAppSpec
 
 CREDENTIALS_LABEL = "canary.atze.io/metrics-credentials"
@@ -61,9 +69,12 @@ def plain_endpoint(url: str, namespace: str = "") -> MetricsEndpoint:
     return MetricsEndpoint(url=url, namespace=namespace)
 
 
-def endpoint_for(spec: CanaryAppSpec, namespace: str, secret: SecretData | None) -> MetricsEndpoint:
-    """The endpoint of a CanaryApp. `secret` is the Secret `spec.prometheusSecretRef` names (None: it does
-    not exist). Raises EndpointError when the Secret is missing, not marked for metrics, or incomplete."""
+def endpoint_for(
+    spec: CanaryAppSpec, namespace: str, canaryapp: str, secret: SecretData | None
+) -> MetricsEndpoint:
+    """The endpoint of CanaryApp `namespace`/`canaryapp`. `secret` is the Secret `spec.prometheusSecretRef`
+    names (None: it does not exist). Raises EndpointError when the Secret is missing, not marked for metrics,
+    not granted to this CanaryApp, incomplete, or would send credentials without verifying TLS."""
     base = MetricsEndpoint(
         url=str(spec.prometheus_url),
         namespace=namespace,
@@ -81,6 +92,11 @@ def endpoint_for(spec: CanaryAppSpec, namespace: str, secret: SecretData | None)
             f"{where} is not marked for metric queries: label it {CREDENTIALS_LABEL}=true "
             "(kubectl label secret ...), which only someone who may write Secrets can do"
         )
+    if not granted(secret.annotations, canaryapp):
+        raise EndpointError(
+            f"{where} is not granted to CanaryApp {namespace}/{canaryapp}: "
+            + how_to_grant("Secret", namespace, reference.name, canaryapp)
+        )
     data = secret.data
     token, username, password = data.get(TOKEN_KEY), data.get(USERNAME_KEY), data.get(PASSWORD_KEY)
     if token and (username or password):
@@ -96,6 +112,12 @@ def endpoint_for(spec: CanaryAppSpec, namespace: str, secret: SecretData | None)
         )
     if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
         raise EndpointError(f"{where}: {CA_KEY} is not a PEM certificate bundle")
+    if spec.prometheus_insecure_skip_verify and (token or username):
+        raise EndpointError(
+            f"spec.prometheusInsecureSkipVerify is true and {where} holds credentials: they are never sent "
+            "to an endpoint whose TLS certificate is not verified; put the endpoint's CA certificate in the "
+            f"Secret as {CA_KEY} and remove prometheusInsecureSkipVerify"
+        )
     return MetricsEndpoint(
         url=base.url,
         namespace=namespace,

@@ -1,7 +1,8 @@
 """Prometheus in the real world: a real Prometheus behind basic auth and TLS (its own --web.config.file) is
-queried with the credentials and CA of a labelled Secret; a Secret not marked for metric queries is never
-used; a URL the operator did not allow is never contacted; a redirect to a host it did not allow is not
-followed; an oversized answer ends as a failed query. The reconciler runs with
+queried with the credentials and CA of a labelled Secret granted to the CanaryApp; a Secret not marked for
+metric queries, or not granted to the CanaryApp that names it, is never used; a URL the operator did not
+allow is never contacted; a redirect to a host it did not allow is not followed; an oversized answer ends as
+a failed query. The reconciler runs with
 --allowed-metric-urls=http(s)://127.0.0.1:* (devenv/reconciler_process.py): `localhost` is *not* allowed."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from devenv.exporter import ControlledExporter
 from devenv.hostile_endpoint import HostileEndpoint
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
+from reconciler.endpoints import CREDENTIALS_LABEL
+from reconciler.grants import GRANT_ANNOTATION
 from tests.integration.helpers import Apps, canary_app, error_query, traffic_query, wait_for
 
 pytestmark = pytest.mark.integration
@@ -52,12 +55,15 @@ def hostile() -> Iterator[HostileEndpoint]:
         yield server
 
 
-def create_secret(apps: Apps, name: str, data: dict[str, str], *, marked: bool = True) -> None:
-    labels = {"canary.atze.io/metrics-credentials": "true"} if marked else {}
+def create_secret(
+    apps: Apps, name: str, data: dict[str, str], *, granted_to: str, marked: bool = True
+) -> None:
+    """A Secret marked for metric queries (unless not `marked`), granted to the CanaryApps `granted_to`."""
+    labels = {CREDENTIALS_LABEL: "true"} if marked else {}
     apps.core.create_namespaced_secret(
         apps.namespace,
         {
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": labels, "annotations": {GRANT_ANNOTATION: granted_to}},
             "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
         },
     )
@@ -87,7 +93,10 @@ def test_a_prometheus_behind_basic_auth_and_tls_is_queried_with_the_secrets_cred
     assert guarded_prometheus.url.startswith("https://")
     assert guarded_prometheus.ca_pem is not None
     create_secret(
-        apps, "prom-creds", {"username": "canary", "password": PASSWORD, "ca.crt": guarded_prometheus.ca_pem}
+        apps,
+        "prom-creds",
+        {"username": "canary", "password": PASSWORD, "ca.crt": guarded_prometheus.ca_pem},
+        granted_to="web",
     )
     set_gauges(exporter, apps.namespace, "web")
     create_ready(
@@ -106,20 +115,46 @@ def test_a_prometheus_behind_basic_auth_and_tls_is_queried_with_the_secrets_cred
     assert PASSWORD not in reconciler.log()
 
 
-def test_a_secret_not_marked_for_metric_queries_is_never_used(
+@pytest.mark.parametrize(
+    ("marked", "granted_to", "fragment"),
+    [
+        pytest.param(
+            False,
+            "api",
+            f"is not marked for metric queries: label it {CREDENTIALS_LABEL}=true",
+            id="not marked",
+        ),
+        pytest.param(
+            True,
+            "web",
+            f"is not granted to CanaryApp {{namespace}}/api: annotate the Secret {{namespace}}/db-password "
+            f"with {GRANT_ANNOTATION}=api",
+            id="granted to another CanaryApp",
+        ),
+    ],
+)
+def test_a_secret_not_meant_for_this_canaryapps_queries_is_never_used(
     apps: Apps,
     reconciler: ReconcilerProcess,
     exporter: ControlledExporter,
     guarded_prometheus: PrometheusServer,
+    marked: bool,
+    granted_to: str,
+    fragment: str,
 ) -> None:
-    create_secret(apps, "db-password", {"username": "canary", "password": PASSWORD}, marked=False)
+    create_secret(
+        apps,
+        "db-password",
+        {"username": "canary", "password": PASSWORD},
+        granted_to=granted_to,
+        marked=marked,
+    )
     set_gauges(exporter, apps.namespace, "api")
     create_ready(apps, "api", guarded_prometheus.url, prometheusSecretRef={"name": "db-password"})
     failed = rolled_back_for(apps, "api")
     check = failed["checks"][-1]
     assert check["outcome"] == "QueryFailed"
-    assert "is not marked for metric queries" in check["message"]
-    assert "canary.atze.io/metrics-credentials=true" in check["message"]
+    assert fragment.format(namespace=apps.namespace) in check["message"]
     assert PASSWORD not in str(failed)
     assert PASSWORD not in reconciler.log()
 

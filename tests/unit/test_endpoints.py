@@ -11,12 +11,19 @@ from pydantic import ValidationError
 
 from reconciler.analysis import QueryResult
 from reconciler.endpoints import CREDENTIALS_LABEL, EndpointError, MetricsEndpoint, SecretData, endpoint_for
+from reconciler.grants import GRANT_ANNOTATION
 from reconciler.model import CanaryApp, CanaryAppSpec, CheckOutcome
 from reconciler.policy import DEFAULT_METRIC_URLS, MetricsPolicy
 from reconciler.reconcile import check_canary
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 MARKED = {CREDENTIALS_LABEL: "true"}
+GRANTED = {GRANT_ANNOTATION: "web"}
+
+
+def secret_data(data: dict[str, str], annotations: dict[str, str] | None = None) -> SecretData:
+    """A Secret marked for metric queries and granted to CanaryApp `web` (unless `annotations` says else)."""
+    return SecretData(MARKED, data, GRANTED if annotations is None else annotations)
 
 
 def spec(**more: Any) -> CanaryAppSpec:
@@ -72,17 +79,23 @@ def test_a_disallowed_url_is_an_invalid_spec_naming_the_field_and_the_flag() -> 
 @pytest.mark.parametrize(
     ("secret", "expected"),
     [
-        pytest.param(SecretData(MARKED, {"token": "t0k\n"}), ("t0k", None, None), id="bearer token"),
+        pytest.param(secret_data({"token": "t0k\n"}), ("t0k", None, None), id="bearer token"),
         pytest.param(
-            SecretData(MARKED, {"username": "u", "password": "p", "ca.crt": CA}),
+            secret_data({"username": "u", "password": "p", "ca.crt": CA}),
             (None, ("u", "p"), CA),
             id="basic",
         ),
-        pytest.param(SecretData(MARKED, {"ca.crt": CA}), (None, None, CA), id="CA only"),
+        pytest.param(secret_data({"ca.crt": CA}), (None, None, CA), id="CA only"),
+        pytest.param(
+            secret_data({"token": "t0k"}, {GRANT_ANNOTATION: "api, web"}), ("t0k", None, None), id="in a list"
+        ),
+        pytest.param(
+            secret_data({"token": "t0k"}, {GRANT_ANNOTATION: "*"}), ("t0k", None, None), id="every CanaryApp"
+        ),
     ],
 )
 def test_the_secret_becomes_credentials(secret: SecretData, expected: tuple[Any, ...]) -> None:
-    endpoint = endpoint_for(spec(prometheusSecretRef={"name": "creds"}), "shop", secret)
+    endpoint = endpoint_for(spec(prometheusSecretRef={"name": "creds"}), "shop", "web", secret)
     assert (endpoint.bearer_token, endpoint.basic_auth, endpoint.ca_pem) == expected
 
 
@@ -90,22 +103,57 @@ def test_the_secret_becomes_credentials(secret: SecretData, expected: tuple[Any,
     ("secret", "fragment"),
     [
         pytest.param(None, "the Secret shop/creds (spec.prometheusSecretRef) does not exist", id="missing"),
-        pytest.param(SecretData({}, {"token": "t"}), f"label it {CREDENTIALS_LABEL}=true", id="not marked"),
-        pytest.param(SecretData(MARKED, {"token": "t", "password": "p"}), "keep one", id="both"),
-        pytest.param(SecretData(MARKED, {"username": "u"}), "needs both username and password", id="half"),
-        pytest.param(SecretData(MARKED, {"other": "x"}), "has none of the keys", id="empty"),
-        pytest.param(SecretData(MARKED, {"ca.crt": "junk"}), "not a PEM certificate", id="bad CA"),
+        pytest.param(
+            SecretData({}, {"token": "t0k"}, GRANTED), f"label it {CREDENTIALS_LABEL}=true", id="not marked"
+        ),
+        pytest.param(
+            secret_data({"token": "t0k"}, {}),
+            "the Secret shop/creds (spec.prometheusSecretRef) is not granted to CanaryApp shop/web: "
+            f"annotate the Secret shop/creds with {GRANT_ANNOTATION}=web",
+            id="marked but granted to no CanaryApp",
+        ),
+        pytest.param(
+            secret_data({"token": "t0k"}, {GRANT_ANNOTATION: "api,web-2"}),
+            "is not granted to CanaryApp shop/web",
+            id="granted to other CanaryApps only",
+        ),
+        pytest.param(secret_data({"token": "t0k", "password": "p"}), "keep one", id="both"),
+        pytest.param(secret_data({"username": "u"}), "needs both username and password", id="half"),
+        pytest.param(secret_data({"other": "x"}), "has none of the keys", id="empty"),
+        pytest.param(secret_data({"ca.crt": "junk"}), "not a PEM certificate", id="bad CA"),
     ],
 )
 def test_an_unusable_secret_is_an_error_without_its_values(secret: SecretData | None, fragment: str) -> None:
     with pytest.raises(EndpointError) as error:
-        endpoint_for(spec(prometheusSecretRef={"name": "creds"}), "shop", secret)
+        endpoint_for(spec(prometheusSecretRef={"name": "creds"}), "shop", "web", secret)
     assert fragment in str(error.value)
     assert "t0k" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [
+        pytest.param({"token": "t0k"}, True, id="token"),
+        pytest.param({"username": "u", "password": "t0k"}, True, id="basic auth"),
+        pytest.param({"token": "t0k", "ca.crt": CA}, True, id="token and a CA the flag would ignore"),
+        pytest.param({"ca.crt": CA}, False, id="no credentials"),
+    ],
+)
+def test_credentials_are_never_sent_without_verifying_tls(data: dict[str, str], refused: bool) -> None:
+    insecure = spec(prometheusSecretRef={"name": "creds"}, prometheusInsecureSkipVerify=True)
+    if not refused:
+        assert endpoint_for(insecure, "shop", "web", secret_data(data)).insecure_skip_verify
+        return
+    with pytest.raises(EndpointError) as error:
+        endpoint_for(insecure, "shop", "web", secret_data(data))
+    message = str(error.value)
+    assert message.startswith("spec.prometheusInsecureSkipVerify is true and the Secret shop/creds")
+    assert "put the endpoint's CA certificate in the Secret as ca.crt" in message
+    assert "t0k" not in message
+
+
 def test_headers_go_along_and_credentials_may_not_be_headers() -> None:
-    endpoint = endpoint_for(spec(prometheusHeaders={"X-Scope-OrgID": "team-a"}), "shop", None)
+    endpoint = endpoint_for(spec(prometheusHeaders={"X-Scope-OrgID": "team-a"}), "shop", "web", None)
     assert endpoint.headers == (("X-Scope-OrgID", "team-a"),)
     for header in ("Authorization", "cookie"):
         with pytest.raises(ValidationError, match="put credentials in a Secret"):
@@ -145,7 +193,7 @@ NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def test_a_check_reads_only_the_named_secret_in_its_own_namespace_and_uses_it() -> None:
-    metrics, secrets = Recorder(), Secrets(SecretData(MARKED, {"token": "t0k"}))
+    metrics, secrets = Recorder(), Secrets(secret_data({"token": "t0k"}))
     the_app = app(prometheusSecretRef={"name": "creds"})
     result = check_canary(metrics, the_app, the_app.status, NOW, secrets)
     assert result.outcome == CheckOutcome.CLEAN
@@ -159,6 +207,15 @@ def test_a_check_without_its_secret_fails_and_queries_nothing() -> None:
     result = check_canary(metrics, the_app, the_app.status, NOW, secrets)
     assert result.outcome == CheckOutcome.QUERY_FAILED
     assert "does not exist" in result.message
+    assert metrics.endpoints == []
+
+
+def test_a_check_with_a_secret_granted_to_another_canaryapp_fails_and_queries_nothing() -> None:
+    metrics, secrets = Recorder(), Secrets(secret_data({"token": "t0k"}, {GRANT_ANNOTATION: "api"}))
+    the_app = app(prometheusSecretRef={"name": "creds"})
+    result = check_canary(metrics, the_app, the_app.status, NOW, secrets)
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert "is not granted to CanaryApp shop/web" in result.message
     assert metrics.endpoints == []
 
 

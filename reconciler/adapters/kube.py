@@ -44,6 +44,8 @@ WatchStream = Callable[[Any, tuple[Any, ...], str, int], Iterable[dict[str, Any]
 # The label every object of a CanaryApp's stack carries (stacks/program.py) and the one naming its CanaryApp.
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=canaryapp"
 APP_LABEL = "canary.atze.io/app"
+# CanaryApps per LIST answer: a page of maximum-size objects stays a few MiB.
+LIST_PAGE_SIZE = 50
 
 
 def watch_stream(
@@ -260,9 +262,17 @@ class KubeCluster:
         return dict(app)
 
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+        """Every CanaryApp this reconciler sees, read in pages of LIST_PAGE_SIZE (one answer never holds
+        more), with the resourceVersion of the list's snapshot (a paged list is one consistent snapshot)."""
         function, args = self.watch_function()
-        listing: Any = function(*args)
-        return list(listing.get("items", [])), str(listing["metadata"]["resourceVersion"])
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page: Any = function(*args, limit=LIST_PAGE_SIZE, **({"_continue": token} if token else {}))
+            items.extend(page.get("items", []))
+            token = page["metadata"].get("continue")
+            if not token:
+                return items, str(page["metadata"]["resourceVersion"])
 
     def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
         """The list call of this reconciler's CanaryApps; the selector rides along as a bound argument."""

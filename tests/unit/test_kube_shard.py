@@ -7,13 +7,14 @@ from typing import Any
 
 import kubernetes
 
-from reconciler.adapters.kube import KubeCluster
+from reconciler.adapters.kube import LIST_PAGE_SIZE, KubeCluster
 from reconciler.selectors import parse_selector
 
 
 class FakeCustomObjects:
-    def __init__(self, labels: dict[str, str]) -> None:
+    def __init__(self, labels: dict[str, str], pages: int = 1) -> None:
         self.labels = labels
+        self.pages = pages
         self.list_calls: list[dict[str, Any]] = []
 
     def get_namespaced_custom_object(self, *args: str) -> dict[str, Any]:
@@ -21,7 +22,9 @@ class FakeCustomObjects:
 
     def list_cluster_custom_object(self, *args: str, **options: Any) -> dict[str, Any]:
         self.list_calls.append(options)
-        return {"items": [], "metadata": {"resourceVersion": "7"}}
+        page = int(options.get("_continue", "0"))
+        metadata = {"resourceVersion": "7", **({"continue": str(page + 1)} if page + 1 < self.pages else {})}
+        return {"items": [{"metadata": {"name": f"app-{page}"}}], "metadata": metadata}
 
 
 def cluster_with(labels: dict[str, str], selector: str | None) -> tuple[KubeCluster, FakeCustomObjects]:
@@ -48,7 +51,7 @@ def test_lists_and_watches_carry_the_selector_only_when_there_is_one() -> None:
     function, args = sharded.watch_function()
     function(*args, watch=True)
     assert calls.list_calls == [
-        {"label_selector": "canary.atze.io/shard in (a,b)"},
+        {"label_selector": "canary.atze.io/shard in (a,b)", "limit": LIST_PAGE_SIZE},
         {
             "label_selector": "canary.atze.io/shard in (a,b)",
             "watch": True,
@@ -56,4 +59,17 @@ def test_lists_and_watches_carry_the_selector_only_when_there_is_one() -> None:
     ]
     everything, calls = cluster_with({}, None)
     everything.list_canary_apps()
-    assert calls.list_calls == [{}]
+    assert calls.list_calls == [{"limit": LIST_PAGE_SIZE}]
+
+
+def test_canaryapps_are_listed_in_pages_never_in_one_answer() -> None:
+    cluster, calls = cluster_with({}, None)
+    calls.pages = 3
+    items, resource_version = cluster.list_canary_apps()
+    assert [item["metadata"]["name"] for item in items] == ["app-0", "app-1", "app-2"]
+    assert resource_version == "7"
+    assert calls.list_calls == [
+        {"limit": LIST_PAGE_SIZE},
+        {"limit": LIST_PAGE_SIZE, "_continue": "1"},
+        {"limit": LIST_PAGE_SIZE, "_continue": "2"},
+    ]

@@ -12,22 +12,30 @@ own objects:
 - **Routing.** Which gateways a CanaryApp may bind and which hosts it may claim (`RoutingPolicy`): by
   default the mesh only, and the CanaryApp's own service names only.
 - **Metric endpoints.** Which URLs the reconciler may query for a CanaryApp (`MetricsPolicy`): by default
-  Istio's Prometheus add-on only. A URL outside it is never contacted, nor is a redirect to one followed.
+  Istio's Prometheus add-on only. A URL outside it is never contacted, nor is a redirect to one followed; a
+  CanaryApp whose own Service would be one of those endpoints is refused (it would receive the other
+  CanaryApps' queries and credentials). The command lines (backtest, dry run) apply the same policy.
+- **`{namespace}` in a pattern** stands for one namespace only: see `namespace_bounded`.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import urllib.parse
-from collections.abc import Set
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
 from reconciler.model import CanaryAppSpec
+from reconciler.text import shown_url
 
 MESH_GATEWAY = "mesh"
 # (namespace, Service name) pairs that no CanaryApp may take as its apex Service.
 RESERVED_SERVICES = frozenset({("default", "kubernetes")})
 NAMESPACE_PLACEHOLDER = "{namespace}"
+# Characters no namespace name has (DNS labels: a-z, 0-9, "-"), which end it inside a host or a reference.
+_NAMESPACE_SEPARATORS = frozenset("./")
+_GLOB_CHARACTERS = frozenset("*?[")
 
 
 def is_ours(owner_uids: Set[str] | None, uid: str) -> bool:
@@ -49,13 +57,43 @@ def gateway_reference(namespace: str, gateway: str) -> str:
     return f"{rest.split('.', 1)[0]}/{name}" if dot else f"{namespace}/{gateway}"
 
 
+def namespace_bounded(pattern: str) -> bool:
+    """Whether `{namespace}` in the glob `pattern` (a host, or a `<namespace>/<gateway>` reference) can stand
+    for the CanaryApp's namespace only, never for a longer one that starts or ends the same way.
+
+    Without a bound, namespace `a` would match what belongs to namespace `a-b`: `{namespace}-*.example.com`
+    becomes `a-*.example.com`, which matches `a-b-web.example.com`; `istio-system/{namespace}-*` matches
+    the gateway `istio-system/a-b-public`. So in a pattern with a glob character (`*`, `?`, `[`), each
+    `{namespace}` must be a whole label or segment (between the pattern's start or end, `.` and `/`, which no
+    namespace name contains), and on one side of it up to the pattern's end there may be no glob character
+    (`*.{namespace}.example.com` and `{namespace}/*` qualify; `*.{namespace}.*` does not, as its `*`s also
+    match `x.a.b.y` for namespace `b`). A pattern without a glob character matches one value per namespace
+    and is always bounded. An unbounded pattern allows nothing.
+    """
+    pieces = pattern.split(NAMESPACE_PLACEHOLDER)
+    if len(pieces) == 1 or not _GLOB_CHARACTERS.intersection("".join(pieces)):
+        return True
+    last = len(pieces) - 2
+    for index in range(last + 1):
+        before, after = pieces[index], pieces[index + 1]
+        whole = (before[-1:] in _NAMESPACE_SEPARATORS if before else index == 0) and (
+            after[:1] in _NAMESPACE_SEPARATORS if after else index == last
+        )
+        left, right = "".join(pieces[: index + 1]), "".join(pieces[index + 1 :])
+        anchored = not _GLOB_CHARACTERS.intersection(left) or not _GLOB_CHARACTERS.intersection(right)
+        if not (whole and anchored):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class RoutingPolicy:
     """Set by the operator of the reconciler (`--allowed-gateways`, `--allowed-hosts`).
 
     Patterns are shell-style globs (`*.example.com`, `istio-system/*`); `{namespace}` stands for the
-    CanaryApp's namespace (`{namespace}/*`: any gateway in the CanaryApp's own namespace). The mesh gateway
-    and the CanaryApp's own service names are always allowed.
+    CanaryApp's namespace (`{namespace}/*`: any gateway in the CanaryApp's own namespace), and only for it: a
+    pattern where it could also stand for a longer namespace (`{namespace}-*.example.com`) allows nothing
+    (`namespace_bounded`). The mesh gateway and the CanaryApp's own service names are always allowed.
     """
 
     allowed_gateways: tuple[str, ...] = ()
@@ -92,11 +130,20 @@ def _matches(value: str, patterns: tuple[str, ...], namespace: str) -> bool:
     return any(
         fnmatch.fnmatchcase(value, pattern.replace(NAMESPACE_PLACEHOLDER, namespace).lower())
         for pattern in patterns
+        if namespace_bounded(pattern.lower())
     )
 
 
-def _shown(patterns: tuple[str, ...]) -> str:
-    return ", ".join(patterns) if patterns else "nothing"
+def _shown(patterns: tuple[str, ...], bounded: Callable[[str], bool] = namespace_bounded) -> str:
+    """The patterns for a message, each one that allows nothing (an unbounded `{namespace}`) marked so."""
+    ignored = " (ignored: {namespace} is not a whole name there)"
+    marked = [pattern + ("" if bounded(pattern.lower()) else ignored) for pattern in patterns]
+    return ", ".join(marked) if marked else "nothing"
+
+
+def split_patterns(text: str) -> tuple[str, ...]:
+    """A comma-separated list of patterns (a flag's value), without blanks."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 # Istio's Prometheus add-on (samples/addons/prometheus.yaml), as a CanaryApp in any namespace may spell it.
@@ -107,38 +154,89 @@ DEFAULT_METRIC_URLS = (
 )
 
 
+METRIC_URLS_FLAG = "--allowed-metric-urls"
+METRIC_URLS_VARIABLE = "CANARYAPP_ALLOWED_METRIC_URLS"
+METRIC_URLS_SETTING = f"{METRIC_URLS_FLAG} (or {METRIC_URLS_VARIABLE})"
+
+
 @dataclass(frozen=True)
 class MetricsPolicy:
     """Set by the operator of the reconciler (`--allowed-metric-urls`): the metric endpoints it may query.
 
     A pattern is a URL: the scheme must match exactly, the port too (the scheme's default port when none is
     given; `:*` allows any port), the host is a shell-style glob (`*.monitoring.svc`), `{namespace}` stands
-    for the CanaryApp's namespace, and the pattern's path is a prefix that ends at a `/`
-    (`https://mimir.example.com/prometheus` allows `.../prometheus/tenant-a` but not `.../prometheus-other`).
+    for the CanaryApp's namespace (in the host, bounded as `namespace_bounded` says), and the pattern's path
+    is a prefix that ends at a `/` (`https://mimir.example.com/prometheus` allows `.../prometheus/tenant-a`
+    but not `.../prometheus-other`). A path is compared as the server will read it: percent-encoded letters,
+    digits and `-._~` decoded and dot segments resolved (`/prometheus/%2e%2e/admin` is `/admin`); a path that
+    could hide a separator (a backslash, an encoded `/`, backslash or `%`, a `..;` segment) is never allowed.
     A URL with a user name or password in it is never allowed (credentials go in `prometheusSecretRef`).
+
+    A CanaryApp gets a Service named after it, run by its author's pods; so a CanaryApp whose Service would be
+    the host of an allowed pattern (`prometheus` in namespace `shop` with `http://prometheus.{namespace}.svc`)
+    is refused: it would receive the queries, and the credentials, of every CanaryApp that uses that URL.
     """
 
     allowed_urls: tuple[str, ...] = DEFAULT_METRIC_URLS
 
+    @classmethod
+    def configured(cls, flag: str | None, environment: Mapping[str, str]) -> MetricsPolicy:
+        """The policy as `canaryapp run` takes it: the flag's value, else the environment variable's, else
+        the default (Istio's Prometheus add-on). An empty value allows nothing."""
+        text = flag if flag is not None else environment.get(METRIC_URLS_VARIABLE)
+        return cls() if text is None else cls(split_patterns(text))
+
     def allows(self, namespace: str, url: str) -> bool:
         target = _url_parts(url)
-        if target is None:
-            return False
-        return any(
-            (pattern := _url_parts(allowed.replace(NAMESPACE_PLACEHOLDER, namespace), pattern=True))
-            is not None
-            and _url_matches(target, pattern)
-            for allowed in self.allowed_urls
+        return target is not None and any(
+            _url_matches(target, pattern) for _, pattern in self._patterns(namespace)
         )
 
-    def violations(self, namespace: str, spec: CanaryAppSpec) -> list[str]:
+    def violations(self, namespace: str, name: str, spec: CanaryAppSpec) -> list[str]:
+        """Every way CanaryApp `namespace`/`name` would make the reconciler query what it must not, each
+        naming the field and the fix."""
+        problems = []
+        served = self._endpoints_served_by(namespace, name)
+        if served:
+            problems.append(
+                f"metadata.name: the CanaryApp's Service {namespace}/{name} would be the metric endpoint of "
+                f"{', '.join(map(repr, served))}, which the reconciler's {METRIC_URLS_FLAG} allows, and so "
+                "would receive other CanaryApps' queries and credentials; rename the CanaryApp"
+            )
         url = str(spec.prometheus_url)
-        if self.allows(namespace, url):
-            return []
+        if not self.allows(namespace, url):
+            problems.append(self._refusal(url))
+        return problems
+
+    def _refusal(self, url: str) -> str:
+        shown = shown_url(url)
+        target = _url_parts(url)
+        if target is not None and target.has_credentials:
+            return (
+                f"spec.prometheusURL: {shown!r} carries a user name or password, which are never sent that "
+                "way: remove them from the URL and put the credentials in a Secret (spec.prometheusSecretRef)"
+            )
+        return (
+            f"spec.prometheusURL: {shown!r} is not allowed: the reconciler queries only what its "
+            f"{METRIC_URLS_SETTING} permits ({_shown(self.allowed_urls, _url_host_bounded)}); use one of "
+            "those, or ask its operator to allow this endpoint"
+        )
+
+    def _patterns(self, namespace: str) -> Iterator[tuple[str, _UrlParts]]:
+        """Each allowed pattern that can stand for `namespace` alone, with `{namespace}` replaced, parsed."""
+        for allowed in self.allowed_urls:
+            if _url_host_bounded(allowed):
+                pattern = _url_parts(allowed.replace(NAMESPACE_PLACEHOLDER, namespace), pattern=True)
+                if pattern is not None:
+                    yield allowed, pattern
+
+    def _endpoints_served_by(self, namespace: str, name: str) -> list[str]:
+        """The allowed patterns whose host the CanaryApp's own Service would be (by any of its names)."""
+        own = [host.lower() for host in own_hosts(namespace, name)]
         return [
-            f"spec.prometheusURL: {url!r} is not allowed: the reconciler queries only what its "
-            f"--allowed-metric-urls permits ({_shown(self.allowed_urls)}); use one of those, or ask its "
-            "operator to allow this endpoint"
+            allowed
+            for allowed, pattern in self._patterns(namespace)
+            if any(fnmatch.fnmatchcase(host, pattern.host) for host in own)
         ]
 
 
@@ -151,23 +249,65 @@ class _UrlParts:
     has_credentials: bool
 
 
+# A target's host: a DNS name or an IP address, nothing a resolver or HTTP client might read another way.
+_HOST = re.compile(r"[a-z0-9._-]+|[0-9a-f:.]+")
+_PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+
+
 def _url_parts(url: str, *, pattern: bool = False) -> _UrlParts | None:
-    any_port = pattern and urllib.parse.urlsplit(url.strip()).netloc.endswith(":*")
     try:
+        any_port = pattern and urllib.parse.urlsplit(url.strip()).netloc.endswith(":*")
         parsed = urllib.parse.urlsplit(url.strip().replace(":*", "", 1) if any_port else url.strip())
         port = parsed.port
     except ValueError:
         return None
     scheme = parsed.scheme.lower()
-    if scheme not in {"http", "https"} or not parsed.hostname:
+    host = (parsed.hostname or "").lower().rstrip(".")
+    path = _normalized_path(parsed.path)
+    if scheme not in {"http", "https"} or not host or path is None:
+        return None
+    if not pattern and _HOST.fullmatch(host) is None:
         return None
     return _UrlParts(
         scheme=scheme,
-        host=parsed.hostname.lower().rstrip("."),
+        host=host,
         port=None if any_port else port or (443 if scheme == "https" else 80),
-        path=parsed.path.rstrip("/") + "/",
+        path=path.rstrip("/") + "/",
         has_credentials=parsed.username is not None or parsed.password is not None,
     )
+
+
+def _url_host_bounded(pattern: str) -> bool:
+    parts = _url_parts(pattern, pattern=True)
+    return parts is not None and namespace_bounded(parts.host)
+
+
+def _decoded_if_unreserved(escape: re.Match[str]) -> str:
+    character = chr(int(escape[1], 16))
+    return character if character in _UNRESERVED else escape[0].upper()
+
+
+def _normalized_path(path: str) -> str | None:
+    """The path as a server reads it (RFC 3986 6.2.2): escapes of unreserved characters decoded, dot segments
+    removed. None for a path that could mean something else to some server: a backslash, an encoded `/`, `\\`
+    or `%` (decoded twice), or a dot segment with parameters (`..;`)."""
+    decoded = _PERCENT_ESCAPE.sub(_decoded_if_unreserved, path)
+    if "\\" in decoded or any(escape in decoded for escape in ("%2F", "%5C", "%25")):
+        return None
+    segments = decoded.split("/")
+    if any(";" in segment and segment.split(";", 1)[0] in {".", ".."} for segment in segments):
+        return None
+    resolved: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if len(resolved) > 1:
+                resolved.pop()
+        elif segment != ".":
+            resolved.append(segment)
+    if segments[-1] in {".", ".."}:
+        resolved.append("")
+    return "/".join(resolved) or "/"
 
 
 def _url_matches(target: _UrlParts, pattern: _UrlParts) -> bool:

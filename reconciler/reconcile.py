@@ -174,7 +174,7 @@ class Reconciler:
         refused = [
             *self.policy.violations(namespace, name, app.spec),
             *self._pod_violations(app),
-            *self.metrics_policy.violations(namespace, app.spec),
+            *self.metrics_policy.violations(namespace, name, app.spec),
         ]
         if refused:
             self._report_invalid(raw, "; ".join(refused))

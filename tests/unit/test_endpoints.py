@@ -17,6 +17,7 @@ from reconciler.policy import DEFAULT_METRIC_URLS, MetricsPolicy
 from reconciler.reconcile import check_canary
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+MIMIR = ("https://mimir.example.com/prometheus",)
 MARKED = {CREDENTIALS_LABEL: "true"}
 GRANTED = {GRANT_ANNOTATION: "web"}
 
@@ -64,16 +65,50 @@ def spec(**more: Any) -> CanaryAppSpec:
         pytest.param(("http://prometheus.{namespace}.svc:9090",), "http://prometheus.shop.svc:9090", True),
         pytest.param(("http://prometheus.{namespace}.svc:9090",), "http://prometheus.other.svc:9090", False),
         pytest.param((), "http://prometheus.istio-system:9090", False, id="nothing allowed"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/./t", True, id="a dot segment"),
+        pytest.param(MIMIR, "https://mimir.example.com/%70rometheus/t", True, id="an encoded letter"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/%7Et", True, id="an encoded tilde"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/t/../u", True, id="dots within the prefix"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/../admin", False, id="dot dot"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/%2e%2e/admin", False, id="encoded dot dot"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/%2E%2e/admin", False, id="mixed case"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/.%2e/admin", False, id="half encoded"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/t/%2e%2e/%2e%2e/x", False, id="two up"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/..", False, id="dot dot at the end"),
+        pytest.param(
+            MIMIR, "https://mimir.example.com/prometheus/t%2f..%2f..%2fadmin", False, id="encoded slash"
+        ),
+        pytest.param(
+            MIMIR, "https://mimir.example.com/prometheus/%5c../admin", False, id="encoded backslash"
+        ),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/t\\..\\..\\admin", False, id="backslashes"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/%252e%252e/x", False, id="double encoded"),
+        pytest.param(MIMIR, "https://mimir.example.com/prometheus/..;/admin", False, id="dot dot parameter"),
+        pytest.param(("http://*:9090",), "http://evil%2eexample:9090", False, id="encoded host"),
     ],
 )
 def test_the_allow_list(allowed: tuple[str, ...], url: str, expected: bool) -> None:
     assert MetricsPolicy(allowed).allows("shop", url) is expected
 
 
-def test_a_disallowed_url_is_an_invalid_spec_naming_the_field_and_the_flag() -> None:
-    [problem] = MetricsPolicy().violations("shop", spec())
+def test_a_disallowed_url_is_an_invalid_spec_naming_the_field_and_the_setting() -> None:
+    [problem] = MetricsPolicy().violations("shop", "web", spec())
     assert problem.startswith("spec.prometheusURL: 'https://mimir.monitoring.svc/prometheus' is not allowed")
-    assert "--allowed-metric-urls" in problem
+    assert "--allowed-metric-urls (or CANARYAPP_ALLOWED_METRIC_URLS)" in problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://reader:s3cret@mimir.monitoring.svc/prometheus", id="user and password"),
+        pytest.param("https://s3cret@mimir.monitoring.svc/prometheus", id="token as user name"),
+        pytest.param("http://reader:s3cret@prometheus.istio-system:9090", id="an allowed host"),
+    ],
+)
+def test_a_refused_url_is_shown_without_its_user_info(url: str) -> None:
+    [problem] = MetricsPolicy().violations("shop", "web", spec(prometheusURL=url))
+    assert "s3cret" not in problem
+    assert "://***@" in problem
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """What a CanaryApp may make the reconciler do (reconciler/policy.py): ownership, reserved names, gateways
-and hosts, table-driven."""
+and hosts, `{namespace}` standing for one namespace only, and no CanaryApp becoming a metric endpoint,
+table-driven."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any
 import pytest
 
 from reconciler.model import CanaryAppSpec
-from reconciler.policy import RoutingPolicy, gateway_reference, is_ours
+from reconciler.policy import (
+    DEFAULT_METRIC_URLS,
+    MetricsPolicy,
+    RoutingPolicy,
+    gateway_reference,
+    is_ours,
+    namespace_bounded,
+)
 
 
 def spec(**fields: Any) -> CanaryAppSpec:
@@ -84,3 +92,121 @@ def test_the_api_servers_own_service_is_reserved() -> None:
     assert len(problems) == 1
     assert problems[0].startswith("metadata.name: the Service default/kubernetes is reserved")
     assert RoutingPolicy().violations("shop", "kubernetes", spec()) == []
+
+
+@pytest.mark.parametrize(
+    ("pattern", "bounded"),
+    [
+        pytest.param("istio-system/public", True, id="no placeholder"),
+        pytest.param("{namespace}/*", True, id="any gateway of the namespace"),
+        pytest.param("*.{namespace}.example.com", True, id="subdomains of the namespace's domain"),
+        pytest.param("{namespace}.*.example.com", True, id="glob after a whole label"),
+        pytest.param("prometheus.{namespace}.svc", True, id="no glob at all"),
+        pytest.param("{namespace}-gw", True, id="no glob: one value per namespace"),
+        pytest.param("istio-system/{namespace}-*", False, id="gateway prefix"),
+        pytest.param("{namespace}-*.example.com", False, id="host prefix"),
+        pytest.param("*-{namespace}.example.com", False, id="host suffix"),
+        pytest.param("{namespace}*.example.com", False, id="glob right after"),
+        pytest.param("*{namespace}.example.com", False, id="glob right before"),
+        pytest.param("*.{namespace}.*", False, id="globs on both sides"),
+        pytest.param("{namespace}{namespace}.*", False, id="two placeholders back to back"),
+    ],
+)
+def test_namespace_bounded(pattern: str, bounded: bool) -> None:
+    assert namespace_bounded(pattern) is bounded
+
+
+@pytest.mark.parametrize(
+    ("policy", "fields"),
+    [
+        pytest.param(
+            RoutingPolicy(allowed_gateways=("istio-system/{namespace}-*",)),
+            {"gateways": ["istio-system/a-b-public"]},
+            id="gateway of namespace a-b",
+        ),
+        pytest.param(
+            RoutingPolicy(allowed_hosts=("{namespace}-*.example.com",)),
+            {"hosts": ["a-b-web.example.com"]},
+            id="host of namespace a-b",
+        ),
+        pytest.param(
+            RoutingPolicy(allowed_hosts=("*-{namespace}.example.com",)),
+            {"hosts": ["web-b-a.example.com"]},
+            id="host of namespace b-a",
+        ),
+        pytest.param(
+            RoutingPolicy(allowed_hosts=("*.{namespace}.*",)), {"hosts": ["x.a.b.example"]}, id="both sides"
+        ),
+    ],
+)
+def test_namespace_a_gets_nothing_of_namespace_a_b(policy: RoutingPolicy, fields: dict[str, Any]) -> None:
+    [problem] = policy.violations("a", "web", spec(**fields))
+    assert "(ignored: {namespace} is not a whole name there)" in problem
+
+
+@pytest.mark.parametrize(
+    ("policy", "fields"),
+    [
+        pytest.param(RoutingPolicy(allowed_gateways=("{namespace}/*",)), {"gateways": ["a/public"]}, id="gw"),
+        pytest.param(
+            RoutingPolicy(allowed_hosts=("*.{namespace}.example.com",)),
+            {"hosts": ["web.a.example.com"]},
+            id="host",
+        ),
+    ],
+)
+def test_a_bounded_namespace_pattern_still_allows_its_own(
+    policy: RoutingPolicy, fields: dict[str, Any]
+) -> None:
+    assert policy.violations("a", "web", spec(**fields)) == []
+    other = {key: [value.replace("a", "a-b", 1) for value in values] for key, values in fields.items()}
+    assert len(policy.violations("a", "web", spec(**other))) == 1
+
+
+def test_a_metric_url_pattern_with_an_unbounded_namespace_allows_nothing() -> None:
+    tenants = MetricsPolicy(("http://{namespace}-*.monitoring.svc:9090",))
+    assert not tenants.allows("a", "http://a-b-prometheus.monitoring.svc:9090")
+    assert not tenants.allows("a", "http://a-prometheus.monitoring.svc:9090")
+    bounded = MetricsPolicy(("http://prometheus.{namespace}.svc:9090",))
+    assert bounded.allows("a", "http://prometheus.a.svc:9090")
+    assert not bounded.allows("a", "http://prometheus.a-b.svc:9090")
+
+
+SHOP_PROMETHEUS = ("http://prometheus.{namespace}.svc:9090",)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "namespace", "name", "refused"),
+    [
+        pytest.param(SHOP_PROMETHEUS, "shop", "prometheus", True, id="the namespace's Prometheus"),
+        pytest.param(SHOP_PROMETHEUS, "shop", "web", False, id="another name"),
+        pytest.param(SHOP_PROMETHEUS, "shop", "prometheus-canary", False, id="a longer name"),
+        pytest.param(DEFAULT_METRIC_URLS, "istio-system", "prometheus", True, id="Istio's add-on"),
+        pytest.param(DEFAULT_METRIC_URLS, "shop", "prometheus", False, id="Istio's add-on elsewhere"),
+        pytest.param(("http://prometheus:9090",), "shop", "prometheus", True, id="a bare name"),
+        pytest.param(
+            ("https://prometheus.{namespace}.svc.cluster.local/",), "shop", "prometheus", True, id="FQDN"
+        ),
+        pytest.param(("http://prometheus.{namespace}:*",), "shop", "prometheus", True, id="any port"),
+        pytest.param(("https://*.monitoring.svc",), "monitoring", "mimir", True, id="a host glob"),
+        pytest.param(("https://*.monitoring.svc",), "shop", "mimir", False, id="a host glob elsewhere"),
+        pytest.param(("http://127.0.0.1:*",), "shop", "prometheus", False, id="an address"),
+    ],
+)
+def test_a_canaryapp_may_not_become_a_metric_endpoint(
+    allowed: tuple[str, ...], namespace: str, name: str, refused: bool
+) -> None:
+    url = allowed[0].replace("{namespace}", namespace).replace(":*", ":9090").replace("*", "x")
+    problems = MetricsPolicy(allowed).violations(namespace, name, spec(prometheusURL=url))
+    assert [problem.split(":", 1)[0] for problem in problems] == (["metadata.name"] if refused else [])
+
+
+def test_the_refusal_names_the_canaryapp_the_pattern_and_the_fix() -> None:
+    [problem] = MetricsPolicy(SHOP_PROMETHEUS).violations(
+        "shop", "prometheus", spec(prometheusURL="http://prometheus.shop.svc:9090")
+    )
+    assert problem == (
+        "metadata.name: the CanaryApp's Service shop/prometheus would be the metric endpoint of "
+        "'http://prometheus.{namespace}.svc:9090', which the reconciler's --allowed-metric-urls allows, and "
+        "so would receive other CanaryApps' queries and credentials; rename the CanaryApp"
+    )

@@ -37,9 +37,11 @@ On the way from OpenAPI to a CRD schema:
 - every list gets a `maxItems` no real pod reaches (MAX_ITEMS): 32 containers, init containers and ephemeral
   containers; 256 volumes and volume mounts; 1024 env entries, command and args entries, matchExpressions
   values and configMap/secret/downwardAPI items; 256 entries of any other list (ports, tolerations, envFrom,
-  ...). They bound what one CanaryApp can make the API server and the reconciler hold, and they let the API
-  server's CEL cost estimator multiply a map's rule by these bounds rather than by the elements a 3 MB request
-  could hold (without them, the rules of the template's 30 maps exceed the CRD's cost budget).
+  ...). They bound what one CanaryApp can make the API server and the reconciler hold, and they keep the
+  API server's CEL cost estimate small: it multiplies a map's rule by the bounds of the lists around it, or,
+  with an unbounded list among them, by the ~1M smallest maps a 3 MB request could hold. Measured on
+  kube-apiserver v1.36: the template's rules take under 1% of a CRD's cost budget with these bounds, about
+  76% without (so one more rule per map would not fit).
 Any other key stops the generator, so a new kind of schema in a later release is looked at, not guessed.
 """
 

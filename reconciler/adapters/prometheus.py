@@ -4,7 +4,11 @@ Every answer is bounded: at most MAX_RESPONSE_BYTES are read and the whole excha
 QUERY_DEADLINE_SECONDS (plus one read timeout), so an HTML page, a huge body or an endpoint that drips a byte
 at a time ends as a failed query, never as a stuck worker or a full memory. Redirects are followed only to
 URLs the reconciler's MetricsPolicy allows, at most MAX_REDIRECTS, and credentials go only to the endpoint's
-own origin. Credentials and headers are never logged or put in a message.
+own origin. Credentials and headers are never logged or put in a message, nor is a URL's user info.
+
+The HTTP clients are shared by every CanaryApp with the same TLS trust, so they keep no cookies: a cookie one
+tenant's endpoint sets must never reach another tenant's endpoint (nor the same one again: a query carries
+only what its CanaryApp's spec and Secret say).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import http.cookiejar
 import json
 import ssl
 import threading
@@ -25,6 +30,7 @@ from reconciler.analysis import QueryResult, capped_series, describe_series
 from reconciler.endpoints import MetricsEndpoint
 from reconciler.model import CheckOutcome
 from reconciler.policy import MetricsPolicy
+from reconciler.text import shown_url
 
 QUERY_TIMEOUT_SECONDS = 10.0
 QUERY_DEADLINE_SECONDS = 15.0
@@ -69,11 +75,11 @@ class PrometheusMetrics:
             status, body = self._exchange(endpoint, urllib.parse.urlencode(params))
         except QueryFailedError as error:
             return QueryResult(CheckOutcome.QUERY_FAILED, str(error))
-        return classify(status, _json_or_none(body), _shown(endpoint.url))
+        return classify(status, _json_or_none(body), shown_url(endpoint.url))
 
     def _exchange(self, endpoint: MetricsEndpoint, query_string: str) -> tuple[int, bytes]:
         """(status, body) of the query, after the redirects the policy allows; raises QueryFailedError."""
-        shown = _shown(endpoint.url)
+        shown = shown_url(endpoint.url)
         if not self._allows(endpoint, endpoint.url):
             raise QueryFailedError(f"{shown} is not allowed by --allowed-metric-urls; not contacted")
         try:
@@ -91,7 +97,7 @@ class PrometheusMetrics:
                 target = urllib.parse.urljoin(url, location)
                 if not self._allows(endpoint, target):
                     raise QueryFailedError(
-                        f"{shown} redirected to {_shown(target)}, which --allowed-metric-urls does not "
+                        f"{shown} redirected to {shown_url(target)}, which --allowed-metric-urls does not "
                         "allow; not followed"
                     )
                 url = target
@@ -113,7 +119,7 @@ class PrometheusMetrics:
                 return response.status_code, response.headers.get("location"), b""
             declared = response.headers.get("content-length")
             too_large = QueryFailedError(
-                f"{_shown(url)} answered more than {self._max_bytes // 1024} KiB: not a query answer"
+                f"{shown_url(url)} answered more than {self._max_bytes // 1024} KiB: not a query answer"
             )
             if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
                 raise too_large
@@ -124,7 +130,8 @@ class PrometheusMetrics:
                     raise too_large
                 if time.monotonic() - started > self._deadline:
                     raise QueryFailedError(
-                        f"Prometheus at {_shown(url)} timed out: no whole answer within {self._deadline:.0f}s"
+                        f"Prometheus at {shown_url(url)} timed out: no whole answer within "
+                        f"{self._deadline:.0f}s"
                     )
             return response.status_code, None, bytes(body)
 
@@ -140,12 +147,21 @@ class PrometheusMetrics:
             if endpoint.ca_pem and not endpoint.insecure_skip_verify:
                 verify = ssl.create_default_context(cadata=endpoint.ca_pem)
             client = httpx.Client(
-                timeout=self._timeout, transport=self._transport, verify=verify, follow_redirects=False
+                timeout=self._timeout,
+                transport=self._transport,
+                verify=verify,
+                follow_redirects=False,
+                cookies=_no_cookies(),
             )
             self._clients[key] = client
             while len(self._clients) > MAX_CLIENTS:
                 self._clients.popitem(last=False)[1].close()
             return client
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that accepts no cookie and so sends none (no domain is allowed)."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 class QueryFailedError(Exception):
@@ -167,14 +183,6 @@ def _headers(endpoint: MetricsEndpoint, same_origin: bool) -> dict[str, str]:
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urllib.parse.urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port
-
-
-def _shown(url: str) -> str:
-    """A URL as messages show it: without a query string or anything that could carry a credential."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _reason(error: httpx.HTTPError) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from devenv.hostile_endpoint import HostileEndpoint
+from devenv.hostile_endpoint import EMPTY_VECTOR, HostileEndpoint
 from reconciler.adapters.prometheus import PrometheusMetrics, classify
 from reconciler.endpoints import MetricsEndpoint, plain_endpoint
 from reconciler.model import CheckOutcome
@@ -159,6 +162,36 @@ def test_an_allowed_redirect_is_followed_without_the_credentials_on_another_orig
     assert seen[1].headers["x-scope-orgid"] == "team-a"
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param("https://mimir.example.com/prometheus/../admin", id="dot dot"),
+        pytest.param("/prometheus/%2e%2e/admin", id="encoded dot dot"),
+        pytest.param("/prometheus/%2E%2e/admin", id="mixed case"),
+        pytest.param("/prometheus/.%2e/admin", id="half encoded"),
+        pytest.param("https://mimir.example.com/prometheus/%2e%2e/%2e%2e/admin", id="absolute, two up"),
+        pytest.param("/prometheus/x%2f..%2f..%2fadmin", id="encoded slashes"),
+        pytest.param("/prometheus/..;/admin", id="dot dot parameter"),
+    ],
+)
+def test_a_redirect_out_of_the_allowed_path_is_not_followed_however_it_is_spelled(location: str) -> None:
+    moved = httpx.Response(302, headers={"Location": location})
+    seen, transport = recorder(moved)
+    result = PrometheusMetrics(POLICY, transport=transport).query(SECRET_ENDPOINT, "up")
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert "which --allowed-metric-urls does not allow; not followed" in result.message
+    assert len(seen) == 1
+
+
+def test_a_refused_redirect_is_shown_without_its_user_info() -> None:
+    moved = httpx.Response(302, headers={"Location": "http://admin:s3cret-pw@evil.example/x?token=t0k"})
+    _, transport = recorder(moved)
+    result = PrometheusMetrics(POLICY, transport=transport).query(SECRET_ENDPOINT, "up")
+    assert "redirected to http://***@evil.example/x, which" in result.message
+    assert "s3cret-pw" not in result.message
+    assert "t0k" not in result.message
+
+
 def test_endless_redirects_end() -> None:
     loop = [httpx.Response(302, headers={"Location": "/prometheus/again"}) for _ in range(10)]
     seen, transport = recorder(*loop)
@@ -197,3 +230,53 @@ def test_an_endpoint_that_drips_its_answer_ends_as_a_timeout_within_the_deadline
     # Each byte came within the read timeout; the deadline on the whole answer ended it.
     assert result.outcome == CheckOutcome.QUERY_FAILED
     assert "timed out: no whole answer within 1s" in result.message
+
+
+class _SetsACookie(BaseHTTPRequestHandler):
+    """Answers the empty vector with a session cookie for the whole host, and records the Cookie headers it
+    was sent."""
+
+    received: list[str | None]
+
+    def do_GET(self) -> None:
+        self.received.append(self.headers.get("Cookie"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Set-Cookie", "session=tenant-a-secret; Path=/")
+        self.send_header("Content-Length", str(len(EMPTY_VECTOR)))
+        self.end_headers()
+        self.wfile.write(EMPTY_VECTOR)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def cookie_setter() -> Iterator[tuple[str, list[str | None]]]:
+    received: list[str | None] = []
+    handler = type("Handler", (_SetsACookie,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/prometheus", received
+    server.shutdown()
+    serving.join()
+    server.server_close()
+
+
+def test_a_cookie_one_tenants_endpoint_sets_never_reaches_another_request(
+    cookie_setter: tuple[str, list[str | None]],
+) -> None:
+    cookie_url, cookies_received = cookie_setter
+    metrics = PrometheusMetrics(MetricsPolicy(("http://127.0.0.1:*",)))
+    with HostileEndpoint() as echo:
+        # Cookies ignore the port: without a cookie-less client, 127.0.0.1's cookie would go to both.
+        tenant_a = plain_endpoint(cookie_url, "tenant-a")
+        tenant_b = plain_endpoint(echo.url("echo"), "tenant-b")
+        assert metrics.query(tenant_a, "up").outcome == CheckOutcome.CLEAN
+        assert metrics.query(tenant_b, "up").outcome == CheckOutcome.CLEAN
+        assert metrics.query(tenant_a, "up").outcome == CheckOutcome.CLEAN
+        metrics.close()
+        [tenant_b_headers] = echo.headers_received("echo")
+    assert "cookie" not in tenant_b_headers
+    assert cookies_received == [None, None]

@@ -12,6 +12,9 @@ canary demonstrably served at least `minCanaryRequests` requests and no error re
     traffic query ─failed─▶ QueryFailed
         │ count < minimum ▶ NoCanaryTraffic  (hold the weight; the progress deadline bounds the wait)
         └ enough ─────────▶ Clean
+
+What an endpoint answered (error messages, series labels and values) is stored in the status and printed in
+terminals, so it is kept `printable` (no escape sequence or control character) from here on.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from reconciler.model import (
     Series,
 )
 from reconciler.names import canary_name, primary_name
+from reconciler.text import printable
 
 # Requests the canary's workload answered in the window, as Istio's destination sidecars count them.
 DEFAULT_TRAFFIC_QUERY = (
@@ -101,7 +105,7 @@ def assess(
     requests = traffic.sum() if traffic is not None and traffic.outcome != CheckOutcome.QUERY_FAILED else None
 
     def result(outcome: CheckOutcome, message: str) -> CheckResult:
-        return CheckResult(outcome, _short(message), queries.errors, errors.series, requests)
+        return CheckResult(outcome, _short(printable(message)), queries.errors, errors.series, requests)
 
     if errors.outcome != CheckOutcome.CLEAN:
         return result(errors.outcome, errors.message)
@@ -119,9 +123,17 @@ def assess(
 
 
 def capped_series(series: list[tuple[dict[str, str], str]]) -> tuple[Series, ...]:
-    """At most MAX_SERIES_PER_CHECK series, each label value cut to a bounded length, for the status."""
+    """At most MAX_SERIES_PER_CHECK series, each label value cut to a bounded length, printable, for the
+    status."""
     return tuple(
-        Series(labels={key: value[:128] for key, value in labels.items() if key != "__name__"}, value=value)
+        Series(
+            labels={
+                printable(str(key)): printable(str(value))[:128]
+                for key, value in labels.items()
+                if key != "__name__"
+            },
+            value=printable(value),
+        )
         for labels, value in series[:MAX_SERIES_PER_CHECK]
     )
 

@@ -1,5 +1,9 @@
 """Rollout events for notification receivers (`canaryapp run --notify-url`): which decisions are events and
-what a receiver gets. Pure; the adapter in `adapters/webhook.py` delivers them."""
+what a receiver gets. Pure; the adapter in `adapters/webhook.py` delivers them.
+
+A decision's message can quote text from outside (a metric endpoint's error, a series' labels), so the Slack
+`text` escapes everything but its own wording (`<!channel>` must not notify a channel), and no field carries
+a control character."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from reconciler import decide as core
 from reconciler import reasons
 from reconciler.model import RolloutResult
+from reconciler.text import printable, slack_escaped
 
 _EVENTS: tuple[tuple[type[core.Decision], str], ...] = (
     (core.StartCanary, "started"),
@@ -31,6 +36,7 @@ def rollout_event(namespace: str, name: str, decision: core.Decision, time: str)
         event = "aborted" if last.reason.startswith(reasons.ABORTED) else event
     image = status.canary_image or (last.image if last else status.primary_image)
     revision = status.canary_revision or (last.revision if last else status.primary_revision)
+    message = printable(decision.message)
     return {
         "event": event,
         "canaryapp": f"{namespace}/{name}",
@@ -40,7 +46,8 @@ def rollout_event(namespace: str, name: str, decision: core.Decision, time: str)
         "revision": revision,
         "weight": status.canary_weight,
         "phase": str(status.phase),
-        "message": decision.message,
+        "message": message,
         "time": time,
-        "text": f"CanaryApp {namespace}/{name} {event.replace('_', ' ')}: {decision.message}",
+        "text": f"CanaryApp {slack_escaped(f'{namespace}/{name}')} {event.replace('_', ' ')}: "
+        + slack_escaped(message),
     }

@@ -10,6 +10,9 @@ Installed with the package as `kubectl-canaryapp`, so kubectl finds it on PATH:
 
 Actions are one-shot annotations (`canary.atze.io/<action>=<new value>`): the reconciler handles each once
 and records it in the status, and Argo CD leaves annotations it does not manage alone.
+
+The status quotes metric endpoints (error messages, series labels), so everything printed from it is
+`printable`: no escape sequence from there moves the cursor, clears the screen or hides a line.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from reconciler import commands, plan
 from reconciler.decide import about_to_start, seconds_until_check, timestamp
 from reconciler.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
 from reconciler.reconcile import utc_now
+from reconciler.text import printable
 
 BAR_WIDTH = 20
 WATCH_SECONDS = 1.0
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         api, namespace = _client(args)
         return int(args.handler(api, namespace, args))
     except commands.CommandError as error:
-        print(f"kubectl canaryapp: {error}", file=sys.stderr)
+        print(f"kubectl canaryapp: {printable(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -150,7 +154,7 @@ def render_status(app: CanaryApp, now: datetime.datetime) -> str:
         lines.append("  last checks:")
         lines += [f"    {_check_line(check)}" for check in status.checks[-3:]]
     lines.append(f"next: {_next_step(app, now)}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _check_line(check: Any) -> str:
@@ -206,7 +210,7 @@ def request_command(
     while time.monotonic() < deadline:
         app = commands.read_canary_app(api, namespace, args.name)
         if app.status.handled_requests.get(action.value) == token:
-            print(f"Handled: {app.status.message}")
+            print(f"Handled: {printable(app.status.message)}")
             return 0
         time.sleep(0.5)
     print(f"Not handled within {HANDLED_TIMEOUT_SECONDS:.0f}s: is the reconciler running?", file=sys.stderr)
@@ -217,33 +221,30 @@ def request_command(
 
 
 def history_command(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> int:
-    app = commands.read_canary_app(api, namespace, args.name)
-    print(f"Rollouts of CanaryApp {app.key} (newest last):")
+    print(render_history(commands.read_canary_app(api, namespace, args.name)))
+    return 0
+
+
+def render_history(app: CanaryApp) -> str:
+    lines = [f"Rollouts of CanaryApp {app.key} (newest last):"]
     for rollout in app.status.rollouts or ():
         weights = " -> ".join(f"{weight}%" for weight in rollout.weights) or "none"
         ended = rollout.finished_at or "-"
-        lines = (
+        lines.append(
             f"  {rollout.started_at} .. {ended:<20} {rollout.image:<30} {rollout.result.value:<11} {weights}"
         )
-        print(
-            lines
-            + (
-                f"\n      {rollout.reason}"
-                if rollout.reason and rollout.result != RolloutResult.PROGRESSING
-                else ""
-            )
-        )
-    print("Checks (newest last):")
-    for check in app.status.checks or ():
-        print(f"  {_check_line(check)}")
-    return 0
+        if rollout.reason and rollout.result != RolloutResult.PROGRESSING:
+            lines.append(f"      {rollout.reason}")
+    lines.append("Checks (newest last):")
+    lines += [f"  {_check_line(check)}" for check in app.status.checks or ()]
+    return printable("\n".join(lines))
 
 
 def plan_command(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> int:
     app = commands.read_canary_app(api, namespace, args.name)
     now = utc_now()
     print(f"Plan of CanaryApp {app.key} from {timestamp(now)}, if every check is clean and pods are ready:")
-    print(plan.render(plan.plan(app.spec, app.status, now), now))
+    print(printable(plan.render(plan.plan(app.spec, app.status, now), now)))
     return 0
 
 

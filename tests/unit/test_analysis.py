@@ -1,5 +1,5 @@
 """The analysis as data (reconciler/analysis.py, reconciler/templates.py): query templates, the window, and
-what two answers mean — silence is never health."""
+what two answers mean — silence is never health — and what an endpoint said, kept printable."""
 
 from __future__ import annotations
 
@@ -99,6 +99,35 @@ def test_assess(
 def test_no_traffic_says_what_it_saw_and_what_it_needs() -> None:
     result = analysis.assess(QUERIES, EMPTY, requests(2), 5)
     assert result.message == "no canary traffic observed: 2 canary requests in the window, at least 5 needed"
+
+
+HOSTILE = "\x1b[2J\x1b[Hpromoted\r\x1b]8;;http://evil/\x07ok\x1b]8;;\x07\x07"
+
+
+@pytest.mark.parametrize(
+    ("errors", "traffic"),
+    [
+        pytest.param(
+            QueryResult(CheckOutcome.QUERY_FAILED, f"query rejected: {HOSTILE}"), None, id="error body"
+        ),
+        pytest.param(EMPTY, QueryResult(CheckOutcome.QUERY_FAILED, HOSTILE), id="traffic query failed"),
+    ],
+)
+def test_a_check_message_keeps_nothing_a_terminal_obeys(
+    errors: QueryResult, traffic: QueryResult | None
+) -> None:
+    result = analysis.assess(QUERIES, errors, traffic, 1)
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert "promotedok" in result.message
+    assert not any(character in result.message for character in "\x1b\r\x07")
+
+
+def test_series_labels_and_values_keep_nothing_a_terminal_obeys() -> None:
+    [series] = analysis.capped_series([({"pod\x1b[8m": f"web-1{HOSTILE}", "__name__": "x"}, "1\x1b[0m")])
+    assert series.labels == {"pod": "web-1promotedok"}
+    assert series.value == "1"
+    described = analysis.describe_series(QueryResult(CheckOutcome.ERRORS_FOUND, "", (series,), 1))
+    assert described == "query returned 1 series: {pod=web-1promotedok}=1"
 
 
 @pytest.mark.parametrize(("seconds", "duration"), [(0.2, "1s"), (1, "1s"), (29.01, "30s"), (600, "600s")])

@@ -1,5 +1,6 @@
 """Rollout events (reconciler/notifications.py) and their delivery (adapters/webhook.py): in order, with
-bounded retries, never blocking, and a dead receiver changes nothing but a log line."""
+bounded retries, never blocking, and a dead receiver changes nothing but a log line; text from outside
+reaches Slack inert."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from reconciler import decide as d
 from reconciler.adapters.webhook import WebhookNotifier
@@ -18,8 +20,8 @@ from reconciler.notifications import rollout_event
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
-def decision(kind: type[d.Decision], **status: object) -> d.Decision:
-    return kind(CanaryAppStatus.model_validate(status), None, "Reason", "what happened")
+def decision(kind: type[d.Decision], message: str = "what happened", **status: object) -> d.Decision:
+    return kind(CanaryAppStatus.model_validate(status), None, "Reason", message)
 
 
 def test_rollout_events_and_their_text() -> None:
@@ -36,6 +38,32 @@ def test_rollout_events_and_their_text() -> None:
     )
     assert rollout_event("shop", "web", aborted, "T")["event"] == "aborted"  # type: ignore[index]
     assert rollout_event("shop", "web", decision(d.Hold), "T") is None
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        pytest.param(
+            "query rejected: <!channel> roll back now",
+            "query rejected: &lt;!channel&gt; roll back now",
+            id="mention everyone",
+        ),
+        pytest.param("errors: {user=<@U0ADMIN>}=1", "errors: {user=&lt;@U0ADMIN&gt;}=1", id="mention a user"),
+        pytest.param(
+            "see <http://evil.example/login|the runbook>",
+            "see &lt;http://evil.example/login|the runbook&gt;",
+            id="disguised link",
+        ),
+        pytest.param("a & b", "a &amp; b", id="ampersand"),
+        pytest.param("red \x1b[31malert\x1b[0m\r", "red alert", id="escape sequences"),
+    ],
+)
+def test_text_from_outside_reaches_slack_inert(message: str, text: str) -> None:
+    event = rollout_event("shop", "web", decision(d.Rollback, message, phase="Failed"), "T")
+    assert event is not None
+    assert event["text"] == f"CanaryApp shop/web rolled back: {text}"
+    assert "\x1b" not in event["message"]
+    assert "\r" not in event["message"]
 
 
 def test_events_are_delivered_in_order_without_blocking() -> None:

@@ -218,14 +218,14 @@ class MetricsPolicy:
             )
         return (
             f"spec.prometheusURL: {shown!r} is not allowed: the reconciler queries only what its "
-            f"{METRIC_URLS_SETTING} permits ({_shown(self.allowed_urls, _url_host_bounded)}); use one of "
+            f"{METRIC_URLS_SETTING} permits ({_shown(self.allowed_urls, metric_url_bounded)}); use one of "
             "those, or ask its operator to allow this endpoint"
         )
 
     def _patterns(self, namespace: str) -> Iterator[tuple[str, _UrlParts]]:
         """Each allowed pattern that can stand for `namespace` alone, with `{namespace}` replaced, parsed."""
         for allowed in self.allowed_urls:
-            if _url_host_bounded(allowed):
+            if metric_url_bounded(allowed):
                 pattern = _url_parts(allowed.replace(NAMESPACE_PLACEHOLDER, namespace), pattern=True)
                 if pattern is not None:
                     yield allowed, pattern
@@ -278,7 +278,9 @@ def _url_parts(url: str, *, pattern: bool = False) -> _UrlParts | None:
     )
 
 
-def _url_host_bounded(pattern: str) -> bool:
+def metric_url_bounded(pattern: str) -> bool:
+    """Whether a metric URL pattern parses and `{namespace}` in its host is bounded (`namespace_bounded`):
+    else it allows nothing."""
     parts = _url_parts(pattern, pattern=True)
     return parts is not None and namespace_bounded(parts.host)
 

@@ -15,6 +15,7 @@ from reconciler.policy import (
     RoutingPolicy,
     gateway_reference,
     is_ours,
+    metric_url_bounded,
     namespace_bounded,
 )
 
@@ -161,6 +162,19 @@ def test_a_bounded_namespace_pattern_still_allows_its_own(
     assert policy.violations("a", "web", spec(**fields)) == []
     other = {key: [value.replace("a", "a-b", 1) for value in values] for key, values in fields.items()}
     assert len(policy.violations("a", "web", spec(**other))) == 1
+
+
+@pytest.mark.parametrize(
+    ("pattern", "bounded"),
+    [
+        pytest.param("http://prometheus.{namespace}.svc:9090", True, id="no glob"),
+        pytest.param("https://*.{namespace}.svc/prometheus/{namespace}-x", True, id="whole label, path"),
+        pytest.param("http://{namespace}-*.monitoring.svc:9090", False, id="tenant prefix"),
+        pytest.param("http://[::1/", False, id="not a URL"),
+    ],
+)
+def test_metric_url_bounded(pattern: str, bounded: bool) -> None:
+    assert metric_url_bounded(pattern) is bounded
 
 
 def test_a_metric_url_pattern_with_an_unbounded_namespace_allows_nothing() -> None:

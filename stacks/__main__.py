@@ -12,8 +12,9 @@ import pulumi
 
 from reconciler.dry_run import next_step
 from reconciler.policy import MetricsPolicy
+from reconciler.text import printable
 from stacks.program import declare
 
 step = next_step(pulumi.get_stack(), MetricsPolicy.configured(None, os.environ))
-pulumi.log.info(f"next step: {step.decision.kind}: {step.decision.message}")
+pulumi.log.info(printable(f"next step: {step.decision.kind}: {step.decision.message}"))
 declare(step.desired)

@@ -100,16 +100,17 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         settings.file_backend_path.mkdir(parents=True, exist_ok=True)
     telemetry = Telemetry()
     api_client = load_client_config(config.kubeconfig)
-    cluster = KubeCluster(api_client, namespace=config.namespace, selector=config.shard_selector)
-    metrics = PrometheusMetrics(config.metrics_policy)
-    notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
-    # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
-    stacks = PulumiStacks(settings, workers=config.step_workers)
     elector = (
         LeaderElector(api_client, config.lease_namespace, config.lease_name, config.identity)
         if config.leader_elect
         else None
     )
+    fence = elector.fence if elector is not None else None
+    cluster = KubeCluster(api_client, namespace=config.namespace, selector=config.shard_selector, fence=fence)
+    metrics = PrometheusMetrics(config.metrics_policy)
+    notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
+    # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
+    stacks = PulumiStacks(settings, workers=config.step_workers, step_timeout=config.step_timeout)
     controller = Controller(
         cluster,
         Reconciler(
@@ -134,27 +135,15 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         # A standby is ready (it is healthy and waiting); a leader once its first list of CanaryApps is done.
         return (leading is not None and not leading.is_set()) or controller.synced.is_set()
 
-    status_server = StatusServer(config.metrics_address, telemetry.registry, controller.healthy, ready)
+    def healthy() -> bool:
+        # The leader's renewal (or the standby's acquisition) loop is part of health: stuck means restart me.
+        return controller.healthy() and (elector is None or elector.alive() or stop.is_set())
+
+    status_server = StatusServer(config.metrics_address, telemetry.registry, healthy, ready)
     status_server.start()
     try:
-        if elector is not None:
-            log.info(
-                "Waiting for leadership",
-                extra={
-                    "lease": f"{config.lease_namespace}/{config.lease_name}",
-                    "shard": str(config.shard_selector or "*"),
-                },
-            )
-            if not elector.acquire(stop):
-                return 0
-
-            def on_lost() -> None:
-                lost_leadership.set()
-                stop.set()
-
-            threading.Thread(
-                target=elector.keep_renewing, args=(stop, on_lost), name="leader", daemon=True
-            ).start()
+        if elector is not None and not _lead(elector, config, stop, lost_leadership):
+            return 0
         log.info(
             "Started CanaryApp reconciler",
             extra={
@@ -179,6 +168,29 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
         status_server.stop()
         log.info("Stopped CanaryApp reconciler")
     return 1 if lost_leadership.is_set() else 0
+
+
+def _lead(
+    elector: LeaderElector, config: RunConfig, stop: threading.Event, lost_leadership: threading.Event
+) -> bool:
+    """Waits for the Lease (False: stopped first), then renews it in the background; losing it sets
+    `lost_leadership` and `stop`."""
+    log.info(
+        "Waiting for leadership",
+        extra={
+            "lease": f"{config.lease_namespace}/{config.lease_name}",
+            "shard": str(config.shard_selector or "*"),
+        },
+    )
+    if not elector.acquire(stop):
+        return False
+
+    def on_lost() -> None:
+        lost_leadership.set()
+        stop.set()
+
+    threading.Thread(target=elector.keep_renewing, args=(stop, on_lost), name="leader", daemon=True).start()
+    return True
 
 
 def _stack_names(cluster: KubeCluster) -> set[str]:

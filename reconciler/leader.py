@@ -5,6 +5,13 @@ replica takes the Lease over once it has seen no renewal for `lease_duration` by
 when it last saw the record change, so clocks of different machines never need to agree). A leader that
 cannot renew within `renew_deadline` stops acting at once. Updates carry the resourceVersion, so two
 candidates can never both win the same round.
+
+Correct under any failure: every exception of a read or write (a refused or broken connection, a timeout,
+an answer that is not JSON) is a failed attempt, logged and retried, never a dead thread or a dead standby.
+Fencing: `holds()` is true only while the last renewal is younger than `renew_deadline`, which is shorter
+than `lease_duration`; every write of the reconciler (a status, a `stack.up`) checks it first (`fence`), so
+a leader that cannot renew stops acting before any standby may take the Lease over. `acquired_at` (this
+replica's clock) tells which Pulumi locks a previous leader left: those written before it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.errors import TransientError
+
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +37,13 @@ class LeaseTimings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # Every call to the API server ends within this (connect and read), so a frozen API server or a network
+    # that drops packets costs one failed attempt, never a renewal thread that waits forever.
+    request_timeout: float = 5.0
+
+
+class LeadershipLostError(TransientError):
+    """This replica no longer provably holds the Lease: it must not write anything."""
 
 
 def _micro_time(moment: datetime.datetime) -> str:
@@ -53,6 +69,9 @@ class LeaderElector:
         self._observed: tuple[str, str, str] | None = None  # holder, renewTime, resourceVersion
         self._observed_at = 0.0
         self._last_renewal = 0.0
+        self._renewed = threading.Event()  # set by each renewal attempt, for health
+        self._last_attempt = clock()
+        self.acquired_at: datetime.datetime | None = None
         self.is_leader = threading.Event()
 
     def acquire(self, stop: threading.Event) -> bool:
@@ -69,39 +88,82 @@ class LeaderElector:
         return False
 
     def keep_renewing(self, stop: threading.Event, on_lost: Callable[[], None]) -> None:
-        """Renews until `stop`; calls `on_lost` once if a renewal deadline passes."""
+        """Renews until `stop`; calls `on_lost` once if a renewal deadline passes. Never raises."""
         while not stop.wait(self.timings.retry_period):
             if self._try_acquire_or_renew():
                 continue
-            if self.clock() - self._last_renewal > self.timings.renew_deadline:
+            if not self.holds():
                 self.is_leader.clear()
-                log.error("Lost leadership", extra={"lease": f"{self.namespace}/{self.name}"})
+                log.error(
+                    "Lost leadership",
+                    extra={
+                        "lease": f"{self.namespace}/{self.name}",
+                        "since_renewal_seconds": round(self.clock() - self._last_renewal, 1),
+                    },
+                )
                 on_lost()
                 return
+
+    def holds(self) -> bool:
+        """Whether this replica provably leads now: it acquired the Lease and renewed it within the renew
+        deadline (so no standby can have taken it over yet)."""
+        return self.is_leader.is_set() and self.clock() - self._last_renewal <= self.timings.renew_deadline
+
+    def fence(self) -> None:
+        """Raises LeadershipLostError unless this replica provably leads: called before every write."""
+        if not self.holds():
+            raise LeadershipLostError(
+                f"this replica ({self.identity}) no longer provably holds the Lease {self.namespace}/"
+                f"{self.name} (last renewal {self.clock() - self._last_renewal:.1f}s ago, deadline "
+                f"{self.timings.renew_deadline:.0f}s): it writes nothing and stops"
+            )
+
+    def alive(self) -> bool:
+        """For health: the renewal (or, for a standby, the acquisition) loop has made an attempt within a
+        few retry periods; a loop stuck in a call past its timeout is not alive."""
+        return (
+            self.clock() - self._last_attempt <= self.timings.retry_period * 3 + self.timings.request_timeout
+        )
 
     def release(self) -> None:
         """Gives the Lease up on a clean stop, so a standby takes over without waiting for expiry."""
         if not self.is_leader.is_set():
             return
         try:
-            lease: Any = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease: Any = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timings.request_timeout
+            )
             if lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.lease_duration_seconds = 1
-                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except ApiException as error:
-            log.warning("Failed to release leadership", extra={"status": error.status})
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=self.timings.request_timeout
+                )
+        except Exception as error:  # a clean stop finishes whatever the API server does
+            log.warning("Failed to release leadership", extra={"problem": _problem(error)})
         self.is_leader.clear()
 
     def _try_acquire_or_renew(self) -> bool:
+        """One attempt; any failure is a failed attempt (False), never an exception."""
+        self._last_attempt = self.clock()
+        try:
+            return self._attempt()
+        except Exception as error:  # refused, reset, timed out, garbage: all retried
+            log.warning(
+                "Failed to reach the leader Lease", extra={"lease": self.name, "problem": _problem(error)}
+            )
+            return False
+
+    def _attempt(self) -> bool:
         now = datetime.datetime.now(datetime.UTC)
+        timeout = self.timings.request_timeout
         spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.timings.lease_duration),
             "renewTime": _micro_time(now),
         }
         try:
-            lease: Any = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease: Any = self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
         except ApiException as error:
             if error.status != 404:
                 log.warning("Failed to read the leader Lease", extra={"status": error.status})
@@ -110,7 +172,9 @@ class LeaderElector:
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {**spec, "acquireTime": _micro_time(now), "leaseTransitions": 0},
             }
-            return self._write(lambda: self.api.create_namespaced_lease(self.namespace, body))
+            return self._write(
+                lambda: self.api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout), now
+            )
 
         holder = lease.spec.holder_identity or ""
         record = (holder, str(lease.spec.renew_time), lease.metadata.resource_version)
@@ -130,14 +194,29 @@ class LeaderElector:
             },
             "spec": {**spec, "acquireTime": _micro_time(acquire_time), "leaseTransitions": transitions},
         }
-        return self._write(lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body))
+        return self._write(
+            lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=timeout
+            ),
+            acquire_time,
+        )
 
-    def _write(self, call: Callable[[], Any]) -> bool:
+    def _write(self, call: Callable[[], Any], attempted_at: datetime.datetime) -> bool:
+        started = self.clock()
         try:
             call()
         except ApiException as error:
             if error.status not in (409, 422):
                 log.warning("Failed to write the leader Lease", extra={"status": error.status})
             return False
-        self._last_renewal = self.clock()
+        # Counted from before the call: a renewal that took long leaves less of the deadline, never more.
+        self._last_renewal = started
+        if not self.is_leader.is_set():
+            self.acquired_at = attempted_at  # this process's own acquisition, even of a Lease it held before
         return True
+
+
+def _problem(error: Exception) -> str:
+    """An exception in a log field: its type and first line (never a request body)."""
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {first}"[:300]

@@ -29,14 +29,32 @@ log = logging.getLogger(__name__)
 COMPONENT = "canaryapp-reconciler"
 
 
+# Every call to the API server ends: connecting within CONNECT_TIMEOUT, and each read within READ_TIMEOUT
+# (a frozen API server or a network that drops packets costs one failed call, never a thread forever).
+# Watches read for as long as the server-side timeout they ask for, plus WATCH_READ_MARGIN.
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 30.0
+WATCH_READ_MARGIN_SECONDS = 15.0
+
+
+class BoundedApiClient(kubernetes.client.ApiClient):
+    """An ApiClient whose every request has a timeout unless the caller gives its own."""
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+        return super().call_api(*args, **kwargs)
+
+
 def load_client_config(kubeconfig: str | None) -> kubernetes.client.ApiClient:
-    """In-cluster config when running in a pod, else the given (or default) kubeconfig."""
+    """In-cluster config when running in a pod, else the given (or default) kubeconfig; every request
+    bounded (BoundedApiClient)."""
     configuration = kubernetes.client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     else:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return kubernetes.client.ApiClient(configuration)
+    return BoundedApiClient(configuration)
 
 
 # (list function, its arguments, resourceVersion, timeout seconds) -> watch events
@@ -58,6 +76,7 @@ def watch_stream(
         resource_version=resource_version,
         timeout_seconds=timeout_seconds,
         allow_watch_bookmarks=True,
+        _request_timeout=(CONNECT_TIMEOUT_SECONDS, timeout_seconds + WATCH_READ_MARGIN_SECONDS),
     )
     return events
 
@@ -239,8 +258,12 @@ class KubeCluster:
         api_client: kubernetes.client.ApiClient,
         namespace: str | None = None,
         selector: LabelSelector | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.api_client = api_client
+        # Called before every write of a CanaryApp (status, finalizers): raises when this replica no longer
+        # provably leads (reconciler/leader.py), so a fenced leader writes nothing.
+        self.fence = fence or (lambda: None)
         self.namespace = namespace
         self.selector = selector
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
@@ -286,6 +309,7 @@ class KubeCluster:
         return functools.partial(function, label_selector=str(self.selector)), args
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.fence()
         try:
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status}
@@ -295,6 +319,7 @@ class KubeCluster:
 
     def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        self.fence()
         try:
             self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
         except ApiException as error:
@@ -371,7 +396,10 @@ class KubeCluster:
         except ApiException as error:
             raise _transient(error, f"dry-running a Deployment in {namespace}") from error
         raw = response[0] if isinstance(response, tuple) else response
-        return [_warning_text(value) for value in raw.headers.getlist("Warning")]
+        try:
+            return [_warning_text(value) for value in raw.headers.getlist("Warning")]
+        finally:
+            raw.release_conn()
 
     # Ownership -------------------------------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import kubernetes
 import pytest
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.leader import LeaderElector, LeaseTimings
+from reconciler.leader import LeaderElector, LeadershipLostError, LeaseTimings
 
 TIMINGS = LeaseTimings(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
 
@@ -26,25 +27,28 @@ class FakeLeases:
         self.lease: SimpleNamespace | None = None
         self.version = 0
         self.available = True
+        self.failure: Exception = ApiException(status=503, reason="Service Unavailable")
+        self.timeouts: list[float | None] = []
 
-    def _check(self) -> None:
+    def _check(self, options: dict[str, Any]) -> None:
+        self.timeouts.append(options.get("_request_timeout"))
         if not self.available:
-            raise ApiException(status=503, reason="Service Unavailable")
+            raise self.failure
 
-    def read_namespaced_lease(self, name: str, namespace: str) -> SimpleNamespace:
-        self._check()
+    def read_namespaced_lease(self, name: str, namespace: str, **options: Any) -> SimpleNamespace:
+        self._check(options)
         if self.lease is None:
             raise ApiException(status=404, reason="Not Found")
         return copy.deepcopy(self.lease)
 
-    def create_namespaced_lease(self, namespace: str, body: dict[str, Any]) -> None:
-        self._check()
+    def create_namespaced_lease(self, namespace: str, body: dict[str, Any], **options: Any) -> None:
+        self._check(options)
         if self.lease is not None:
             raise ApiException(status=409, reason="AlreadyExists")
         self._store(body["spec"])
 
-    def replace_namespaced_lease(self, name: str, namespace: str, body: Any) -> None:
-        self._check()
+    def replace_namespaced_lease(self, name: str, namespace: str, body: Any, **options: Any) -> None:
+        self._check(options)
         assert self.lease is not None
         version = (
             body["metadata"]["resourceVersion"] if isinstance(body, dict) else body.metadata.resource_version
@@ -165,7 +169,7 @@ def test_a_stale_resource_version_loses_the_round(leases: FakeLeases, clock: Clo
     stale = leases.read_namespaced_lease("lease", "system")
     assert first._try_acquire_or_renew()  # renews: the version moves on
 
-    def read_stale(name: str, namespace: str) -> SimpleNamespace:
+    def read_stale(name: str, namespace: str, **options: Any) -> SimpleNamespace:
         return copy.deepcopy(stale)
 
     second.api = SimpleNamespace(  # type: ignore[assignment]
@@ -173,3 +177,74 @@ def test_a_stale_resource_version_loses_the_round(leases: FakeLeases, clock: Clo
     )
     assert not second._try_acquire_or_renew()
     assert leases.holder == "a"
+
+
+CONNECTION_REFUSED = urllib3.exceptions.MaxRetryError(
+    None,  # type: ignore[arg-type]
+    "/apis/coordination.k8s.io/v1/namespaces/system/leases/lease",
+    ConnectionRefusedError(111, "Connection refused"),
+)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(CONNECTION_REFUSED, id="connection refused (an API server restarting)"),
+        pytest.param(urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out"), id="read timeout"),  # type: ignore[arg-type]
+        pytest.param(ValueError("not JSON"), id="an answer that is not JSON"),
+    ],
+)
+def test_any_failure_is_a_failed_attempt_for_the_standby_and_the_leader(
+    leases: FakeLeases, clock: Clock, failure: Exception
+) -> None:
+    """The standby keeps waiting and the leader keeps trying until its deadline: no thread dies, no standby
+    exits (the API server restart that killed both before)."""
+    leader, standby = elector("a", leases, clock), elector("b", leases, clock)
+    assert leader.acquire(threading.Event())
+    leases.available, leases.failure = False, failure
+    assert not standby._try_acquire_or_renew()
+    assert not leader._try_acquire_or_renew()
+    assert leader.holds()  # still within its renew deadline
+    leases.available = True
+    assert leader._try_acquire_or_renew()
+    assert not standby._try_acquire_or_renew()
+    assert all(timeout == TIMINGS.request_timeout for timeout in leases.timeouts)
+
+
+def test_a_leader_that_cannot_renew_is_fenced_before_a_standby_may_take_over(
+    leases: FakeLeases, clock: Clock
+) -> None:
+    leader, standby = elector("a", leases, clock), elector("b", leases, clock)
+    assert leader.acquire(threading.Event())
+    assert not standby._try_acquire_or_renew()  # the standby starts its own timer
+    leases.available, leases.failure = False, CONNECTION_REFUSED
+    clock.now += TIMINGS.renew_deadline + 0.1
+    assert not leader.holds()
+    with pytest.raises(LeadershipLostError, match="no longer provably holds the Lease system/lease"):
+        leader.fence()
+    leases.available = True
+    assert not standby._try_acquire_or_renew()  # the Lease has not expired yet: nobody acts in between
+    clock.now += TIMINGS.lease_duration - TIMINGS.renew_deadline
+    assert standby._try_acquire_or_renew()
+
+
+def test_health_follows_the_renewal_loop(leases: FakeLeases, clock: Clock) -> None:
+    leader = elector("a", leases, clock)
+    assert leader.acquire(threading.Event())
+    assert leader.alive()
+    clock.now += TIMINGS.retry_period * 3 + TIMINGS.request_timeout + 1  # no attempt for that long: stuck
+    assert not leader.alive()
+    leader._try_acquire_or_renew()
+    assert leader.alive()
+
+
+def test_the_acquisition_time_is_this_process_own(leases: FakeLeases, clock: Clock) -> None:
+    before = datetime.datetime.now(datetime.UTC)
+    leader = elector("a", leases, clock)
+    assert leader.acquired_at is None
+    assert leader.acquire(threading.Event())
+    assert leader.acquired_at is not None
+    assert leader.acquired_at >= before
+    first = leader.acquired_at
+    assert leader._try_acquire_or_renew()
+    assert leader.acquired_at == first  # renewals do not move it

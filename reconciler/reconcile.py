@@ -175,11 +175,27 @@ class Reconciler:
             *self.policy.violations(namespace, name, app.spec),
             *self._pod_violations(app),
             *self.metrics_policy.violations(namespace, name, app.spec),
+            *self._endpoint_violations(app),
         ]
         if refused:
             self._report_invalid(raw, "; ".join(refused))
             return None
         return app
+
+    def _endpoint_violations(self, app: CanaryApp) -> list[str]:
+        """The metrics Secret must be usable before anything is created: marked, granted to this CanaryApp,
+        complete (checks read it again each time, so a rotation or a revoked grant counts at once)."""
+        reference = app.spec.prometheus_secret_ref
+        if reference is None:
+            return []
+        namespace = app.metadata.namespace
+        try:
+            endpoint_for(
+                app.spec, namespace, app.metadata.name, self.cluster.read_secret(namespace, reference.name)
+            )
+        except EndpointError as error:
+            return [f"spec.prometheusSecretRef: {error}"]
+        return []
 
     def _pod_violations(self, app: CanaryApp) -> list[str]:
         """The reconciler's pod policy, then the platform's own Pod Security: the namespace must enforce the

@@ -358,6 +358,24 @@ def test_a_service_account_granted_by_its_owner_is_used_and_one_that_is_not_is_r
     assert stacks.applied
 
 
+def test_a_metrics_secret_not_granted_to_the_canaryapp_refuses_it_before_anything_is_created() -> None:
+    subject, cluster, stacks, events = reconciler(new_app(prometheusSecretRef={"name": "prom"}))
+    secret = SecretData(
+        labels={"canary.atze.io/metrics-credentials": "true"},
+        data={"token": "s3cr3t-token"},
+        annotations={"canary.atze.io/allowed-canaryapps": "api"},
+    )
+    cluster.read_secret = lambda namespace, name: secret  # type: ignore[method-assign]
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.applied == []
+    assert events.reasons == ["InvalidSpec"]
+    assert cluster.app is not None
+    message = cluster.app["status"]["message"]
+    assert "spec.prometheusSecretRef: " in message
+    assert "canary.atze.io/allowed-canaryapps=web" in message
+    assert "s3cr3t-token" not in message
+
+
 def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step() -> None:
     moments = [NOW]
     app = new_app(image="app:v2", trafficShiftUpdateInterval=10)

@@ -400,11 +400,6 @@ class Reconciler:
         metadata = raw["metadata"]
         if FINALIZER not in finalizers:
             return None
-        try:
-            self._check_ownership(metadata["namespace"], metadata["name"], metadata.get("uid", ""))
-        except NameConflictError as error:
-            self.events.emit(raw, reasons.NAME_CONFLICT, f"Not deleting the stack: {error}", warning=True)
-            raise
         step = self.stacks.destroy(metadata["namespace"], metadata["name"])
         log.info(
             "Destroyed CanaryApp stack",

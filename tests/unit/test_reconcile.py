@@ -274,21 +274,6 @@ def test_a_step_that_would_delete_someone_elses_object_is_refused() -> None:
     assert events.reasons[-1] == "NameConflict"
 
 
-def test_the_stack_is_not_destroyed_while_it_names_someone_elses_object() -> None:
-    app = new_app()
-    app["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    subject, cluster, stacks, events = reconciler(app)
-    cluster.owners[("Deployment", "web-primary")] = frozenset({"someone-else"})
-    with contextlib.suppress(NameConflictError):
-        subject.reconcile("ns", "web")
-    assert stacks.destroyed == []
-    assert cluster.app is not None  # the finalizer stays until the name is free
-    assert events.reasons == ["NameConflict"]
-    cluster.owners[("Deployment", "web-primary")] = frozenset({"u1"})
-    assert subject.reconcile("ns", "web") is None
-    assert stacks.destroyed == ["ns.web"]
-
-
 def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
     subject, cluster, stacks, events = reconciler(new_app(gateways=["istio-system/public"]))
     assert subject.reconcile("ns", "web") is None

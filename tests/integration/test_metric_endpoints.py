@@ -1,8 +1,8 @@
 """Prometheus in the real world: a real Prometheus behind basic auth and TLS (its own --web.config.file) is
-queried with the credentials and CA of a labelled Secret granted to the CanaryApp; a Secret not marked for
-metric queries, or not granted to the CanaryApp that names it, is never used; a URL the operator did not
-allow is never contacted; a redirect to a host it did not allow is not followed; an oversized answer ends as
-a failed query. The reconciler runs with
+queried with the credentials and CA of a labelled Secret granted to the CanaryApp; a CanaryApp naming a
+Secret not marked for metric queries, or not granted to it, is refused before anything is created, and the
+Secret never used; a URL the operator did not allow is never contacted; a redirect to a host it did not
+allow is not followed; an oversized answer ends as a failed query. The reconciler runs with
 --allowed-metric-urls=http(s)://127.0.0.1:* (devenv/reconciler_process.py): `localhost` is *not* allowed."""
 
 from __future__ import annotations
@@ -136,7 +136,6 @@ def test_a_prometheus_behind_basic_auth_and_tls_is_queried_with_the_secrets_cred
 def test_a_secret_not_meant_for_this_canaryapps_queries_is_never_used(
     apps: Apps,
     reconciler: ReconcilerProcess,
-    exporter: ControlledExporter,
     guarded_prometheus: PrometheusServer,
     marked: bool,
     granted_to: str,
@@ -149,13 +148,25 @@ def test_a_secret_not_meant_for_this_canaryapps_queries_is_never_used(
         granted_to=granted_to,
         marked=marked,
     )
-    set_gauges(exporter, apps.namespace, "api")
-    create_ready(apps, "api", guarded_prometheus.url, prometheusSecretRef={"name": "db-password"})
-    failed = rolled_back_for(apps, "api")
-    check = failed["checks"][-1]
-    assert check["outcome"] == "QueryFailed"
-    assert fragment.format(namespace=apps.namespace) in check["message"]
-    assert PASSWORD not in str(failed)
+    apps.create(
+        canary_app(
+            "api",
+            "app:v1",
+            error_query(apps.namespace, "api"),
+            guarded_prometheus.url,
+            prometheusSecretRef={"name": "db-password"},
+        )
+    )
+    secret = f"the Secret {apps.namespace}/db-password (spec.prometheusSecretRef)"
+    expected = f"spec.prometheusSecretRef: {secret} "
+    status = wait_for(
+        lambda: expected in apps.status("api").get("message", "") and apps.status("api"),
+        60,
+        "the Secret refused",
+    )
+    assert fragment.format(namespace=apps.namespace) in status["message"]
+    assert apps.deployment("api-primary") is None  # refused before anything was created
+    assert PASSWORD not in str(apps.get("api"))
     assert PASSWORD not in reconciler.log()
 
 

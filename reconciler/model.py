@@ -334,6 +334,8 @@ class CanaryAppStatus(_Model):
     phase: Phase | None = None
     message: str = ""
     observed_generation: int | None = None
+    # The generation the reconciler found invalid (and so acts on not at all); cleared by its next decision.
+    invalid_generation: int | None = None
     primary_image: str | None = None
     canary_image: str | None = None
     canary_weight: int = 0

@@ -246,7 +246,9 @@ class Reconciler:
         """Decides, records the decision, applies the stack it implies (if it changed), records the result."""
         namespace, name = app.metadata.namespace, app.metadata.name
         # A status from before pod template revisions gets them first, so every path below has them.
-        app = app.model_copy(update={"status": with_revisions(app.spec, app.status)})
+        # A spec found invalid before is valid now: the mark goes with this pass's status write.
+        valid = app.status.model_copy(update={"invalid_generation": None})
+        app = app.model_copy(update={"status": with_revisions(app.spec, valid)})
         spec, status, now = app.spec, app.status, self.clock()
         if interrupted(status):
             # The last pass recorded a decision and died before applying it: apply that step first, and let
@@ -333,7 +335,7 @@ class Reconciler:
         limit = self.max_concurrent_rollouts or 0
         others = [item for item in self.cluster.list_canary_apps()[0] if _key(item) != app.key]
         statuses = [item.get("status") or {} for item in others]
-        active = sum(1 for status in statuses if status.get("phase") in ACTIVE_PHASES)
+        active = sum(1 for item in others if _holds_slot(item))
         mine = (app.status.queued_at or "~", app.key)  # "~" sorts after every timestamp
         waiting_before = sum(
             1
@@ -382,7 +384,8 @@ class Reconciler:
         log.warning("Rejected CanaryApp spec", extra={"canaryapp": metadata["name"], "detail": str(problem)})
         current = (raw.get("status") or {}).get("message")
         if current != str(problem):
-            self.cluster.write_status(metadata["namespace"], metadata["name"], {"message": str(problem)})
+            update = {"message": str(problem), "invalidGeneration": metadata.get("generation")}
+            self.cluster.write_status(metadata["namespace"], metadata["name"], update)
             self.events.emit(raw, reasons.INVALID_SPEC, str(problem), warning=True)
 
     def _report_stack_error(
@@ -416,6 +419,24 @@ class Reconciler:
 
 def _key(item: dict[str, Any]) -> str:
     return f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+
+
+def _holds_slot(item: dict[str, Any]) -> bool:
+    """Whether a CanaryApp's rollout counts toward --max-concurrent-rollouts: it is progressing or promoting,
+    not paused (the user holds it), and its current spec is not invalid (the reconciler acts on it not at
+    all). A paused or invalid rollout that continues later continues even when the slots are full then: it
+    is under way already."""
+    status = item.get("status") or {}
+    if status.get("phase") not in ACTIVE_PHASES:
+        return False
+    if status.get("invalidGeneration") is not None and status["invalidGeneration"] == item["metadata"].get(
+        "generation"
+    ):
+        return False
+    paused = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == reasons.CONDITION_PAUSED), None
+    )
+    return not (paused is not None and paused.get("status") == "True")
 
 
 def _failed_sync(status: CanaryAppStatus) -> Condition | None:

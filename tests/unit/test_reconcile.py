@@ -14,7 +14,7 @@ from reconciler.analysis import QueryResult
 from reconciler.desired import DesiredStack
 from reconciler.endpoints import MetricsEndpoint, SecretData
 from reconciler.errors import NameConflictError, TransientError
-from reconciler.model import FINALIZER, CheckOutcome
+from reconciler.model import FINALIZER, CanaryApp, CheckOutcome
 from reconciler.names import ObjectRef
 from reconciler.policy import RoutingPolicy
 from reconciler.ports import StepReport
@@ -359,6 +359,38 @@ def test_a_metrics_secret_not_granted_to_the_canaryapp_refuses_it_before_anythin
     assert "spec.prometheusSecretRef: " in message
     assert "canary.atze.io/allowed-canaryapps=web" in message
     assert "s3cr3t-token" not in message
+
+
+def other_rollout(name: str, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "generation": 3},
+        "status": {"phase": "Progressing", **status},
+    }
+
+
+def test_a_paused_or_invalid_rollout_holds_no_slot_and_an_invalid_mark_is_cleared_when_valid() -> None:
+    cluster = FakeCluster(new_app(image="app:v2"))
+    subject = Reconciler(
+        cluster,
+        FakeStacks(cluster),
+        FakeMetrics(),
+        FakeEvents(),
+        clock=lambda: NOW,
+        max_concurrent_rollouts=1,
+    )
+    assert cluster.app is not None
+    cluster.app["status"] = {"phase": "Ready", "primaryImage": "app:v1"}
+    paused = {"conditions": [{"type": "Paused", "status": "True", "reason": "Paused", "message": ""}]}
+    others = [other_rollout("paused", **paused), other_rollout("invalid", invalidGeneration=3)]
+    cluster.list_canary_apps = lambda: (others, "1")  # type: ignore[method-assign]
+    app = CanaryApp.model_validate(cluster.app)
+    assert subject._slots(app).active == 0
+    others.append(other_rollout("fixed", invalidGeneration=2))  # generation 3 is valid again: it counts
+    assert subject._slots(app).active == 1
+    cluster.app["status"] = {"phase": "Ready", "primaryImage": "app:v1", "invalidGeneration": 1}
+    cluster.list_canary_apps = lambda: ([], "1")  # type: ignore[method-assign]
+    subject.reconcile("ns", "web")
+    assert cluster.app["status"].get("invalidGeneration") is None
 
 
 def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class RunConfig:
     metrics_policy: MetricsPolicy = field(default_factory=MetricsPolicy)
     pod_policy: PodPolicy = field(default_factory=PodPolicy)
     pod_security_level: str = pod_security.DEFAULT_LEVEL
+    step_timeout: float = 300.0
 
     @property
     def step_workers(self) -> int:
@@ -151,6 +153,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_flag("PROVIDER_PER_STEP"),
         help="start the Kubernetes provider for every step, as `pulumi up` does on its own, instead of one "
         "long-lived provider per worker (slower: a fallback)",
+    )
+    parser.add_argument(
+        "--step-timeout",
+        type=float,
+        default=_env("STEP_TIMEOUT", "300"),
+        help="seconds a `pulumi up` or `destroy` may take; a longer one is killed with its engine and "
+        "provider, and retried; default: 300",
     )
     parser.add_argument(
         "--identity", default=_env("IDENTITY", os.environ.get("HOSTNAME", f"pid-{os.getpid()}"))
@@ -268,6 +277,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         raise SystemExit("--workers must be at least 1")
     if args.max_concurrent_rollouts < 0:
         raise SystemExit("--max-concurrent-rollouts must be 0 (unlimited) or more")
+    if not 0 < args.step_timeout < math.inf:
+        raise SystemExit(
+            f"--step-timeout (or CANARYAPP_STEP_TIMEOUT) must be a number of seconds above 0, e.g. 300, "
+            f"not {args.step_timeout}"
+        )
     return RunConfig(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
@@ -291,4 +305,5 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         pod_policy=pod_policy(args),
         pod_security_level=args.pod_security_level,
         metrics_policy=MetricsPolicy(_patterns(args.allowed_metric_urls)),
+        step_timeout=args.step_timeout,
     )

@@ -3,6 +3,7 @@
 ReconcileError
 ├── TransientError(retry_after)   the world may fix itself: retry the pass later
 │   ├── StackBusyError            another update holds the Pulumi stack (ConcurrentUpdateError)
+│   ├── StepTimeoutError          a `pulumi up`/`destroy` outlived --step-timeout and was killed
 │   └── NameConflictError         an object with a derived name exists and is not this CanaryApp's
 └── PermanentError                retrying the same input fails the same way: wait for a change
     └── InvalidSpecError          the CanaryApp's spec breaks a rule (names the field and the fix)
@@ -23,6 +24,10 @@ class TransientError(ReconcileError):
 
 class StackBusyError(TransientError):
     pass
+
+
+class StepTimeoutError(TransientError):
+    """Its engine and provider were killed and its stack lock removed: the retry starts from new ones."""
 
 
 class NameConflictError(TransientError):

@@ -1,9 +1,11 @@
-"""Just enough S3 to clear stale Pulumi locks in an `s3://` backend: list keys under a prefix, delete a key.
+"""Just enough S3 to clear stale Pulumi locks in an `s3://` backend: list keys under a prefix, read a key (a
+lock's holder and time), delete a key.
 
 Pulumi keeps the state itself (through gocloud.dev); the reconciler only needs to remove the lock objects a
-killed leader left, and the AWS SDK is a large dependency for two calls. Requests are signed with Signature
-Version 4 from static credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally
-AWS_SESSION_TOKEN); other credential sources (profiles, roles, instance metadata) are not read here.
+killed leader left, and the AWS SDK is a large dependency for three calls. Every answer is bounded in time
+(the client's timeout) and in size (`max_bytes`). Requests are signed with Signature Version 4 from static
+credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, optionally AWS_SESSION_TOKEN);
+other credential sources (profiles, roles, instance metadata) are not read here.
 The backend URL is read as gocloud.dev reads it: `s3://BUCKET[/PREFIX]?endpoint=…&region=…&use_path_style=…`
 (also the older `s3ForcePathStyle` and `disableSSL`).
 """
@@ -24,6 +26,8 @@ import httpx
 EMPTY_PAYLOAD_SHA256 = hashlib.sha256(b"").hexdigest()
 _S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _TRUE = ("true", "1", "t", "yes")
+# A ListObjectsV2 page of 1000 keys is a few hundred KB; a Pulumi lock a few hundred bytes.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class S3UnavailableError(Exception):
@@ -151,7 +155,8 @@ class S3Bucket:
     def close(self) -> None:
         self._client.close()
 
-    def _request(self, method: str, path: str, query: str = "") -> httpx.Response:
+    def _request(self, method: str, path: str, query: str = "", max_bytes: int = MAX_RESPONSE_BYTES) -> bytes:
+        """The answer's body, read up to `max_bytes` (a longer one is an error, not truncated)."""
         url = f"{self.location.base_url}/{_encode(path, safe='/-_.~')}" + (f"?{query}" if query else "")
         headers = signed_headers(
             method,
@@ -161,15 +166,19 @@ class S3Bucket:
             now=datetime.datetime.now(datetime.UTC),
             headers={"x-amz-content-sha256": EMPTY_PAYLOAD_SHA256},
         )
+        what = f"{method} {self.location.base_url}/{path}"
         try:
-            response = self._client.request(method, url, headers=headers)
+            with self._client.stream(method, url, headers=headers) as response:
+                if response.status_code >= 300:
+                    raise S3UnavailableError(f"{what} answered HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise S3UnavailableError(f"{what} answered more than {max_bytes} bytes")
         except httpx.HTTPError as error:
-            raise S3UnavailableError(f"{method} {self.location.base_url}/{path} failed: {error}") from error
-        if response.status_code >= 300:
-            raise S3UnavailableError(
-                f"{method} {self.location.base_url}/{path} answered HTTP {response.status_code}"
-            )
-        return response
+            raise S3UnavailableError(f"{what} failed: {error}") from error
+        return bytes(body)
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix` (relative to the backend URL's prefix), with ListObjectsV2 pages."""
@@ -178,12 +187,16 @@ class S3Bucket:
             query = f"list-type=2&prefix={_encode(self.location.prefix + prefix)}"
             if token:
                 query += f"&continuation-token={_encode(token)}"
-            page = ElementTree.fromstring(self._request("GET", "", query).content)
+            page = ElementTree.fromstring(self._request("GET", "", query))
             for contents in page.iter(f"{_S3_NAMESPACE}Contents"):
                 yield contents.findtext(f"{_S3_NAMESPACE}Key") or ""
             token = page.findtext(f"{_S3_NAMESPACE}NextContinuationToken")
             if page.findtext(f"{_S3_NAMESPACE}IsTruncated") != "true" or not token:
                 return
+
+    def get(self, key: str, max_bytes: int = MAX_RESPONSE_BYTES) -> bytes:
+        """The content of the object at `key` (as `keys` returns it)."""
+        return self._request("GET", key, max_bytes=max_bytes)
 
     def delete(self, key: str) -> None:
         self._request("DELETE", key)

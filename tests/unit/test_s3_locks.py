@@ -1,18 +1,34 @@
 """Stale Pulumi locks: the S3 requests are signed as AWS documents, the backend URL is read as gocloud.dev
-reads it, and clearing removes the locks of this shard's stacks only (file backend here; the s3:// backend
-against a real S3 server in tests/integration/test_shards.py)."""
+reads it, and clearing removes the locks of this shard's stacks only, and of those only the ones written
+before this replica acquired its Lease (file backend and a minimal S3 server here; the s3:// backend against a
+real S3 server in tests/integration/test_shards.py)."""
 
 from __future__ import annotations
 
 import datetime
+import http.server
+import json
+import logging
+import threading
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
-from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
+from reconciler.adapters.pulumi_stacks import (
+    PulumiSettings,
+    PulumiStacks,
+    StackLock,
+    kept_after_kill,
+    kept_at_start,
+    parse_lock,
+)
 from reconciler.adapters.s3 import (
     EMPTY_PAYLOAD_SHA256,
     Credentials,
+    S3Bucket,
     S3UnavailableError,
     environment_credentials,
     s3_location,
@@ -83,11 +99,106 @@ def test_without_static_credentials_the_bucket_is_unavailable_not_guessed() -> N
         environment_credentials({})
 
 
-def lock(root: Path, stack: str, lock_id: str = "0a1b") -> Path:
-    path = root / ".pulumi" / "locks" / "organization" / "canaryapp" / stack / f"{lock_id}.json"
+ACQUIRED_AT = datetime.datetime(2026, 12, 1, 15, 0, tzinfo=datetime.UTC)
+
+
+def lock_key(stack: str, lock_id: str = "0a1b") -> str:
+    return f".pulumi/locks/organization/canaryapp/{stack}/{lock_id}.json"
+
+
+def lock_content(timestamp: str | None = None, pid: int = 4242, hostname: str = "reconciler-0") -> bytes:
+    """A lock as Pulumi writes it (Go's time.Time: RFC 3339 with nanoseconds)."""
+    stamp = {} if timestamp is None else {"timestamp": timestamp}
+    return json.dumps({"pid": pid, "username": "canaryapp", "hostname": hostname, **stamp}).encode()
+
+
+def lock(root: Path, stack: str, lock_id: str = "0a1b", content: bytes = b"{}") -> Path:
+    path = root / lock_key(stack, lock_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("{}")
+    path.write_bytes(content)
     return path
+
+
+@pytest.mark.parametrize(
+    ("content", "locked_at"),
+    [
+        pytest.param(
+            lock_content("2026-12-01T14:59:59.123456789Z"),
+            datetime.datetime(2026, 12, 1, 14, 59, 59, 123456, tzinfo=datetime.UTC),
+            id="go-nanoseconds-utc",
+        ),
+        pytest.param(
+            lock_content("2026-12-01T16:59:59.5+02:00"),
+            datetime.datetime(2026, 12, 1, 14, 59, 59, 500000, tzinfo=datetime.UTC),
+            id="go-offset",
+        ),
+        pytest.param(
+            lock_content("2026-12-01 14:59:59.123456+00:00"),
+            datetime.datetime(2026, 12, 1, 14, 59, 59, 123456, tzinfo=datetime.UTC),
+            id="python-str",
+        ),
+        pytest.param(lock_content("2026-12-01T14:59:59"), None, id="no-offset-is-not-guessed"),
+        pytest.param(lock_content("yesterday"), None, id="not-a-time"),
+        pytest.param(lock_content(), None, id="no-timestamp"),
+        pytest.param(b'{"timestamp": 1764600000}', None, id="a-number"),
+        pytest.param(b"[]", None, id="not-an-object"),
+        pytest.param(b"\xff{", None, id="not-json"),
+    ],
+)
+def test_a_locks_time_is_read_as_pulumi_writes_it_or_not_at_all(
+    content: bytes, locked_at: datetime.datetime | None
+) -> None:
+    assert parse_lock(lock_key("ns.web"), content).locked_at == locked_at
+
+
+def test_a_lock_names_its_stack_and_holder() -> None:
+    parsed = parse_lock(lock_key("ns.web"), lock_content("2026-12-01T14:59:59Z", pid=7, hostname="r-1"))
+    assert (parsed.stack, parsed.pid, parsed.hostname) == ("ns.web", 7, "r-1")
+    assert parse_lock(lock_key("ns.web"), b'{"pid": true, "hostname": 3}').pid is None
+
+
+BEFORE = ACQUIRED_AT - datetime.timedelta(seconds=1)
+AFTER = ACQUIRED_AT + datetime.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("locked_at", "acquired_at", "kept"),
+    [
+        pytest.param(BEFORE, ACQUIRED_AT, False, id="written-before-the-lease"),
+        pytest.param(AFTER, ACQUIRED_AT, True, id="written-after-the-lease"),
+        pytest.param(ACQUIRED_AT, ACQUIRED_AT, True, id="written-at-the-same-instant"),
+        pytest.param(None, ACQUIRED_AT, True, id="unreadable-time"),
+        pytest.param(
+            AFTER,
+            ACQUIRED_AT.astimezone(datetime.timezone(datetime.timedelta(hours=-5))),
+            True,
+            id="other-zone",
+        ),
+        pytest.param(AFTER, None, False, id="no-leader-election"),
+        pytest.param(None, None, False, id="no-leader-election-unreadable"),
+    ],
+)
+def test_at_start_a_lock_is_stale_only_if_written_before_the_lease_was_acquired(
+    locked_at: datetime.datetime | None, acquired_at: datetime.datetime | None, kept: bool
+) -> None:
+    reason = kept_at_start(StackLock(lock_key("ns.web"), locked_at), acquired_at)
+    assert (reason is not None) == kept
+
+
+@pytest.mark.parametrize(
+    ("pid", "hostname", "kept"),
+    [
+        pytest.param(11, "r-0", False, id="held-by-a-killed-process"),
+        pytest.param(12, "r-0", True, id="another-process-of-this-host"),
+        pytest.param(11, "r-1", True, id="the-same-pid-on-another-host"),
+        pytest.param(None, None, True, id="unreadable-holder"),
+    ],
+)
+def test_after_a_kill_only_the_killed_processes_locks_are_stale(
+    pid: int | None, hostname: str | None, kept: bool
+) -> None:
+    stack_lock = StackLock(lock_key("ns.web"), BEFORE, pid, hostname)
+    assert (kept_after_kill(stack_lock, "r-0", {10, 11}) is not None) == kept
 
 
 def test_clearing_removes_only_the_locks_of_this_shards_stacks(tmp_path: Path) -> None:
@@ -100,6 +211,121 @@ def test_clearing_removes_only_the_locks_of_this_shards_stacks(tmp_path: Path) -
         assert stacks.clear_stale_locks({"default.web"}) == 0
     finally:
         stacks.close()
+
+
+def test_with_leader_election_only_locks_older_than_the_lease_are_cleared(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stale = lock(tmp_path, "default.web", "old", lock_content("2026-12-01T14:59:59.999999999Z"))
+    live = lock(tmp_path, "default.web", "new", lock_content("2026-12-01T15:00:00.000000001Z"))
+    unreadable = lock(tmp_path, "default.api", "odd", b"{not json")
+    other_shards = lock(tmp_path, "default.shop", "old", lock_content("2026-12-01T14:00:00Z"))
+    stacks = PulumiStacks(PulumiSettings(f"file://{tmp_path}", str(tmp_path / "w"), str(tmp_path / "h")), 1)
+    caplog.set_level(logging.INFO, logger="reconciler.adapters.pulumi_stacks")
+    try:
+        cleared = stacks.clear_stale_locks({"default.web", "default.api"}, acquired_at=ACQUIRED_AT)
+    finally:
+        stacks.close()
+    assert cleared == 1
+    assert not stale.exists()
+    assert live.exists()
+    assert unreadable.exists()
+    assert other_shards.exists()
+    kept = {
+        record.__dict__["key"]: record.__dict__["reason"]
+        for record in caplog.records
+        if record.message == "Kept stack lock"
+    }
+    assert set(kept) == {lock_key("default.web", "new"), lock_key("default.api", "odd")}
+    assert "cannot be read" in kept[lock_key("default.api", "odd")]
+    [deleted] = [record for record in caplog.records if record.message == "Deleted stale stack lock"]
+    assert deleted.__dict__["stack"] == "default.web"
+    assert deleted.__dict__["locked_at"] == "2026-12-01T14:59:59.999999+00:00"
+
+
+class MemoryS3(http.server.ThreadingHTTPServer):
+    """Enough of S3 for the lock calls (ListObjectsV2, GET, DELETE), path style, one bucket; no signatures."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _MemoryS3Handler)
+        self.objects: dict[str, bytes] = {}
+
+    @property
+    def backend_url(self) -> str:
+        return f"s3://state?endpoint=http://127.0.0.1:{self.server_address[1]}&use_path_style=true"
+
+
+class _MemoryS3Handler(http.server.BaseHTTPRequestHandler):
+    server: MemoryS3
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        key = urllib.parse.unquote(path.removeprefix("/state").removeprefix("/"))
+        if key:
+            self._answer(*((200, self.server.objects[key]) if key in self.server.objects else (404, b"")))
+            return
+        prefix = urllib.parse.parse_qs(query).get("prefix", [""])[0]
+        contents = "".join(
+            f"<Contents><Key>{escape(name)}</Key></Contents>"
+            for name in self.server.objects
+            if name.startswith(prefix)
+        )
+        page = f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{contents}<IsTruncated>false</IsTruncated></ListBucketResult>'
+        self._answer(200, page.encode())
+
+    def do_DELETE(self) -> None:
+        self.server.objects.pop(urllib.parse.unquote(self.path.removeprefix("/state/")), None)
+        self._answer(204, b"")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def memory_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryS3]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    server = MemoryS3()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_s3_backends_locks_are_selected_by_time_as_a_folders_are(
+    memory_s3: MemoryS3, tmp_path: Path
+) -> None:
+    memory_s3.objects = {
+        lock_key("default.web", "old"): lock_content("2026-12-01T14:59:59Z"),
+        lock_key("default.web", "new"): lock_content("2026-12-01T15:00:01Z"),
+        lock_key("default.shop", "old"): lock_content("2026-12-01T14:00:00Z"),
+    }
+    stacks = PulumiStacks(PulumiSettings(memory_s3.backend_url, str(tmp_path / "w"), str(tmp_path / "h")), 1)
+    try:
+        assert stacks.clear_stale_locks({"default.web"}, acquired_at=ACQUIRED_AT) == 1
+    finally:
+        stacks.close()
+    assert set(memory_s3.objects) == {lock_key("default.web", "new"), lock_key("default.shop", "old")}
+
+
+def test_an_s3_object_is_read_whole_or_refused_when_too_large(memory_s3: MemoryS3) -> None:
+    memory_s3.objects = {"small": b"x" * 10, "large": b"x" * 11}
+    bucket = S3Bucket(memory_s3.backend_url)
+    try:
+        assert bucket.get("small", max_bytes=10) == b"x" * 10
+        with pytest.raises(S3UnavailableError, match="more than 10 bytes"):
+            bucket.get("large", max_bytes=10)
+        with pytest.raises(S3UnavailableError, match="HTTP 404"):
+            bucket.get("missing")
+    finally:
+        bucket.close()
 
 
 def test_a_backend_whose_locks_cannot_be_reached_is_left_alone(caplog: pytest.LogCaptureFixture) -> None:

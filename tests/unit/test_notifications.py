@@ -99,3 +99,41 @@ def test_a_failing_receiver_gets_bounded_retries_then_is_skipped() -> None:
     notifier.notify({"event": "b"})
     notifier.close()
     assert attempts == ["a", "a", "a", "b", "b", "b"]
+
+
+def test_a_full_queue_drops_the_oldest_event_and_neither_notify_nor_close_blocks() -> None:
+    received: list[str] = []
+    release = threading.Event()
+
+    def stuck(request: httpx.Request) -> httpx.Response:
+        release.wait(5)
+        received.append(json.loads(request.content)["event"])
+        return httpx.Response(200)
+
+    notifier = WebhookNotifier(
+        "http://receiver/hook", transport=httpx.MockTransport(stuck), retry_seconds=0.01, queue_size=3
+    )
+    notifier.notify({"event": "first"})
+    deadline = time.monotonic() + 5
+    while notifier._events and time.monotonic() < deadline:  # the thread takes "first" and hangs on it
+        time.sleep(0.01)
+    for number in range(5):
+        notifier.notify({"event": f"e{number}"})
+    assert [event["event"] for event in notifier._events] == ["e2", "e3", "e4"]
+    assert notifier.dropped == 2
+    release.set()
+    notifier.close()
+    assert received == ["first", "e2", "e3", "e4"]
+
+
+def test_close_returns_in_bounded_time_with_a_receiver_that_never_answers() -> None:
+    def never(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.5)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    notifier = WebhookNotifier("http://receiver/hook", transport=httpx.MockTransport(never), retry_seconds=10)
+    for number in range(50):
+        notifier.notify({"event": f"e{number}"})
+    started = time.monotonic()
+    notifier.close(timeout=0.2)
+    assert time.monotonic() - started < 0.2 + 5.0 + 1.0  # the timeout plus one request's timeout

@@ -6,8 +6,10 @@ applied stack after, so a pass that dies anywhere is finished by the next one fr
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -144,6 +146,7 @@ class Reconciler:
         self.notifier = notifier
         self.pod_security_level = pod_security_level
         self._dry_runs: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
+        self._slot_lock = threading.Lock()
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Runs one pass; returns seconds until the next pass is due (None: only on the next change)."""
@@ -250,26 +253,25 @@ class Reconciler:
         valid = app.status.model_copy(update={"invalid_generation": None})
         app = app.model_copy(update={"status": with_revisions(app.spec, valid)})
         spec, status, now = app.spec, app.status, self.clock()
-        if interrupted(status):
-            # The last pass recorded a decision and died before applying it: apply that step first, and let
-            # the next pass decide (a check must judge a weight the world has had for a whole interval).
-            decision: Decision = Hold(resume_interrupted(status, now), 0.0, reasons.WAITING, status.message)
-        else:
-            slots = self._slots if self.max_concurrent_rollouts else None
-            decision = decide(spec, status, observe(app, self.cluster, self._check, now, slots), now)
-        desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
-        fingerprint = desired.fingerprint()
-        in_sync = fingerprint == decision.status.last_applied_hash
-        failed = None if in_sync else _failed_sync(status)
-        new_status = with_stack_sync(
-            decision.status,
-            in_sync,
-            now,
-            failed.message if failed else "",
-            failed.reason if failed else reasons.STACK_UPDATE_FAILED,
-        )
-        if new_status != status:
-            self.cluster.write_status(namespace, name, _status_body(new_status))
+        # Rollout slots are one admission point: a pass that may start a rollout counts the slots and records
+        # its decision while holding the lock, so two passes can never both take the last slot (with leader
+        # election, one process acts per shard, so the lock is the whole claim).
+        starting = bool(self.max_concurrent_rollouts) and about_to_start(spec, status)
+        with self._slot_lock if starting else contextlib.nullcontext():
+            decision = self._decide(app, now)
+            desired = desired_stack(name, namespace, app.metadata.uid, spec, decision.status)
+            fingerprint = desired.fingerprint()
+            in_sync = fingerprint == decision.status.last_applied_hash
+            failed = None if in_sync else _failed_sync(status)
+            new_status = with_stack_sync(
+                decision.status,
+                in_sync,
+                now,
+                failed.message if failed else "",
+                failed.reason if failed else reasons.STACK_UPDATE_FAILED,
+            )
+            if new_status != status:
+                self.cluster.write_status(namespace, name, _status_body(new_status))
         self._report(raw, decision)
         if in_sync:
             return self._remaining(decision, now)
@@ -299,6 +301,15 @@ class Reconciler:
         synced = with_stack_sync(new_status.model_copy(update={"last_applied_hash": fingerprint}), True, now)
         self.cluster.write_status(namespace, name, _status_body(synced))
         return self._remaining(decision, now)
+
+    def _decide(self, app: CanaryApp, now: datetime.datetime) -> Decision:
+        status = app.status
+        if interrupted(status):
+            # The last pass recorded a decision and died before applying it: apply that step first, and let
+            # the next pass decide (a check must judge a weight the world has had for a whole interval).
+            return Hold(resume_interrupted(status, now), 0.0, reasons.WAITING, status.message)
+        slots = self._slots if self.max_concurrent_rollouts else None
+        return decide(app.spec, status, observe(app, self.cluster, self._check, now, slots), now)
 
     def _remaining(self, decision: Decision, decided_at: datetime.datetime) -> float | None:
         """The requeue delay counted from when the decision was made, not from the end of this pass: a pass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import threading
+import time
 from typing import Any
 
 from reconciler import decide as core
@@ -443,3 +445,51 @@ def test_an_interrupted_step_is_applied_before_anything_is_decided() -> None:
     assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
     subject.reconcile("ns", "web")  # the next pass decides: no check is due yet
     assert [desired.canary_weight for desired in stacks.applied] == [20]
+
+
+class TwoApps(FakeCluster):
+    """Two CanaryApps in one store; listing them is slow, so two passes overlap in it."""
+
+    def __init__(self) -> None:
+        super().__init__(new_app())
+        self.apps = {name: new_app(image="app:v2") for name in ("a", "b")}
+        for name, app in self.apps.items():
+            app["metadata"]["name"] = name
+            app["metadata"]["uid"] = f"uid-{name}"
+            app["status"] = {"phase": "Ready", "primaryImage": "app:v1"}
+        self.lock = threading.Lock()
+
+    def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            return copy.deepcopy(self.apps[name])
+
+    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+        with self.lock:
+            listed = copy.deepcopy(list(self.apps.values()))
+        time.sleep(0.2)
+        return listed, "1"
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        with self.lock:
+            self.apps[name]["status"] = {**self.apps[name].get("status", {}), **status}
+
+
+def test_two_passes_at_once_never_both_take_the_last_rollout_slot() -> None:
+    cluster = TwoApps()
+    subject = Reconciler(
+        cluster,
+        FakeStacks(cluster),
+        FakeMetrics(),
+        FakeEvents(),
+        clock=lambda: NOW,
+        max_concurrent_rollouts=1,
+    )
+    passes = [threading.Thread(target=subject.reconcile, args=("ns", name)) for name in ("a", "b")]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join(10)
+    phases = sorted(app["status"]["phase"] for app in cluster.apps.values())
+    assert phases == ["Progressing", "Ready"]
+    waiting = next(app for app in cluster.apps.values() if app["status"]["phase"] == "Ready")
+    assert "waits for a rollout slot" in waiting["status"]["message"]

@@ -110,7 +110,9 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     metrics = PrometheusMetrics(config.metrics_policy)
     notifier = WebhookNotifier(config.notify_url) if config.notify_url else None
     # Worker processes start with the first step, so a standby replica runs no Pulumi processes.
-    stacks = PulumiStacks(settings, workers=config.step_workers, step_timeout=config.step_timeout)
+    stacks = PulumiStacks(
+        settings, workers=config.step_workers, step_timeout=config.step_timeout, fence=fence
+    )
     controller = Controller(
         cluster,
         Reconciler(
@@ -142,7 +144,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     status_server = StatusServer(config.metrics_address, telemetry.registry, healthy, ready)
     status_server.start()
     try:
-        if elector is not None and not _lead(elector, config, stop, lost_leadership):
+        if elector is not None and not _lead(elector, config, stop, lost_leadership, stacks):
             return 0
         log.info(
             "Started CanaryApp reconciler",
@@ -152,7 +154,9 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
                 "step_workers": config.step_workers,
                 "shard": str(config.shard_selector or "*"),
                 "backend": _redacted(config.backend_url),
-                "cleared_locks": stacks.clear_stale_locks(_stack_names(cluster)),
+                "cleared_locks": stacks.clear_stale_locks(
+                    _stack_names(cluster), acquired_at=elector.acquired_at if elector is not None else None
+                ),
             },
         )
         controller.start()
@@ -171,10 +175,15 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
 
 
 def _lead(
-    elector: LeaderElector, config: RunConfig, stop: threading.Event, lost_leadership: threading.Event
+    elector: LeaderElector,
+    config: RunConfig,
+    stop: threading.Event,
+    lost_leadership: threading.Event,
+    stacks: PulumiStacks,
 ) -> bool:
-    """Waits for the Lease (False: stopped first), then renews it in the background; losing it sets
-    `lost_leadership` and `stop`."""
+    """Waits for the Lease (False: stopped first), then renews it in the background; losing it stops the
+    steps in flight at once (engine and provider included: the next leader must find no `up` running, and
+    it clears the locks they leave), then sets `lost_leadership` and `stop`."""
     log.info(
         "Waiting for leadership",
         extra={
@@ -186,6 +195,7 @@ def _lead(
         return False
 
     def on_lost() -> None:
+        stacks.abort(reason="this replica lost leadership")
         lost_leadership.set()
         stop.set()
 

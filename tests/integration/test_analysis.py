@@ -28,7 +28,7 @@ from devenv.kube import stack_synced
 from devenv.mesh import METRICS_PATH, LocalMesh
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
-from devenv.reconciler_process import ReconcilerProcess
+from devenv.reconciler_process import LOCAL_METRIC_URLS, ReconcilerProcess
 from tests.integration.helpers import Apps, wait_for
 
 pytestmark = pytest.mark.integration
@@ -123,6 +123,7 @@ def backtest(world: World, name: str, start: datetime.datetime, end: datetime.da
             end.isoformat(),
             f"--kubeconfig={world.kubeconfig}",
             f"--prometheus-url={world.prometheus.url}",
+            f"--allowed-metric-urls={','.join(LOCAL_METRIC_URLS)}",
         ],
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
-from devenv.reconciler_process import ReconcilerProcess
+from devenv.reconciler_process import LOCAL_METRIC_URLS, ReconcilerProcess
 from reconciler.adapters.pulumi_stacks import PulumiSettings
 from tests.integration.helpers import Apps
 
@@ -38,7 +38,12 @@ def test_preview_shows_the_next_step_without_taking_it(
         pulumi_home=str(reconciler.state_dir / "pulumi-home"),
         extra_env={"KUBECONFIG": str(cluster.kubeconfig), "PULUMI_CONFIG_PASSPHRASE": reconciler.passphrase},
     )
-    env = {**os.environ, **settings.environment()}
+    # The dry run is a deputy too: it queries only what the reconciler's metric URL policy allows.
+    env = {
+        **os.environ,
+        **settings.environment(),
+        "CANARYAPP_ALLOWED_METRIC_URLS": ",".join(LOCAL_METRIC_URLS),
+    }
     try:
         preview = subprocess.run(
             [

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler import pod_security
 from reconciler.grants import GRANT_ANNOTATION
 from reconciler.pod_policy import DEFAULT_MAX_REPLICAS, DEFAULT_SERVICE_ACCOUNT, PodPolicy
-from reconciler.policy import DEFAULT_METRIC_URLS, MetricsPolicy
+from reconciler.policy import (
+    METRIC_URLS_FLAG,
+    METRIC_URLS_SETTING,
+    MetricsPolicy,
+    metric_url_bounded,
+    namespace_bounded,
+)
 from reconciler.selectors import LabelSelector, SelectorError, parse_selector
 
 DEFAULT_LEASE_NAME = "canaryapp-reconciler"
@@ -130,8 +137,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. '*.{namespace}.example.com'); default: none",
     )
     parser.add_argument(
-        "--allowed-metric-urls",
-        default=_env("ALLOWED_METRIC_URLS", ",".join(DEFAULT_METRIC_URLS)),
+        METRIC_URLS_FLAG,
+        default=None,
         help="comma-separated URL patterns the reconciler may query for CanaryApps (host globs, ':*' for any "
         "port, a path prefix, {namespace}); default: Istio's Prometheus add-on",
     )
@@ -250,6 +257,26 @@ def pod_policy(args: argparse.Namespace) -> PodPolicy:
     )
 
 
+def _metrics_policy(flag: str | None) -> MetricsPolicy:
+    policy = MetricsPolicy.configured(flag, os.environ)
+    _bounded_patterns(METRIC_URLS_SETTING, ",".join(policy.allowed_urls), metric_url_bounded)
+    return policy
+
+
+def _bounded_patterns(setting: str, value: str | None, bounded: Callable[[str], bool]) -> tuple[str, ...]:
+    """The patterns of a setting; one whose {namespace} could stand for another namespace's prefix (namespace
+    `a` matching `a-b-public`) stops start-up, naming it and the fix."""
+    patterns = _patterns(value)
+    unbounded = [pattern for pattern in patterns if not bounded(pattern)]
+    if unbounded:
+        raise SystemExit(
+            f"{setting}: {', '.join(unbounded)}: {{namespace}} must be a whole name or path segment (between "
+            "'.', '/' or the ends) with no glob on one side, or it would match other namespaces' objects "
+            "(namespace a matching a-b-...); write e.g. '{namespace}/*' or '*.{namespace}.example.com'"
+        )
+    return patterns
+
+
 def _patterns(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
@@ -296,14 +323,14 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name or shard_lease_name(shard_selector),
         identity=args.identity,
-        allowed_gateways=_patterns(args.allowed_gateways),
-        allowed_hosts=_patterns(args.allowed_hosts),
+        allowed_gateways=_bounded_patterns("--allowed-gateways", args.allowed_gateways, namespace_bounded),
+        allowed_hosts=_bounded_patterns("--allowed-hosts", args.allowed_hosts, namespace_bounded),
         max_concurrent_rollouts=args.max_concurrent_rollouts or None,
         notify_url=args.notify_url or None,
         shard_selector=shard_selector,
         provider_per_step=args.provider_per_step,
         pod_policy=pod_policy(args),
         pod_security_level=args.pod_security_level,
-        metrics_policy=MetricsPolicy(_patterns(args.allowed_metric_urls)),
+        metrics_policy=_metrics_policy(args.allowed_metric_urls),
         step_timeout=args.step_timeout,
     )

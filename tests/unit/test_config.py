@@ -153,3 +153,26 @@ def test_metric_urls_default_to_istios_prometheus_and_follow_the_flag_or_variabl
     from_env = run_config(config_of()).metrics_policy
     assert from_env.allows("shop", "http://prometheus.shop.svc:9090")
     assert not from_env.allows("shop", "http://prometheus.istio-system:9090")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        pytest.param("--allowed-gateways", "istio-system/{namespace}-*", id="gateway"),
+        pytest.param("--allowed-hosts", "{namespace}-*.example.com", id="host"),
+        pytest.param("--allowed-metric-urls", "http://{namespace}-*.monitoring.svc:9090", id="metric url"),
+    ],
+)
+def test_a_pattern_whose_namespace_has_no_boundary_stops_start_up(flag: str, value: str) -> None:
+    """Namespace `a` must never match namespace `a-b`'s objects: such a pattern is refused at start."""
+    with pytest.raises(SystemExit, match=r"\{namespace\} must be a whole name or path segment"):
+        run_config(config_of(flag, value))
+
+
+def test_bounded_namespace_patterns_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARYAPP_ALLOWED_METRIC_URLS", "http://prometheus.{namespace}.svc:9090")
+    config = run_config(
+        config_of("--allowed-gateways", "{namespace}/*", "--allowed-hosts", "*.{namespace}.example.com")
+    )
+    assert config.allowed_gateways == ("{namespace}/*",)
+    assert config.metrics_policy.allowed_urls == ("http://prometheus.{namespace}.svc:9090",)

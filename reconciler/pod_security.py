@@ -27,6 +27,8 @@ LABEL_PREFIX = "pod-security.kubernetes.io/"
 REQUIRED_MODES = ("enforce", "warn")
 # How Pod Security admission starts its warnings (k8s.io/pod-security-admission, admission.go).
 WARNING_PREFIX = "would violate PodSecurity"
+# How the dry run reports a template the API server refuses outright (invalid, not only above the level).
+REFUSED_PREFIX = "the API server refused the template: "
 
 
 def at_least(level: str | None, required: str) -> bool:
@@ -56,12 +58,16 @@ def namespace_violations(namespace: str, labels: Mapping[str, str] | None, requi
 
 
 def template_violations(warnings: Iterable[str]) -> list[str]:
-    """The Pod Security warnings of a dry run of the Deployment, as refusals of `spec.template`."""
-    return [
-        f"spec.template: the API server's Pod Security admission {_plain(warning)}; change the template"
-        for warning in warnings
-        if warning.startswith(WARNING_PREFIX)
-    ]
+    """The Pod Security warnings of a dry run of the Deployment (and its refusal, when the API server found
+    the template invalid), as refusals of `spec.template`."""
+    problems = []
+    for warning in warnings:
+        if warning.startswith(WARNING_PREFIX):
+            admission = f"the API server's Pod Security admission {_plain(warning)}"
+            problems.append(f"spec.template: {admission}; change the template")
+        elif warning.startswith(REFUSED_PREFIX):
+            problems.append(f"spec.template: {_plain(warning)}; change the template")
+    return problems
 
 
 def _plain(warning: str) -> str:

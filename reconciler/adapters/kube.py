@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import functools
+import json
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ import kubernetes
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from reconciler import pod_security
 from reconciler.endpoints import SecretData
 from reconciler.errors import TransientError
 from reconciler.model import GROUP, PLURAL, VERSION
@@ -111,6 +113,16 @@ def follow_watch(
             if error.status == 410:
                 return
             raise
+
+
+def _status_message(error: ApiException) -> str:
+    """The message of the API server's Status answer (the fields and what is wrong with them)."""
+    try:
+        body = json.loads(error.body or "{}")
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or error.reason or f"HTTP {error.status}")[:1024]
 
 
 def _warning_text(header: str) -> str:
@@ -394,6 +406,8 @@ class KubeCluster:
                 namespace, cast(Any, deployment), dry_run="All", _preload_content=False, _request_timeout=30
             )
         except ApiException as error:
+            if error.status in (400, 422):  # the template itself is invalid: a refusal, not a retry
+                return [f"{pod_security.REFUSED_PREFIX}{_status_message(error)}"]
             raise _transient(error, f"dry-running a Deployment in {namespace}") from error
         raw = response[0] if isinstance(response, tuple) else response
         try:

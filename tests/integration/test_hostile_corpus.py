@@ -29,7 +29,7 @@ from reconciler.model import GROUP, PLURAL, VERSION
 from reconciler.reserved_keys import PULUMI_SIGNATURE_KEY
 from tests.integration.helpers import canary_app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("hostile-corpus")]
 
 NAMESPACE = "default"  # where the limited user may create CanaryApps
 ADMISSION, RECONCILER = "admission", "reconciler"
@@ -285,7 +285,14 @@ POD_SECURITY_CASES = [
         securityContext={"sysctls": [{"name": "kernel.msgmax", "value": "65536"}]},
     ),
     beyond_baseline("apparmor", "AppArmor", securityContext={"appArmorProfile": {"type": "Unconfined"}}),
-    beyond_baseline("proc-mount", "procMount", containers=[secured({"procMount": "Unmasked"})]),
+    # An unmasked /proc without a user namespace is invalid outright: the dry run's 422 is the refusal.
+    pod(
+        "proc-mount",
+        RECONCILER,
+        "spec.template: the API server refused the template",
+        "procMount",
+        containers=[secured({"procMount": "Unmasked"})],
+    ),
     beyond_baseline(
         "host-process",
         "hostProcess",

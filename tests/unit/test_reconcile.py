@@ -493,3 +493,19 @@ def test_two_passes_at_once_never_both_take_the_last_rollout_slot() -> None:
     assert phases == ["Progressing", "Ready"]
     waiting = next(app for app in cluster.apps.values() if app["status"]["phase"] == "Ready")
     assert "waits for a rollout slot" in waiting["status"]["message"]
+
+
+def test_a_template_the_api_server_refuses_outright_is_refused_with_its_reasons() -> None:
+    template = {"spec": {"containers": [{"name": "app", "securityContext": {"procMount": "Unmasked"}}]}}
+    subject, cluster, stacks, events = reconciler(new_app(template=template))
+    cluster.warnings = [
+        'the API server refused the template: Deployment.apps "web-canary-x" is invalid: '
+        'spec.template.spec.containers[0].securityContext.procMount: Invalid value: "Unmasked": '
+        "`hostUsers` must be false to use `Unmasked`"
+    ]
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.applied == []
+    assert events.reasons == ["InvalidSpec"]
+    assert cluster.app is not None
+    assert "spec.template: the API server refused the template: " in cluster.app["status"]["message"]
+    assert "procMount" in cluster.app["status"]["message"]

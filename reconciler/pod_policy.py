@@ -71,10 +71,8 @@ class PodPolicy:
         """The (kind, name) objects `template` uses that no allow-list permits: the caller looks up whether
         their owners granted them (and passes the answers to `violations`)."""
         pod = _fields(_fields(template).get("spec"))
-        accounts = [("ServiceAccount", account) for _, account in _service_accounts(pod)]
-        secrets = [("Secret", secret) for _, secret in _secret_references(pod)]
         return sorted(
-            {(kind, name) for kind, name in accounts + secrets if not _matches(name, self._allowed(kind))}
+            {(kind, name) for kind, _, name in _references(pod) if not _matches(name, self._allowed(kind))}
         )
 
     def violations(
@@ -94,24 +92,14 @@ class PodPolicy:
         if not isinstance(template, Mapping):
             return problems
         pod, metadata = _fields(template.get("spec")), _fields(template.get("metadata"))
-        for field, account in _service_accounts(pod):
-            if not (_matches(account, self.allowed_service_accounts) or granted("ServiceAccount", account)):
+        for kind, field, object_name in _references(pod):
+            if not (_matches(object_name, self._allowed(kind)) or granted(kind, object_name)):
                 problems.append(
                     _refusal(
                         field,
-                        f"running as the ServiceAccount {namespace}/{account}",
-                        _setting("--allowed-service-accounts", self.allowed_service_accounts),
-                        how_to_grant("ServiceAccount", namespace, account, name),
-                    )
-                )
-        for field, secret in _secret_references(pod):
-            if not (_matches(secret, self.allowed_secrets) or granted("Secret", secret)):
-                problems.append(
-                    _refusal(
-                        field,
-                        f"reading the Secret {namespace}/{secret}",
-                        _setting("--allowed-secrets", self.allowed_secrets),
-                        how_to_grant("Secret", namespace, secret, name),
+                        f"{USES[kind]} {namespace}/{object_name}",
+                        _setting(FLAGS[kind], self._allowed(kind)),
+                        how_to_grant(kind, namespace, object_name, name),
                     )
                 )
         problems += self._pod_violations(pod)
@@ -169,6 +157,19 @@ class PodPolicy:
                         _setting(flag, allowed),
                         "remove it",
                     )
+
+
+# What using each kind of object means, and the flag that allows it for every CanaryApp.
+USES = {"ServiceAccount": "running as the ServiceAccount", "Secret": "reading the Secret"}
+FLAGS = {"ServiceAccount": "--allowed-service-accounts", "Secret": "--allowed-secrets"}
+
+
+def _references(pod: Fields) -> list[tuple[str, str, str]]:
+    """(kind, field, name) of every ServiceAccount and Secret the pod uses."""
+    return [
+        *(("ServiceAccount", field, account) for field, account in _service_accounts(pod)),
+        *(("Secret", field, secret) for field, secret in _secret_references(pod)),
+    ]
 
 
 def _service_accounts(pod: Fields) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """Prometheus as the metrics source: one instant query per call, classified as data, never raised.
 
 Every answer is bounded: at most MAX_RESPONSE_BYTES are read and the whole exchange ends within
-QUERY_DEADLINE_SECONDS (plus one read timeout), so an HTML page, a huge body or an endpoint that drips a byte
+QUERY_DEADLINE_SECONDS (connecting, headers, redirect hops and body all count), so an HTML page, a huge body or an endpoint that drips a byte
 at a time ends as a failed query, never as a stuck worker or a full memory. Redirects are followed only to
 URLs the reconciler's MetricsPolicy allows, at most MAX_REDIRECTS, and credentials go only to the endpoint's
 own origin. Credentials and headers are never logged or put in a message, nor is a URL's user info.
@@ -113,8 +113,16 @@ class PrometheusMetrics:
     def _get(
         self, client: httpx.Client, url: str, headers: dict[str, str], started: float
     ) -> tuple[int, str | None, bytes]:
-        """(status, redirect location or None, body) of one GET, bounded in size and time."""
-        with client.stream("GET", url, headers=headers) as response:
+        """(status, redirect location or None, body) of one GET, bounded in size and time: it may take only
+        what is left of the exchange's deadline (connecting, headers and every read), so slow headers and
+        redirect hops count against the same deadline as the body."""
+        remaining = self._deadline - (time.monotonic() - started)
+        if remaining <= 0:
+            raise QueryFailedError(
+                f"Prometheus at {shown_url(url)} timed out: no whole answer within {self._deadline:.0f}s"
+            )
+        timeout = httpx.Timeout(min(self._timeout, remaining))
+        with client.stream("GET", url, headers=headers, timeout=timeout) as response:
             if response.is_redirect:
                 return response.status_code, response.headers.get("location"), b""
             declared = response.headers.get("content-length")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -230,6 +231,56 @@ def test_an_endpoint_that_drips_its_answer_ends_as_a_timeout_within_the_deadline
     # Each byte came within the read timeout; the deadline on the whole answer ended it.
     assert result.outcome == CheckOutcome.QUERY_FAILED
     assert "timed out: no whole answer within 1s" in result.message
+
+
+class _SlowRedirects(BaseHTTPRequestHandler):
+    """Waits `delay` seconds before its headers, then redirects /hop/N to /hop/N+1 up to /hop/3, which
+    answers the empty vector: every hop is slow, none is slow enough for a read timeout."""
+
+    delay = 0.4
+
+    def do_GET(self) -> None:
+        time.sleep(self.delay)
+        hop = int(self.path.split("/")[2])
+        if hop < 3:
+            self.send_response(302)
+            self.send_header("Location", f"/hop/{hop + 1}/api/v1/query")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(EMPTY_VECTOR)))
+        self.end_headers()
+        self.wfile.write(EMPTY_VECTOR)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("deadline", "outcome"),
+    [
+        pytest.param(1.0, CheckOutcome.QUERY_FAILED, id="four slow hops exceed the deadline together"),
+        pytest.param(30.0, CheckOutcome.CLEAN, id="the same hops within a long deadline"),
+    ],
+)
+def test_slow_headers_and_redirect_hops_count_against_the_one_deadline(
+    deadline: float, outcome: CheckOutcome
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowRedirects)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hop/0"
+        metrics = PrometheusMetrics(timeout=5.0, deadline=deadline)
+        result = metrics.query(plain_endpoint(url), "up")
+        metrics.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.outcome == outcome, result.message
+    if outcome == CheckOutcome.QUERY_FAILED:
+        assert "timed out" in result.message
 
 
 class _SetsACookie(BaseHTTPRequestHandler):

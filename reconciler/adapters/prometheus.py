@@ -2,9 +2,10 @@
 
 Every answer is bounded: at most MAX_RESPONSE_BYTES are read and the whole exchange ends within
 QUERY_DEADLINE_SECONDS (connecting, headers, redirect hops and body all count), so an HTML page, a huge
-body or an endpoint that drips a byte at a time ends as a failed query, never as a stuck worker or a full memory. Redirects are followed only to
-URLs the reconciler's MetricsPolicy allows, at most MAX_REDIRECTS, and credentials go only to the endpoint's
-own origin. Credentials and headers are never logged or put in a message, nor is a URL's user info.
+body or an endpoint that drips a byte at a time ends as a failed query, never as a stuck worker or a full
+memory. Redirects are followed only to URLs the reconciler's MetricsPolicy allows, at most MAX_REDIRECTS,
+and credentials go only to the endpoint's own origin. Credentials and headers are never logged or put in a
+message, nor is a URL's user info.
 
 The HTTP clients are shared by every CanaryApp with the same TLS trust, so they keep no cookies: a cookie one
 tenant's endpoint sets must never reach another tenant's endpoint (nor the same one again: a query carries

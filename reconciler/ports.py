@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +27,10 @@ class StepReport:
 class StackRunner(Protocol):
     def apply(self, desired: DesiredStack) -> StepReport: ...
 
-    def destroy(self, namespace: str, name: str) -> StepReport: ...
+    def destroy(self, namespace: str, name: str, keep: Collection[tuple[str, str]] = ()) -> StepReport:
+        """Deletes the stack's objects and the stack. Objects named in `keep` ((kind, name): not this
+        CanaryApp's any more) are left in the cluster and only dropped from the state."""
+        ...
 
 
 class MetricsSource(Protocol):

@@ -329,9 +329,7 @@ class Reconciler:
         them, since a step that no longer declares them deletes them.
         """
         taken = [
-            ref.describe(namespace)
-            for ref in owned_objects(name, with_canary=True, autoscaled=True)
-            if not is_ours(self.cluster.owner_uids(namespace, ref), uid)
+            f"{kind} {namespace}/{object_name}" for kind, object_name in self._not_ours(namespace, name, uid)
         ]
         if taken:
             raise NameConflictError(
@@ -340,6 +338,15 @@ class Reconciler:
                 "nothing until the name is free: rename the CanaryApp, or rename or delete that object",
                 retry_after=NAME_CONFLICT_RETRY_SECONDS,
             )
+
+    def _not_ours(self, namespace: str, name: str, uid: str) -> list[tuple[str, str]]:
+        """(kind, name) of every object the stack may declare or delete that exists without this
+        CanaryApp's owner reference."""
+        return [
+            (ref.kind, ref.name)
+            for ref in owned_objects(name, with_canary=True, autoscaled=True)
+            if not is_ours(self.cluster.owner_uids(namespace, ref), uid)
+        ]
 
     def _slots(self, app: CanaryApp) -> RolloutSlots:
         """Rollout slots from a fresh list of CanaryApps (restart-proof: only the cluster is trusted)."""
@@ -414,7 +421,14 @@ class Reconciler:
         metadata = raw["metadata"]
         if FINALIZER not in finalizers:
             return None
-        step = self.stacks.destroy(metadata["namespace"], metadata["name"])
+        namespace, name = metadata["namespace"], metadata["name"]
+        keep = self._not_ours(namespace, name, metadata.get("uid", ""))
+        if keep:
+            kept = ", ".join(f"{kind} {namespace}/{object_name}" for kind, object_name in keep)
+            self.events.emit(
+                raw, reasons.NAME_CONFLICT, f"Left {kept} alone: not owned by this CanaryApp", warning=True
+            )
+        step = self.stacks.destroy(namespace, name, keep)
         log.info(
             "Destroyed CanaryApp stack",
             extra={"canaryapp": metadata["name"], "changes": step.changes, "seconds": round(step.seconds, 2)},

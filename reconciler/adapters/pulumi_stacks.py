@@ -339,8 +339,19 @@ def _run(step: Step, name: str, desired_json: str) -> _Outcome:
                 stack = cached or _workspace_stack(name, create=False)
             except auto.errors.StackNotFoundError:
                 return _Outcome({}, time.monotonic() - started)
-            stack.destroy(color="never", suppress_progress=True, on_output=_ignore, on_event=events.append)
-            stack.workspace.remove_stack(name)
+            keep = {(str(kind), str(object_name)) for kind, object_name in json.loads(desired_json or "[]")}
+            targets = _destroy_targets(stack, keep) if keep else None
+            if targets != []:
+                stack.destroy(
+                    color="never",
+                    suppress_progress=True,
+                    on_output=_ignore,
+                    on_event=events.append,
+                    target=targets,
+                )
+            else:
+                events.append(_NOTHING_DESTROYED)
+            stack.workspace.remove_stack(name, force=bool(keep))
         changes = _changes(events)
     except auto.errors.CommandError as error:
         failure = classify_failure(error) or Failure.TRANSIENT
@@ -354,6 +365,32 @@ def _run(step: Step, name: str, desired_json: str) -> _Outcome:
 
 def _ignore(_line: str) -> None:
     return None
+
+
+def _destroy_targets(stack: auto.Stack, keep: set[tuple[str, str]]) -> list[str]:
+    """The URNs of the stack's Kubernetes objects except those in `keep` ((kind, name)): a destroy of
+    these leaves someone else's object with one of the stack's names alone (the stack is then removed with
+    what remains in its state)."""
+    resources = (stack.export_stack().deployment or {}).get("resources") or []
+    targets = []
+    for resource in resources:
+        outputs = resource.get("outputs") or {}
+        kind, metadata = outputs.get("kind"), outputs.get("metadata") or {}
+        if not resource.get("custom") or str(resource.get("type", "")).startswith("pulumi:"):
+            continue
+        if (kind, metadata.get("name")) not in keep:
+            targets.append(str(resource["urn"]))
+    return targets
+
+
+# A destroy that had nothing of its own to delete still reports its (empty) changes.
+_NOTHING_DESTROYED = auto.EngineEvent(
+    sequence=0,
+    timestamp=0,
+    summary_event=auto.events.SummaryEvent(
+        maybe_corrupt=False, duration_seconds=0, resource_changes={}, policy_packs={}
+    ),
+)
 
 
 # Engine lines that follow any failed update and say nothing about its cause.
@@ -558,8 +595,8 @@ class PulumiStacks:
     def apply(self, desired: DesiredStack) -> StepReport:
         return self._step(Step.UP, desired.stack_name, desired.to_json())
 
-    def destroy(self, namespace: str, name: str) -> StepReport:
-        return self._step(Step.DESTROY, stack_name(namespace, name), "")
+    def destroy(self, namespace: str, name: str, keep: Collection[tuple[str, str]] = ()) -> StepReport:
+        return self._step(Step.DESTROY, stack_name(namespace, name), json.dumps(sorted(keep)) if keep else "")
 
     def _step(self, step: Step, name: str, desired_json: str) -> StepReport:
         """Runs one step in a worker and waits for it at most `step_timeout` seconds.

@@ -303,3 +303,28 @@ def test_a_template_asking_for_more_than_its_author_may_have_is_refused(
         assert missing.value.status == 404
     finally:
         user.delete_and_wait(name)
+
+
+def test_deleting_a_canaryapp_leaves_an_object_that_stopped_being_its_own_alone(
+    limited_user: kubernetes.client.ApiClient, kube: kubernetes.client.ApiClient, default_reconciler: None
+) -> None:
+    """Its stack created web-primary; then someone took the name over (here: the owner reference removed, as
+    if the object had been deleted and made again by someone else). Deleting the CanaryApp destroys the rest
+    of its stack, never that object."""
+    name = f"handover-{uuid.uuid4().hex[:6]}"
+    user = AsUser(limited_user)
+    user.create(canary_app(name))
+    wait_for(lambda: user.status(name).get("phase") == "Ready", 120, f"{name} Ready")
+    apps = kubernetes.client.AppsV1Api(kube)
+    primary = f"{name}-primary"
+    apps.patch_namespaced_deployment(
+        primary, NAMESPACE, [{"op": "remove", "path": "/metadata/ownerReferences"}]
+    )
+    user.delete_and_wait(name)
+    kept = apps.read_namespaced_deployment(primary, NAMESPACE)
+    assert kept.metadata.deletion_timestamp is None
+    assert "NameConflict" in warning_reasons(kubernetes.client.CoreV1Api(kube), name)
+    with pytest.raises(ApiException) as gone:
+        kubernetes.client.CoreV1Api(kube).read_namespaced_service(name, NAMESPACE)
+    assert gone.value.status == 404
+    apps.delete_namespaced_deployment(primary, NAMESPACE)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -491,7 +491,7 @@ class Pulumi:
         )
         return StepReport({"update": 1}, 0.0)
 
-    def destroy(self, namespace: str, name: str) -> StepReport:
+    def destroy(self, namespace: str, name: str, keep: Collection[tuple[str, str]] = ()) -> StepReport:
         self.points.write("destroy()", self.world.destroy)
         return StepReport({"delete": 5}, 0.0)
 

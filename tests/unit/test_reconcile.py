@@ -8,6 +8,7 @@ import copy
 import datetime
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 from reconciler import decide as core
@@ -94,9 +95,10 @@ class FakeStacks:
         self.applied.append(desired)
         return StepReport({"update": 1}, 0.1)
 
-    def destroy(self, namespace: str, name: str) -> StepReport:
+    def destroy(self, namespace: str, name: str, keep: Collection[tuple[str, str]] = ()) -> StepReport:
         self.cluster.log.append("destroy")
         self.destroyed.append(f"{namespace}.{name}")
+        self.kept = list(keep)
         return StepReport({"delete": 6}, 0.1)
 
 
@@ -274,6 +276,18 @@ def test_a_step_that_would_delete_someone_elses_object_is_refused() -> None:
         subject.reconcile("ns", "web")
     assert stacks.applied == []
     assert events.reasons[-1] == "NameConflict"
+
+
+def test_destroying_the_stack_leaves_an_object_someone_else_holds_alone() -> None:
+    app = new_app()
+    app["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    subject, cluster, stacks, events = reconciler(app)
+    cluster.owners[("Deployment", "web-primary")] = frozenset({"someone-else"})
+    assert subject.reconcile("ns", "web") is None
+    assert stacks.destroyed == ["ns.web"]
+    assert stacks.kept == [("Deployment", "web-primary")]
+    assert events.reasons[0] == "NameConflict"
+    assert cluster.app is None  # the finalizer is released: deleting the CanaryApp is never blocked
 
 
 def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:

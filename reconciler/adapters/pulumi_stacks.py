@@ -158,6 +158,21 @@ def kept_after_kill(lock: StackLock, hostname: str, killed_pids: Collection[int]
     return "not held by a process this replica killed"
 
 
+def kept_while_holder_lives(lock: StackLock, hostname: str) -> str | None:
+    """Why a lock of a busy stack is kept; None if a process of this host held it and is gone (a `pulumi`
+    run killed from outside, or one that died when the backend vanished): no update can hold it any more.
+    A pid that now belongs to another process keeps the lock, on the safe side."""
+    if lock.hostname != hostname or lock.pid is None:
+        return "held by a process of another host (or of unknown pid)"
+    try:
+        os.kill(lock.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return "its holder still runs"
+
+
 class _FileLocks:
     """The same calls as S3Bucket, on a `file://` backend's folder."""
 
@@ -629,6 +644,9 @@ class PulumiStacks:
             finally:
                 with self._lock:
                     pool.running.remove(name)
+        if outcome.failure == Failure.BUSY:
+            # A lock whose `pulumi` run died without releasing it would keep the stack busy forever.
+            self._clear_locks([name], lambda lock: kept_while_holder_lives(lock, socket.gethostname()))
         failed = outcome_error(step, name, outcome)
         if failed is not None:
             raise failed

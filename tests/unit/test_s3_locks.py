@@ -9,10 +9,14 @@ import datetime
 import http.server
 import json
 import logging
+import os
+import socket
+import subprocess
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
@@ -23,6 +27,7 @@ from reconciler.adapters.pulumi_stacks import (
     StackLock,
     kept_after_kill,
     kept_at_start,
+    kept_while_holder_lives,
     parse_lock,
 )
 from reconciler.adapters.s3 import (
@@ -335,3 +340,27 @@ def test_a_backend_whose_locks_cannot_be_reached_is_left_alone(caplog: pytest.Lo
     finally:
         stacks.close()
     assert "Left stale stack locks alone" in caplog.text
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize(
+    ("holder", "kept"),
+    [
+        pytest.param(lambda: (socket.gethostname(), dead_pid()), False, id="a dead process of this host"),
+        pytest.param(lambda: (socket.gethostname(), os.getpid()), True, id="a live process of this host"),
+        pytest.param(lambda: ("another-pod", dead_pid()), True, id="a process of another host"),
+        pytest.param(lambda: (socket.gethostname(), None), True, id="no pid"),
+    ],
+)
+def test_a_busy_stacks_lock_is_stale_only_when_its_holder_on_this_host_is_gone(
+    holder: Any, kept: bool
+) -> None:
+    hostname, pid = holder()
+    stack_lock = StackLock(lock_key("ns.web"), BEFORE, pid, hostname)
+    assert (kept_while_holder_lives(stack_lock, socket.gethostname()) is not None) == kept

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import ssl
 import tempfile
 import time
@@ -156,6 +157,32 @@ class LocalCluster:
 
     def stop(self) -> None:
         self.processes.stop_all()
+
+    # --- faults, as tests/integration/test_faults.py injects them --------------------------------------
+
+    def kill_apiserver(self) -> None:
+        """SIGKILLs the kube-apiserver (its port refuses connections until `start_apiserver_again`)."""
+        self.processes.kill("kube-apiserver")
+
+    def start_apiserver_again(self, timeout: float = 60.0) -> None:
+        """Starts the killed kube-apiserver with its first command (same port, certificates, etcd)."""
+        self.processes.start_again("kube-apiserver")
+        wait_until(self._healthy, timeout=timeout, what="restarted kube-apiserver /readyz")
+
+    def freeze_apiserver(self) -> None:
+        """SIGSTOPs the kube-apiserver: connections are accepted by the kernel and never answered."""
+        self.processes.signal("kube-apiserver", signal.SIGSTOP)
+
+    def resume_apiserver(self, timeout: float = 60.0) -> None:
+        self.processes.signal("kube-apiserver", signal.SIGCONT)
+        wait_until(self._healthy, timeout=timeout, what="resumed kube-apiserver /readyz")
+
+    def restart_etcd(self, timeout: float = 60.0) -> None:
+        """SIGKILLs etcd and starts it again on the same data folder and ports, then waits for the
+        kube-apiserver to be ready on it again."""
+        self.processes.kill("etcd")
+        self.processes.start_again("etcd")
+        wait_until(self._healthy, timeout=timeout, what="kube-apiserver /readyz after etcd restarted")
 
     # --- processes -------------------------------------------------------------------------------------
 

@@ -66,6 +66,8 @@ class ProcessGroup:
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        # Each name's command, environment and folder: a process killed on purpose starts again as it was.
+        self._commands: dict[str, tuple[list[str], dict[str, str] | None, Path | None]] = {}
 
     def start(
         self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -82,6 +84,7 @@ class ProcessGroup:
         )
         log.close()
         self._processes.append((name, process))
+        self._commands[name] = (list(argv), env, cwd)
         return process
 
     def check_alive(self) -> None:
@@ -100,6 +103,25 @@ class ProcessGroup:
         for entry in [entry for entry in self._processes if entry[0] == name]:
             _terminate(entry[1], timeout)
             self._processes.remove(entry)
+
+    def signal(self, name: str, signum: int) -> None:
+        """Sends `signum` to the process group of `name` (SIGSTOP freezes it, SIGCONT resumes it)."""
+        for entry_name, process in self._processes:
+            if entry_name == name and process.poll() is None:
+                os.killpg(process.pid, signum)
+
+    def kill(self, name: str, timeout: float = 10.0) -> None:
+        """SIGKILLs `name` with its group, a crash with no chance to clean up; `start_again` revives it."""
+        for entry in [entry for entry in self._processes if entry[0] == name]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(entry[1].pid, signal.SIGKILL)
+            entry[1].wait(timeout=timeout)
+            self._processes.remove(entry)
+
+    def start_again(self, name: str) -> subprocess.Popen[bytes]:
+        """Starts `name` again with the command, environment and folder it was last started with."""
+        argv, env, cwd = self._commands[name]
+        return self.start(name, argv, env=env, cwd=cwd)
 
     def stop_all(self, timeout: float = 10.0) -> None:
         while self._processes:

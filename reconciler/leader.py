@@ -16,6 +16,7 @@ replica's clock) tells which Pulumi locks a previous leader left: those written 
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import threading
@@ -42,6 +43,10 @@ class LeaseTimings:
     request_timeout: float = 5.0
 
 
+# The shortest a Lease call may be given: enough for a round trip to a healthy API server.
+MIN_CALL_SECONDS = 0.5
+
+
 class LeadershipLostError(TransientError):
     """This replica no longer provably holds the Lease: it must not write anything."""
 
@@ -60,7 +65,7 @@ class LeaderElector:
         timings: LeaseTimings = LeaseTimings(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.api = kubernetes.client.CoordinationV1Api(api_client)
+        self.api = kubernetes.client.CoordinationV1Api(_without_retries(api_client))
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -103,6 +108,14 @@ class LeaderElector:
                 )
                 on_lost()
                 return
+
+    def _call_timeout(self) -> float:
+        """A Lease call may take `request_timeout`, and a leader's only what is left of its renew deadline:
+        a renewal that hangs ends in time for the loss to be noticed before a standby may take over."""
+        if not self.is_leader.is_set():
+            return self.timings.request_timeout
+        left = self.timings.renew_deadline - (self.clock() - self._last_renewal)
+        return max(MIN_CALL_SECONDS, min(self.timings.request_timeout, left))
 
     def holds(self) -> bool:
         """Whether this replica provably leads now: it acquired the Lease and renewed it within the renew
@@ -156,7 +169,7 @@ class LeaderElector:
 
     def _attempt(self) -> bool:
         now = datetime.datetime.now(datetime.UTC)
-        timeout = self.timings.request_timeout
+        timeout = self._call_timeout()
         spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.timings.lease_duration),
@@ -214,6 +227,14 @@ class LeaderElector:
         if not self.is_leader.is_set():
             self.acquired_at = attempted_at  # this process's own acquisition, even of a Lease it held before
         return True
+
+
+def _without_retries(api_client: kubernetes.client.ApiClient) -> kubernetes.client.ApiClient:
+    """A client of the same API server whose calls are not retried by urllib3 (by default a timed-out call
+    is sent three more times, each with the full timeout): the renewal loop retries, on its own schedule."""
+    configuration = copy.copy(api_client.configuration)
+    configuration.retries = 0
+    return type(api_client)(configuration)
 
 
 def _problem(error: Exception) -> str:

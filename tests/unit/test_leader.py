@@ -15,7 +15,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.leader import LeaderElector, LeadershipLostError, LeaseTimings
+from reconciler.leader import MIN_CALL_SECONDS, LeaderElector, LeadershipLostError, LeaseTimings
 
 TIMINGS = LeaseTimings(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
 
@@ -248,3 +248,19 @@ def test_the_acquisition_time_is_this_process_own(leases: FakeLeases, clock: Clo
     first = leader.acquired_at
     assert leader._try_acquire_or_renew()
     assert leader.acquired_at == first  # renewals do not move it
+
+
+def test_a_leaders_lease_call_may_take_only_what_is_left_of_its_renew_deadline(
+    leases: FakeLeases, clock: Clock
+) -> None:
+    """A renewal that hangs ends in time for the loss to be noticed before a standby may take over; urllib3
+    does not send it again behind the loop's back."""
+    leader = elector("a", leases, clock)
+    assert leader.acquire(threading.Event())
+    assert leader._call_timeout() == TIMINGS.request_timeout
+    clock.now += TIMINGS.renew_deadline - 2.0
+    assert leader._call_timeout() == 2.0
+    clock.now += 5.0
+    assert leader._call_timeout() == MIN_CALL_SECONDS
+    real = LeaderElector(kubernetes.client.ApiClient(), "system", "lease", "a", TIMINGS, clock)
+    assert real.api.api_client.configuration.retries == 0

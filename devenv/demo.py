@@ -45,6 +45,8 @@ from devenv.reconciler_process import ReconcilerProcess
 from reconciler.model import GROUP, PLURAL, VERSION
 
 NAMESPACE = "default"
+# How long the traffic layer may take to apply the VirtualService's last weights before the demo says so.
+MESH_TIMEOUT_SECONDS = 30.0
 NAME = "canaryapp-sample"
 SAMPLE = REPO_ROOT / "examples" / "canaryapp-sample.yaml"
 ORIGINAL_NAME = "canaryapp-original"
@@ -222,10 +224,29 @@ class Story:
                 problems.append(f"v3 is not recorded in the failedImages of {name}")
             if self.weights(name) != (100, 0):
                 problems.append(f"the weights of {name} are {self.weights(name)}, not 100/0")
+            if not self.mesh_follows_rollback(name):
+                routes = self.env.meshes[name].routes()
+                problems.append(
+                    f"the traffic layer of {name} still routes {routes} {MESH_TIMEOUT_SECONDS:.0f}s on"
+                )
             answers = {self.curl("/hello", name) for _ in range(10)}
             if answers != {(200, "Hello! v2")}:
                 problems.append(f"/hello of {name} through the traffic layer answered {sorted(answers)}")
         return problems
+
+    def mesh_follows_rollback(self, name: str) -> bool:
+        """Waits, bounded, until the traffic layer applies what the VirtualService says (it reads it every
+        half second; on a busy machine later): nothing to the canary any more."""
+        deadline = time.monotonic() + MESH_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if not any(
+                weight
+                for destination, weight in self.env.meshes[name].routes().items()
+                if "canary" in destination
+            ):
+                return True
+            time.sleep(0.2)
+        return False
 
     def summary(self, problems: list[str]) -> None:
         print("\nSummary", flush=True)

@@ -239,11 +239,8 @@ class Story:
         half second; on a busy machine later): nothing to the canary any more."""
         deadline = time.monotonic() + MESH_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            if not any(
-                weight
-                for destination, weight in self.env.meshes[name].routes().items()
-                if "canary" in destination
-            ):
+            routes = self.env.meshes[name].routes()
+            if not any(weight for destination, weight in routes.items() if destination.endswith("-canary")):
                 return True
             time.sleep(0.2)
         return False

@@ -293,10 +293,24 @@ def _init_worker(settings: PulumiSettings) -> None:
     global _worker_settings, _worker_provider  # noqa: PLW0603 - one per worker process, set once
     # A session of its own, so that stopping a step (`_kill_workers`) kills everything this worker started.
     os.setsid()
+    # ...which also takes it out of the reconciler's process group: it must still die with the reconciler.
+    threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     os.environ.update(settings.environment())
     _worker_settings = settings
     if settings.long_lived_provider:
         _worker_provider = LongLivedProvider(Path(settings.work_root) / f"provider-{os.getpid()}")
+
+
+PARENT_WATCH_SECONDS = 1.0
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: once the reconciler that spawned it is gone (killed outright, say), kills this worker's
+    session — its `pulumi` run and itself (the provider dies with the worker) — within a second, so no step
+    of a dead reconciler goes on."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_WATCH_SECONDS)
+    os.killpg(0, signal.SIGKILL)
 
 
 def _pulumi_command() -> auto.PulumiCommand:

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,10 @@ def stand_in_step(step: Step, name: str, desired_json: str) -> _Outcome:
 
 
 class StandInStacks(PulumiStacks):
+    def apply_stand_in(self, name: str) -> None:
+        """A step of stack `name` (run by `stand_in_step`), as the loop would ask for it."""
+        self._step(Step.UP, name, "")
+
     def _submit_run(
         self, executor: ProcessPoolExecutor, step: Step, name: str, desired_json: str
     ) -> Future[_Outcome]:
@@ -237,3 +242,37 @@ def test_a_step_timeout_that_is_not_a_number_stops_start_up_naming_the_flag(
     with pytest.raises(SystemExit):
         config_of("--step-timeout", "five minutes")
     assert "--step-timeout: invalid float value" in capsys.readouterr().err
+
+
+RECONCILER_THAT_DIES = """
+import sys, threading
+from pathlib import Path
+from tests.unit.test_step_timeouts import StandInStacks, settings
+stacks = StandInStacks(settings(Path(sys.argv[1])), workers=1, step_timeout=3600)
+threading.Thread(target=stacks.apply_stand_in, args=("ns.hang",), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def test_a_reconciler_killed_outright_takes_its_workers_and_their_pulumi_runs_with_it(tmp_path: Path) -> None:
+    """The workers lead sessions of their own (so a step can be killed with all it started), which takes them
+    out of the reconciler's process group: they watch their parent and end with it."""
+    reconciler = subprocess.Popen(
+        [sys.executable, "-c", RECONCILER_THAT_DIES, str(tmp_path)], cwd=Path(__file__).parents[2]
+    )
+    started = tmp_path / "work" / "ns.hang.pids"
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not started.exists() and time.monotonic() < deadline and reconciler.poll() is None:
+            time.sleep(0.1)
+        worker, cli, _ = json.loads(started.read_text())
+        assert alive(worker)
+        assert alive(cli)
+    finally:
+        reconciler.kill()
+        reconciler.wait()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (alive(worker) or alive(cli)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(worker)
+    assert not alive(cli)

@@ -259,14 +259,13 @@ def pod_policy(args: argparse.Namespace) -> PodPolicy:
 
 def _metrics_policy(flag: str | None) -> MetricsPolicy:
     policy = MetricsPolicy.configured(flag, os.environ)
-    _bounded_patterns(METRIC_URLS_SETTING, ",".join(policy.allowed_urls), metric_url_bounded)
+    _bounded(METRIC_URLS_SETTING, policy.allowed_urls, metric_url_bounded)
     return policy
 
 
-def _bounded_patterns(setting: str, value: str | None, bounded: Callable[[str], bool]) -> tuple[str, ...]:
+def _bounded(setting: str, patterns: tuple[str, ...], bounded: Callable[[str], bool]) -> tuple[str, ...]:
     """The patterns of a setting; one whose {namespace} could stand for another namespace's prefix (namespace
     `a` matching `a-b-public`) stops start-up, naming it and the fix."""
-    patterns = _patterns(value)
     unbounded = [pattern for pattern in patterns if not bounded(pattern)]
     if unbounded:
         raise SystemExit(
@@ -323,8 +322,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name or shard_lease_name(shard_selector),
         identity=args.identity,
-        allowed_gateways=_bounded_patterns("--allowed-gateways", args.allowed_gateways, namespace_bounded),
-        allowed_hosts=_bounded_patterns("--allowed-hosts", args.allowed_hosts, namespace_bounded),
+        allowed_gateways=_bounded("--allowed-gateways", _patterns(args.allowed_gateways), namespace_bounded),
+        allowed_hosts=_bounded("--allowed-hosts", _patterns(args.allowed_hosts), namespace_bounded),
         max_concurrent_rollouts=args.max_concurrent_rollouts or None,
         notify_url=args.notify_url or None,
         shard_selector=shard_selector,

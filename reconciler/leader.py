@@ -74,7 +74,6 @@ class LeaderElector:
         self._observed: tuple[str, str, str] | None = None  # holder, renewTime, resourceVersion
         self._observed_at = 0.0
         self._last_renewal = 0.0
-        self._renewed = threading.Event()  # set by each renewal attempt, for health
         self._last_attempt = clock()
         self.acquired_at: datetime.datetime | None = None
         self.is_leader = threading.Event()

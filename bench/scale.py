@@ -37,7 +37,7 @@ from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.model import GROUP, PLURAL, VERSION
+from reconciler.core.model import GROUP, PLURAL, VERSION
 
 NAMESPACE = "scale"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

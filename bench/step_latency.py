@@ -19,7 +19,7 @@ from step_profile import bench_settings, desired_at
 from devenv.cluster import running
 from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
-from reconciler.adapters.pulumi_stacks import PulumiStacks
+from reconciler.adapters.pulumi.runner import PulumiStacks
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -36,10 +36,10 @@ from pulumi import automation as auto
 
 from devenv.cluster import running
 from devenv.processes import REPO_ROOT, tools_bin
-from reconciler.adapters.pulumi_provider import LongLivedProvider
-from reconciler.adapters.pulumi_stacks import PROJECT_NAME, PulumiSettings, PulumiStacks
-from reconciler.desired import DesiredStack
-from reconciler.workload import effective_template
+from reconciler.adapters.pulumi.provider import LongLivedProvider
+from reconciler.adapters.pulumi.runner import PROJECT_NAME, PulumiSettings, PulumiStacks
+from reconciler.core.desired import DesiredStack
+from reconciler.core.workload import effective_template
 from stacks.program import build_program
 
 RECORDED = ("pulumi", "pulumi-resource-kubernetes")

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 ADMIN_USER = "canaryapp-admin"
 FAKE_NODE_COUNT = 3
 # The labels every namespace the tests and the demo run CanaryApps in carries: the reconciler requires Pod
-# Security enforced (and warned about) at its level, baseline by default (reconciler/pod_security.py).
+# Security enforced (and warned about) at its level, baseline by default (reconciler/core/pod_security.py).
 POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/enforce": "baseline",
     "pod-security.kubernetes.io/warn": "baseline",

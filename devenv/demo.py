@@ -42,7 +42,7 @@ from devenv.mesh import LocalMesh
 from devenv.processes import REPO_ROOT, tools_bin, wait_until
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.model import GROUP, PLURAL, VERSION
+from reconciler.core.model import GROUP, PLURAL, VERSION
 
 NAMESPACE = "default"
 # How long the traffic layer may take to apply the VirtualService's last weights before the demo says so.

@@ -12,7 +12,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.adapters.kube import load_client_config
-from reconciler.reasons import CONDITION_STACK_SYNCED
+from reconciler.core.reasons import CONDITION_STACK_SYNCED
 
 ISTIO = ("networking.istio.io", "v1")
 

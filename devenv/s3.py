@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from devenv.processes import ProcessGroup, free_port, tool, wait_until
-from reconciler.adapters.s3 import Credentials, S3Bucket, signed_headers
+from reconciler.adapters.pulumi.s3 import Credentials, S3Bucket, signed_headers
 
 REGION = "us-east-1"
 

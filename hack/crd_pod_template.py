@@ -32,7 +32,7 @@ On the way from OpenAPI to a CRD schema:
 - `containers` is not required: the reconciler adds the main container when the template has none;
 - every map (`additionalProperties`: labels, annotations, nodeSelector, resource limits and requests, a
   CSI volume's volumeAttributes, ...) refuses Pulumi's signature key with the CEL rule of
-  reconciler/reserved_keys.py: a user's map must never become an asset (a file or URL the reconciler
+  reconciler/core/reserved_keys.py: a user's map must never become an asset (a file or URL the reconciler
   reads) on Pulumi's wire;
 - every list gets a `maxItems` no real pod reaches (MAX_ITEMS): 32 containers, init containers and ephemeral
   containers; 256 volumes and volume mounts; 1024 env entries, command and args entries, matchExpressions
@@ -57,7 +57,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import reserved_keys
+from reconciler.core import reserved_keys
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OPENAPI = REPO_ROOT / ".tools" / "share" / "kubernetes-openapi" / "api__v1_openapi.json"

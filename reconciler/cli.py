@@ -11,19 +11,20 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from reconciler import backtest, commands, logs
+from reconciler import commands, logs
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
-from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
+from reconciler.adapters.pulumi.runner import PulumiSettings, PulumiStacks
 from reconciler.adapters.webhook import WebhookNotifier
 from reconciler.config import RunConfig, add_run_arguments, run_config
-from reconciler.http import StatusServer
-from reconciler.leader import LeaderElector
-from reconciler.loop import Controller
-from reconciler.names import stack_name
-from reconciler.policy import RoutingPolicy
-from reconciler.reconcile import Reconciler
-from reconciler.telemetry import Telemetry
+from reconciler.core import backtest
+from reconciler.core.names import stack_name
+from reconciler.core.policy import RoutingPolicy
+from reconciler.runtime.health import StatusServer
+from reconciler.runtime.leader import LeaderElector
+from reconciler.runtime.loop import Controller
+from reconciler.runtime.reconcile import Reconciler
+from reconciler.runtime.telemetry import Telemetry
 
 log = logging.getLogger("canaryapp")
 REQUIRED_BINARIES = ("pulumi", "pulumi-resource-kubernetes")

@@ -18,15 +18,15 @@ from collections.abc import Mapping
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from reconciler import backtest
 from reconciler.adapters.kube import KubeCluster
 from reconciler.adapters.prometheus import PrometheusMetrics
-from reconciler.endpoints import EndpointError, endpoint_for
-from reconciler.model import GROUP, PLURAL, VERSION, CanaryApp
-from reconciler.policy import DEFAULT_METRIC_URLS, METRIC_URLS_FLAG, METRIC_URLS_VARIABLE, MetricsPolicy
-from reconciler.ports import Cluster
-from reconciler.reconcile import check_canary, utc_now
-from reconciler.text import printable
+from reconciler.core import backtest
+from reconciler.core.endpoints import EndpointError, endpoint_for
+from reconciler.core.model import GROUP, PLURAL, VERSION, CanaryApp
+from reconciler.core.policy import DEFAULT_METRIC_URLS, METRIC_URLS_FLAG, METRIC_URLS_VARIABLE, MetricsPolicy
+from reconciler.core.ports import Cluster
+from reconciler.core.text import printable
+from reconciler.runtime.reconcile import check_canary, utc_now
 
 
 class CommandError(Exception):

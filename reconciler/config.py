@@ -9,17 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import pod_security
-from reconciler.grants import GRANT_ANNOTATION
-from reconciler.pod_policy import DEFAULT_MAX_REPLICAS, DEFAULT_SERVICE_ACCOUNT, PodPolicy
-from reconciler.policy import (
+from reconciler.core import pod_security
+from reconciler.core.grants import GRANT_ANNOTATION
+from reconciler.core.pod_policy import DEFAULT_MAX_REPLICAS, DEFAULT_SERVICE_ACCOUNT, PodPolicy
+from reconciler.core.policy import (
     METRIC_URLS_FLAG,
     METRIC_URLS_SETTING,
     MetricsPolicy,
     metric_url_bounded,
     namespace_bounded,
 )
-from reconciler.selectors import LabelSelector, SelectorError, parse_selector
+from reconciler.core.selectors import LabelSelector, SelectorError, parse_selector
 
 DEFAULT_LEASE_NAME = "canaryapp-reconciler"
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
-from reconciler.decide import Decision, decide
-from reconciler.desired import DesiredStack, desired_stack
-from reconciler.errors import PermanentError
-from reconciler.model import CanaryApp
-from reconciler.policy import METRIC_URLS_VARIABLE, MetricsPolicy
-from reconciler.ports import Cluster
-from reconciler.reconcile import check_canary, observe, utc_now
+from reconciler.core.decide import Decision, decide
+from reconciler.core.desired import DesiredStack, desired_stack
+from reconciler.core.errors import PermanentError
+from reconciler.core.model import CanaryApp
+from reconciler.core.policy import METRIC_URLS_VARIABLE, MetricsPolicy
+from reconciler.core.ports import Cluster
+from reconciler.runtime.reconcile import check_canary, observe, utc_now
 
 
 @dataclass(frozen=True)

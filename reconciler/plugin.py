@@ -27,11 +27,12 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from reconciler import commands, plan
-from reconciler.decide import about_to_start, seconds_until_check, timestamp
-from reconciler.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
-from reconciler.reconcile import utc_now
-from reconciler.text import printable
+from reconciler import commands
+from reconciler.core import plan
+from reconciler.core.decide import about_to_start, seconds_until_check, timestamp
+from reconciler.core.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
+from reconciler.core.text import printable
+from reconciler.runtime.reconcile import utc_now
 
 BAR_WIDTH = 20
 WATCH_SECONDS = 1.0

@@ -10,9 +10,9 @@ import os
 
 import pulumi
 
+from reconciler.core.policy import MetricsPolicy
+from reconciler.core.text import printable
 from reconciler.dry_run import next_step
-from reconciler.policy import MetricsPolicy
-from reconciler.text import printable
 from stacks.program import declare
 
 step = next_step(pulumi.get_stack(), MetricsPolicy.configured(None, os.environ))

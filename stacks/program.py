@@ -15,7 +15,7 @@ killed reconciler never leaves a long update holding the stack lock, and the dec
 `decide()`. Every object also carries `pulumi.com/patchForce` (see PATCH_FORCE).
 
 Nothing is declared from a desired stack with a map holding Pulumi's signature key (see
-reconciler/reserved_keys.py): the engine would read it as an asset, a secret or a reference, not as data.
+reconciler/core/reserved_keys.py): the engine would read it as an asset, a secret or a reference, not as data.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from reconciler import reserved_keys, workload
-from reconciler.desired import AutoscalerSpec, DesiredStack
-from reconciler.model import API_VERSION, KIND
-from reconciler.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
+from reconciler.core import reserved_keys, workload
+from reconciler.core.desired import AutoscalerSpec, DesiredStack
+from reconciler.core.model import API_VERSION, KIND
+from reconciler.core.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryapp"}
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}

@@ -19,13 +19,13 @@ import kubernetes
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from reconciler import pod_security
-from reconciler.endpoints import SecretData
-from reconciler.errors import TransientError
-from reconciler.model import GROUP, PLURAL, VERSION
-from reconciler.names import ObjectRef
-from reconciler.readiness import DeploymentState, deployment_state
-from reconciler.selectors import LabelSelector
+from reconciler.core import pod_security
+from reconciler.core.endpoints import SecretData
+from reconciler.core.errors import TransientError
+from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core.names import ObjectRef
+from reconciler.core.readiness import DeploymentState, deployment_state
+from reconciler.core.selectors import LabelSelector
 
 log = logging.getLogger(__name__)
 COMPONENT = "canaryapp-reconciler"
@@ -274,7 +274,7 @@ class KubeCluster:
     ) -> None:
         self.api_client = api_client
         # Called before every write of a CanaryApp (status, finalizers): raises when this replica no longer
-        # provably leads (reconciler/leader.py), so a fenced leader writes nothing.
+        # provably leads (reconciler/runtime/leader.py), so a fenced leader writes nothing.
         self.fence = fence or (lambda: None)
         self.namespace = namespace
         self.selector = selector

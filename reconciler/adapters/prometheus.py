@@ -27,11 +27,11 @@ from collections import OrderedDict
 
 import httpx
 
-from reconciler.analysis import QueryResult, capped_series, describe_series
-from reconciler.endpoints import MetricsEndpoint
-from reconciler.model import CheckOutcome
-from reconciler.policy import MetricsPolicy
-from reconciler.text import shown_url
+from reconciler.core.analysis import QueryResult, capped_series, describe_series
+from reconciler.core.endpoints import MetricsEndpoint
+from reconciler.core.model import CheckOutcome
+from reconciler.core.policy import MetricsPolicy
+from reconciler.core.text import shown_url
 
 QUERY_TIMEOUT_SECONDS = 10.0
 QUERY_DEADLINE_SECONDS = 15.0

@@ -22,7 +22,7 @@ from devenv.kube import (
     wait_deployment_gone,
 )
 from devenv.processes import REPO_ROOT, tool
-from reconciler.model import GROUP, PLURAL, VERSION
+from reconciler.core.model import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
 

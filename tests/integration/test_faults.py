@@ -44,8 +44,8 @@ from devenv.kube import ISTIO, api_client, condition, route_weights, stack_synce
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.model import GROUP, PLURAL, VERSION
-from reconciler.reasons import CONDITION_STACK_SYNCED
+from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core.reasons import CONDITION_STACK_SYNCED
 from tests.integration.helpers import Apps, wait_for
 
 # One worker runs the whole module: its cluster and baseline are built once.

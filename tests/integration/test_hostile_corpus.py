@@ -23,10 +23,10 @@ from kubernetes.client.exceptions import ApiException
 from devenv.cluster import LocalCluster
 from devenv.hostile_endpoint import HostileEndpoint
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.endpoints import CREDENTIALS_LABEL
-from reconciler.grants import GRANT_ANNOTATION
-from reconciler.model import GROUP, PLURAL, VERSION
-from reconciler.reserved_keys import PULUMI_SIGNATURE_KEY
+from reconciler.core.endpoints import CREDENTIALS_LABEL
+from reconciler.core.grants import GRANT_ANNOTATION
+from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY
 from tests.integration.helpers import canary_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("hostile-corpus")]

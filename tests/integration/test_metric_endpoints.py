@@ -19,8 +19,8 @@ from devenv.exporter import ControlledExporter
 from devenv.hostile_endpoint import HostileEndpoint
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.endpoints import CREDENTIALS_LABEL
-from reconciler.grants import GRANT_ANNOTATION
+from reconciler.core.endpoints import CREDENTIALS_LABEL
+from reconciler.core.grants import GRANT_ANNOTATION
 from tests.integration.helpers import Apps, canary_app, error_query, traffic_query, wait_for
 
 pytestmark = pytest.mark.integration

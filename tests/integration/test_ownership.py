@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from devenv.cluster import LocalCluster
 from devenv.kube import condition
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.model import GROUP, PLURAL, VERSION
+from reconciler.core.model import GROUP, PLURAL, VERSION
 from tests.integration.helpers import kubectl, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ownership")]

@@ -10,8 +10,8 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.model import GROUP, PLURAL, VERSION
-from reconciler.reserved_keys import PULUMI_SIGNATURE_KEY, reserved_key_cel_validation
+from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY, reserved_key_cel_validation
 
 pytestmark = pytest.mark.integration
 

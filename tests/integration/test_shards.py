@@ -19,7 +19,7 @@ from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 from devenv.s3 import S3Server
-from reconciler.names import stack_name
+from reconciler.core.names import stack_name
 from tests.integration.helpers import Apps, canary_app, error_query, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.kube import read_weights
-from reconciler.adapters.pulumi_provider import BINARY
-from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks
-from reconciler.desired import DesiredStack
-from reconciler.errors import TransientError
-from reconciler.workload import effective_template
+from reconciler.adapters.pulumi.provider import BINARY
+from reconciler.adapters.pulumi.runner import PulumiSettings, PulumiStacks
+from reconciler.core.desired import DesiredStack
+from reconciler.core.errors import TransientError
+from reconciler.core.workload import effective_template
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.kube import read_weights
-from reconciler.adapters.pulumi_stacks import PulumiStacks
-from reconciler.errors import StepTimeoutError
+from reconciler.adapters.pulumi.runner import PulumiStacks
+from reconciler.core.errors import StepTimeoutError
 from tests.integration.helpers import wait_for
 from tests.integration.test_step_provider import desired, providers_of, stacks_for
 from tests.unit.test_step_timeouts import alive

@@ -8,9 +8,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from reconciler.desired import AutoscalerSpec, DesiredStack
-from reconciler.reserved_keys import PULUMI_SIGNATURE_KEY, ReservedKeyError
-from reconciler.workload import effective_template
+from reconciler.core.desired import AutoscalerSpec, DesiredStack
+from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY, ReservedKeyError
+from reconciler.core.workload import effective_template
 from stacks.program import declare
 
 DESIRED = DesiredStack(

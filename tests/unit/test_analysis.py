@@ -1,4 +1,4 @@
-"""The analysis as data (reconciler/analysis.py, reconciler/templates.py): query templates, the window, and
+"""The analysis as data (reconciler/core/analysis.py, reconciler/core/templates.py): query templates, the window, and
 what two answers mean — silence is never health — and what an endpoint said, kept printable."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import datetime
 import pytest
 from pydantic import ValidationError
 
-from reconciler import analysis, templates
-from reconciler.analysis import QueryResult, RenderedQueries
-from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome, Series
+from reconciler.core import analysis, templates
+from reconciler.core.analysis import QueryResult, RenderedQueries
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome, Series
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 

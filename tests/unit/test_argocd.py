@@ -15,11 +15,11 @@ import pytest
 import yaml
 from lupa import lua51  # type: ignore[import-untyped]
 
-from reconciler import decide as d
-from reconciler.analysis import CheckResult
-from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
-from reconciler.readiness import DeploymentState
-from reconciler.workload import shorthand_revision
+from reconciler.core import decide as d
+from reconciler.core.analysis import CheckResult
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
+from reconciler.core.readiness import DeploymentState
+from reconciler.core.workload import shorthand_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "argocd-app"

@@ -1,4 +1,4 @@
-"""The backtest's replay (reconciler/backtest.py) on answers the test scripts: the same decide() forward,
+"""The backtest's replay (reconciler/core/backtest.py) on answers the test scripts: the same decide() forward,
 one check per interval, stopping at the first promotion or rollback; and the backtest command
 (reconciler/commands.py), which queries nothing the reconciler would not."""
 
@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from devenv.hostile_endpoint import HostileEndpoint
-from reconciler import backtest, commands
-from reconciler.analysis import CheckResult
-from reconciler.endpoints import CREDENTIALS_LABEL, SecretData
-from reconciler.grants import GRANT_ANNOTATION
-from reconciler.model import CanaryApp, CanaryAppStatus, CheckOutcome
+from reconciler import commands
+from reconciler.core import backtest
+from reconciler.core.analysis import CheckResult
+from reconciler.core.endpoints import CREDENTIALS_LABEL, SecretData
+from reconciler.core.grants import GRANT_ANNOTATION
+from reconciler.core.model import CanaryApp, CanaryAppStatus, CheckOutcome
 
 START = datetime.datetime(2026, 11, 28, 10, 0, 0, tzinfo=datetime.UTC)
 

@@ -14,13 +14,13 @@ import pytest
 
 from devenv.hostile_endpoint import HostileEndpoint
 from reconciler import plugin
+from reconciler.core.endpoints import CREDENTIALS_LABEL, SecretData
+from reconciler.core.errors import PermanentError
+from reconciler.core.grants import GRANT_ANNOTATION
+from reconciler.core.model import CanaryApp
+from reconciler.core.policy import MetricsPolicy
+from reconciler.core.readiness import DeploymentState
 from reconciler.dry_run import next_step_of
-from reconciler.endpoints import CREDENTIALS_LABEL, SecretData
-from reconciler.errors import PermanentError
-from reconciler.grants import GRANT_ANNOTATION
-from reconciler.model import CanaryApp
-from reconciler.policy import MetricsPolicy
-from reconciler.readiness import DeploymentState
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

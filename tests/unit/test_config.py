@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import add_run_arguments, available_cpus, run_config
-from reconciler.pod_policy import PodPolicy
+from reconciler.core.pod_policy import PodPolicy
 
 
 def config_of(*argv: str) -> argparse.Namespace:

@@ -36,18 +36,18 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from reconciler import decide
-from reconciler.analysis import QueryResult
-from reconciler.desired import DesiredStack
-from reconciler.endpoints import MetricsEndpoint, SecretData
-from reconciler.errors import TransientError
-from reconciler.model import Action, CanaryApp, CheckOutcome, Series
-from reconciler.names import ObjectRef, canary_name, owned_objects, primary_name
-from reconciler.ports import StepReport
-from reconciler.readiness import DeploymentState
-from reconciler.reconcile import Reconciler
-from reconciler.telemetry import Telemetry
-from reconciler.workload import shorthand_revision
+from reconciler.core import decide
+from reconciler.core.analysis import QueryResult
+from reconciler.core.desired import DesiredStack
+from reconciler.core.endpoints import MetricsEndpoint, SecretData
+from reconciler.core.errors import TransientError
+from reconciler.core.model import Action, CanaryApp, CheckOutcome, Series
+from reconciler.core.names import ObjectRef, canary_name, owned_objects, primary_name
+from reconciler.core.ports import StepReport
+from reconciler.core.readiness import DeploymentState
+from reconciler.core.workload import shorthand_revision
+from reconciler.runtime.reconcile import Reconciler
+from reconciler.runtime.telemetry import Telemetry
 from stacks.program import virtual_service_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hack import crd_pod_template
-from reconciler.reserved_keys import reserved_key_cel_validation
+from reconciler.core.reserved_keys import reserved_key_cel_validation
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_TEXT = crd_pod_template.CRD_PATH.read_text()

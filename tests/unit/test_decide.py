@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import decide as d
-from reconciler.analysis import CheckResult
-from reconciler.desired import desired_stack
-from reconciler.model import (
+from reconciler.core import decide as d
+from reconciler.core.analysis import CheckResult
+from reconciler.core.desired import desired_stack
+from reconciler.core.model import (
     MAX_CHECK_RECORDS,
     MAX_ROLLOUT_RECORDS,
     Action,
@@ -24,8 +24,8 @@ from reconciler.model import (
     RolloutResult,
     Series,
 )
-from reconciler.readiness import DeploymentState
-from reconciler.workload import shorthand_revision
+from reconciler.core.readiness import DeploymentState
+from reconciler.core.workload import shorthand_revision
 from stacks.program import virtual_service_spec
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 
 from devenv.processes import tools_bin
 from reconciler.config import add_run_arguments, run_config
-from reconciler.telemetry import Telemetry
+from reconciler.runtime.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "canaryapp-system"

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 
 from reconciler.adapters.kube import APP_LABEL, MANAGED_SELECTOR, DeploymentCache
-from reconciler.readiness import DeploymentState
+from reconciler.core.readiness import DeploymentState
 
 
 def deployment(

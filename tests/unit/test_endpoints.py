@@ -9,12 +9,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from reconciler.analysis import QueryResult
-from reconciler.endpoints import CREDENTIALS_LABEL, EndpointError, MetricsEndpoint, SecretData, endpoint_for
-from reconciler.grants import GRANT_ANNOTATION
-from reconciler.model import CanaryApp, CanaryAppSpec, CheckOutcome
-from reconciler.policy import DEFAULT_METRIC_URLS, MetricsPolicy
-from reconciler.reconcile import check_canary
+from reconciler.core.analysis import QueryResult
+from reconciler.core.endpoints import (
+    CREDENTIALS_LABEL,
+    EndpointError,
+    MetricsEndpoint,
+    SecretData,
+    endpoint_for,
+)
+from reconciler.core.grants import GRANT_ANNOTATION
+from reconciler.core.model import CanaryApp, CanaryAppSpec, CheckOutcome
+from reconciler.core.policy import DEFAULT_METRIC_URLS, MetricsPolicy
+from reconciler.runtime.reconcile import check_canary
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 MIMIR = ("https://mimir.example.com/prometheus",)

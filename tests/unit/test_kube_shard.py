@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes
 
 from reconciler.adapters.kube import LIST_PAGE_SIZE, KubeCluster
-from reconciler.selectors import parse_selector
+from reconciler.core.selectors import parse_selector
 
 
 class FakeCustomObjects:

@@ -1,4 +1,4 @@
-"""Leader election (reconciler/leader.py) against an in-memory Lease API on virtual time: who acquires, when a
+"""Leader election (reconciler/runtime/leader.py) against an in-memory Lease API on virtual time: who acquires, when a
 standby may take over (by its own clock), losing leadership at the renew deadline, releasing on a clean stop,
 and optimistic concurrency (a stale resourceVersion loses)."""
 
@@ -15,7 +15,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.leader import MIN_CALL_SECONDS, LeaderElector, LeadershipLostError, LeaseTimings
+from reconciler.runtime.leader import MIN_CALL_SECONDS, LeaderElector, LeadershipLostError, LeaseTimings
 
 TIMINGS = LeaseTimings(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
 

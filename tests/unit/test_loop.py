@@ -1,4 +1,4 @@
-"""The watch loop (reconciler/loop.py) with an injected watch stream and a virtual clock: which events wake a
+"""The watch loop (reconciler/runtime/loop.py) with an injected watch stream and a virtual clock: which events wake a
 CanaryApp, re-listing on 410 Gone, resync, and how failed passes are retried. No API server, no sleeps."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.errors import PermanentError, StackBusyError, TransientError
-from reconciler.loop import MAX_BACKOFF_SECONDS, Controller
+from reconciler.core.errors import PermanentError, StackBusyError, TransientError
+from reconciler.runtime.loop import MAX_BACKOFF_SECONDS, Controller
 
 
 class Clock:

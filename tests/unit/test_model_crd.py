@@ -11,8 +11,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from reconciler.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus
-from reconciler.reconcile import describe_validation_error
+from reconciler.core.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus
+from reconciler.runtime.reconcile import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())

@@ -1,4 +1,4 @@
-"""Rollout events (reconciler/notifications.py) and their delivery (adapters/webhook.py): in order, with
+"""Rollout events (reconciler/core/notifications.py) and their delivery (adapters/webhook.py): in order, with
 bounded retries, never blocking, and a dead receiver changes nothing but a log line; text from outside
 reaches Slack inert."""
 
@@ -12,10 +12,10 @@ import time
 import httpx
 import pytest
 
-from reconciler import decide as d
 from reconciler.adapters.webhook import WebhookNotifier
-from reconciler.model import CanaryAppStatus
-from reconciler.notifications import rollout_event
+from reconciler.core import decide as d
+from reconciler.core.model import CanaryAppStatus
+from reconciler.core.notifications import rollout_event
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

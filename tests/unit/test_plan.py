@@ -1,12 +1,12 @@
-"""The rollout plan (reconciler/plan.py): decide() run forward with clean checks."""
+"""The rollout plan (reconciler/core/plan.py): decide() run forward with clean checks."""
 
 from __future__ import annotations
 
 import datetime
 
-from reconciler import decide as core
-from reconciler import plan
-from reconciler.model import CanaryAppSpec, CanaryAppStatus
+from reconciler.core import decide as core
+from reconciler.core import plan
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -1,4 +1,4 @@
-"""What a CanaryApp's pods may ask for that Pod Security does not judge (reconciler/pod_policy.py): service
+"""What a CanaryApp's pods may ask for that Pod Security does not judge (reconciler/core/pod_policy.py): service
 accounts and Secrets (by allow-list or the owner's grant), priority classes, labels, annotations, DNS names,
 replica counts and the credentials no setting permits; table-driven."""
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.grants import GRANT_ANNOTATION, granted
-from reconciler.pod_policy import PodPolicy
+from reconciler.core.grants import GRANT_ANNOTATION, granted
+from reconciler.core.pod_policy import PodPolicy
 
 POD = "spec.template.spec"
 META = "spec.template.metadata"

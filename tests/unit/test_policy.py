@@ -1,4 +1,4 @@
-"""What a CanaryApp may make the reconciler do (reconciler/policy.py): ownership, reserved names, gateways
+"""What a CanaryApp may make the reconciler do (reconciler/core/policy.py): ownership, reserved names, gateways
 and hosts, `{namespace}` standing for one namespace only, and no CanaryApp becoming a metric endpoint,
 table-driven."""
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.model import CanaryAppSpec
-from reconciler.policy import (
+from reconciler.core.model import CanaryAppSpec
+from reconciler.core.policy import (
     DEFAULT_METRIC_URLS,
     MetricsPolicy,
     RoutingPolicy,

@@ -13,9 +13,9 @@ import pytest
 
 from devenv.hostile_endpoint import EMPTY_VECTOR, HostileEndpoint
 from reconciler.adapters.prometheus import PrometheusMetrics, classify
-from reconciler.endpoints import MetricsEndpoint, plain_endpoint
-from reconciler.model import CheckOutcome
-from reconciler.policy import MetricsPolicy
+from reconciler.core.endpoints import MetricsEndpoint, plain_endpoint
+from reconciler.core.model import CheckOutcome
+from reconciler.core.policy import MetricsPolicy
 
 
 def vector(*series: dict[str, object]) -> dict[str, object]:

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from reconciler.adapters.pulumi_provider import _Relay
+from reconciler.adapters.pulumi.provider import _Relay
 
 SERVICE = "/pulumirpc.ResourceProvider/"
 

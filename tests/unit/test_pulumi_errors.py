@@ -7,14 +7,14 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation._cmd import CommandResult
 
-from reconciler.adapters.pulumi_stacks import (
+from reconciler.adapters.pulumi.runner import (
     Failure,
     Step,
     _Outcome,
     classify_failure,
     outcome_error,
 )
-from reconciler.errors import PermanentError, StackBusyError, TransientError
+from reconciler.core.errors import PermanentError, StackBusyError, TransientError
 
 
 def engine(kind: type[auto.errors.CommandError]) -> auto.errors.CommandError:

@@ -1,4 +1,4 @@
-"""The readiness predicate (reconciler/readiness.py): when a Deployment counts as rolled out."""
+"""The readiness predicate (reconciler/core/readiness.py): when a Deployment counts as rolled out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.readiness import DeploymentState, deployment_state, ready_with
+from reconciler.core.readiness import DeploymentState, deployment_state, ready_with
 
 
 def deployment(replicas: int = 2, generation: int = 3, **status: Any) -> dict[str, Any]:

@@ -11,19 +11,19 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from reconciler import decide as core
-from reconciler.adapters.pulumi_stacks import summarize_step_error
-from reconciler.analysis import QueryResult
-from reconciler.desired import DesiredStack
-from reconciler.endpoints import MetricsEndpoint, SecretData
-from reconciler.errors import NameConflictError, TransientError
-from reconciler.model import FINALIZER, CanaryApp, CheckOutcome
-from reconciler.names import ObjectRef
-from reconciler.policy import RoutingPolicy
-from reconciler.ports import StepReport
-from reconciler.readiness import DeploymentState
-from reconciler.reconcile import Reconciler
-from reconciler.workload import shorthand_revision
+from reconciler.adapters.pulumi.runner import summarize_step_error
+from reconciler.core import decide as core
+from reconciler.core.analysis import QueryResult
+from reconciler.core.desired import DesiredStack
+from reconciler.core.endpoints import MetricsEndpoint, SecretData
+from reconciler.core.errors import NameConflictError, TransientError
+from reconciler.core.model import FINALIZER, CanaryApp, CheckOutcome
+from reconciler.core.names import ObjectRef
+from reconciler.core.policy import RoutingPolicy
+from reconciler.core.ports import StepReport
+from reconciler.core.readiness import DeploymentState
+from reconciler.core.workload import shorthand_revision
+from reconciler.runtime.reconcile import Reconciler
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

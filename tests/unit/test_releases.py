@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from reconciler import decide as d
-from reconciler import reasons
-from reconciler.analysis import CheckResult
-from reconciler.desired import desired_stack
-from reconciler.model import Action, CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
-from reconciler.readiness import DeploymentState
+from reconciler.core import decide as d
+from reconciler.core import reasons
+from reconciler.core.analysis import CheckResult
+from reconciler.core.desired import desired_stack
+from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
+from reconciler.core.readiness import DeploymentState
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 ERRORS = CheckResult(CheckOutcome.ERRORS_FOUND, "5xx found")

@@ -7,10 +7,10 @@ import datetime
 
 import pytest
 
-from reconciler import decide as d
-from reconciler.model import Action, CanaryAppSpec, CanaryAppStatus, Phase, RolloutResult
-from reconciler.readiness import DeploymentState
-from reconciler.workload import shorthand_revision
+from reconciler.core import decide as d
+from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, Phase, RolloutResult
+from reconciler.core.readiness import DeploymentState
+from reconciler.core.workload import shorthand_revision
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

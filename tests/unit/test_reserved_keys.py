@@ -11,15 +11,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from reconciler.model import CanaryApp, CanaryAppSpec
-from reconciler.reconcile import describe_validation_error
-from reconciler.reserved_keys import (
+from reconciler.core.model import CanaryApp, CanaryAppSpec
+from reconciler.core.reserved_keys import (
     PULUMI_SIGNATURE_KEY,
     ReservedKeyError,
     refuse_reserved_key,
     reserved_key_cel_validation,
     reserved_key_paths,
 )
+from reconciler.runtime.reconcile import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())

@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from reconciler.adapters.pulumi_stacks import (
+from reconciler.adapters.pulumi.runner import (
     PulumiSettings,
     PulumiStacks,
     StackLock,
@@ -30,7 +30,7 @@ from reconciler.adapters.pulumi_stacks import (
     kept_while_holder_lives,
     parse_lock,
 )
-from reconciler.adapters.s3 import (
+from reconciler.adapters.pulumi.s3 import (
     EMPTY_PAYLOAD_SHA256,
     Credentials,
     S3Bucket,
@@ -226,7 +226,7 @@ def test_with_leader_election_only_locks_older_than_the_lease_are_cleared(
     unreadable = lock(tmp_path, "default.api", "odd", b"{not json")
     other_shards = lock(tmp_path, "default.shop", "old", lock_content("2026-12-01T14:00:00Z"))
     stacks = PulumiStacks(PulumiSettings(f"file://{tmp_path}", str(tmp_path / "w"), str(tmp_path / "h")), 1)
-    caplog.set_level(logging.INFO, logger="reconciler.adapters.pulumi_stacks")
+    caplog.set_level(logging.INFO, logger="reconciler.adapters.pulumi.runner")
     try:
         cleared = stacks.clear_stale_locks({"default.web", "default.api"}, acquired_at=ACQUIRED_AT)
     finally:

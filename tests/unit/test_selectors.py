@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.selectors import SelectorError, parse_selector
+from reconciler.core.selectors import SelectorError, parse_selector
 
 SHARD_A = {"canary.atze.io/shard": "a", "team": "shop"}
 

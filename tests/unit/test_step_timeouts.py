@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters import pulumi_stacks
-from reconciler.adapters.pulumi_stacks import PulumiSettings, PulumiStacks, Step, _Outcome
+from reconciler.adapters.pulumi import runner as pulumi_stacks
+from reconciler.adapters.pulumi.runner import PulumiSettings, PulumiStacks, Step, _Outcome
 from reconciler.config import add_run_arguments, run_config
-from reconciler.errors import StepTimeoutError, TransientError
+from reconciler.core.errors import StepTimeoutError, TransientError
 
 # A start-up budget for a spawned worker on a busy machine: never reached when things work.
 WAIT_SECONDS = 60.0

@@ -1,11 +1,11 @@
-"""Text from outside (reconciler/text.py) reaches terminals, the status and Slack inert: no escape sequence,
+"""Text from outside (reconciler/core/text.py) reaches terminals, the status and Slack inert: no escape sequence,
 control character, mention or link survives, and no URL shows a credential."""
 
 from __future__ import annotations
 
 import pytest
 
-from reconciler.text import printable, shown_url, slack_escaped
+from reconciler.core.text import printable, shown_url, slack_escaped
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import workload
+from reconciler.core import workload
 
 PORT = 8088
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.loop import WorkQueue
+from reconciler.runtime.loop import WorkQueue
 
 
 class FakeClock:

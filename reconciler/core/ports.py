@@ -9,11 +9,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.analysis import QueryResult
-from reconciler.desired import DesiredStack
-from reconciler.endpoints import MetricsEndpoint, SecretData
-from reconciler.names import ObjectRef
-from reconciler.readiness import DeploymentState
+from reconciler.core.analysis import QueryResult
+from reconciler.core.desired import DesiredStack
+from reconciler.core.endpoints import MetricsEndpoint, SecretData
+from reconciler.core.names import ObjectRef
+from reconciler.core.readiness import DeploymentState
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler import decide as core
-from reconciler.analysis import CheckResult
-from reconciler.model import CanaryApp, CanaryAppStatus, Phase
-from reconciler.readiness import DeploymentState
+from reconciler.core import decide as core
+from reconciler.core.analysis import CheckResult
+from reconciler.core.model import CanaryApp, CanaryAppStatus, Phase
+from reconciler.core.readiness import DeploymentState
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 

@@ -23,8 +23,8 @@ import datetime
 import math
 from dataclasses import dataclass
 
-from reconciler import templates
-from reconciler.model import (
+from reconciler.core import templates
+from reconciler.core.model import (
     MAX_EVIDENCE_TEXT,
     MAX_SERIES_PER_CHECK,
     CanaryAppSpec,
@@ -32,8 +32,8 @@ from reconciler.model import (
     CheckOutcome,
     Series,
 )
-from reconciler.names import canary_name, primary_name
-from reconciler.text import printable
+from reconciler.core.names import canary_name, primary_name
+from reconciler.core.text import printable
 
 # Requests the canary's workload answered in the window, as Istio's destination sidecars count them.
 DEFAULT_TRAFFIC_QUERY = (

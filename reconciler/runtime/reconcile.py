@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler import analysis, pod_security, reasons, workload
-from reconciler.analysis import CheckResult
-from reconciler.decide import (
+from reconciler.core import analysis, pod_security, reasons, workload
+from reconciler.core.analysis import CheckResult
+from reconciler.core.decide import (
     Decision,
     Hold,
     Observations,
@@ -32,17 +32,25 @@ from reconciler.decide import (
     with_revisions,
     with_stack_sync,
 )
-from reconciler.desired import desired_stack
-from reconciler.endpoints import EndpointError, endpoint_for
-from reconciler.errors import InvalidSpecError, NameConflictError, ReconcileError
-from reconciler.grants import granted
-from reconciler.model import FINALIZER, Action, CanaryApp, CanaryAppStatus, CheckOutcome, Condition, Phase
-from reconciler.names import canary_name, owned_objects, primary_name
-from reconciler.notifications import rollout_event
-from reconciler.pod_policy import PodPolicy
-from reconciler.policy import MetricsPolicy, RoutingPolicy, is_ours
-from reconciler.ports import Cluster, EventSink, MetricsSource, Notifier, SecretReader, StackRunner
-from reconciler.telemetry import Telemetry
+from reconciler.core.desired import desired_stack
+from reconciler.core.endpoints import EndpointError, endpoint_for
+from reconciler.core.errors import InvalidSpecError, NameConflictError, ReconcileError
+from reconciler.core.grants import granted
+from reconciler.core.model import (
+    FINALIZER,
+    Action,
+    CanaryApp,
+    CanaryAppStatus,
+    CheckOutcome,
+    Condition,
+    Phase,
+)
+from reconciler.core.names import canary_name, owned_objects, primary_name
+from reconciler.core.notifications import rollout_event
+from reconciler.core.pod_policy import PodPolicy
+from reconciler.core.policy import MetricsPolicy, RoutingPolicy, is_ours
+from reconciler.core.ports import Cluster, EventSink, MetricsSource, Notifier, SecretReader, StackRunner
+from reconciler.runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 NAME_CONFLICT_RETRY_SECONDS = 10.0

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from reconciler import reserved_keys, templates, workload
+from reconciler.core import reserved_keys, templates, workload
 
 GROUP = "canary.atze.io"
 VERSION = "v1"

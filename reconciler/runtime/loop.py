@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.adapters.kube import WatchStream, follow_watch, watch_stream
-from reconciler.errors import PermanentError, TransientError
-from reconciler.ports import Cluster
-from reconciler.reconcile import Reconciler
+from reconciler.core.errors import PermanentError, TransientError
+from reconciler.core.ports import Cluster
+from reconciler.runtime.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 

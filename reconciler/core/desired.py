@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import workload
-from reconciler.model import CanaryAppSpec, CanaryAppStatus
-from reconciler.names import stack_name
+from reconciler.core import workload
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
+from reconciler.core.names import stack_name
 
 
 @dataclass(frozen=True)

@@ -44,18 +44,18 @@ from urllib.parse import urlparse
 from pulumi import automation as auto
 from pulumi.automation._stack import StackInitMode  # not re-exported; Stack's constructor takes it
 
-from reconciler.adapters.pulumi_provider import LongLivedProvider
-from reconciler.adapters.s3 import S3Bucket, S3UnavailableError
-from reconciler.desired import DesiredStack
-from reconciler.errors import (
+from reconciler.adapters.pulumi.provider import LongLivedProvider
+from reconciler.adapters.pulumi.s3 import S3Bucket, S3UnavailableError
+from reconciler.core.desired import DesiredStack
+from reconciler.core.errors import (
     PermanentError,
     ReconcileError,
     StackBusyError,
     StepTimeoutError,
     TransientError,
 )
-from reconciler.names import stack_name
-from reconciler.ports import StepReport
+from reconciler.core.names import stack_name
+from reconciler.core.ports import StepReport
 
 log = logging.getLogger(__name__)
 

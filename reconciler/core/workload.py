@@ -30,7 +30,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.names import APP_LABEL, TRACK_LABEL
+from reconciler.core.names import APP_LABEL, TRACK_LABEL
 
 MAIN_CONTAINER = "app"
 PORT_NAME = "http"

@@ -28,7 +28,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.errors import TransientError
+from reconciler.core.errors import TransientError
 
 log = logging.getLogger(__name__)
 

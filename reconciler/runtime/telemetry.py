@@ -6,8 +6,8 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from reconciler.decide import AbandonCanary, CompletePromotion, Decision, Rollback, StartCanary
-from reconciler.model import Phase
+from reconciler.core.decide import AbandonCanary, CompletePromotion, Decision, Rollback, StartCanary
+from reconciler.core.model import Phase
 
 # The decisions that end a rollout, and the `result` label each gives it.
 _ROLLOUT_RESULTS: tuple[tuple[type[Decision], str], ...] = (

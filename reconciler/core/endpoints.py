@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.grants import granted, how_to_grant
-from reconciler.model import CanaryAppSpec
+from reconciler.core.grants import granted, how_to_grant
+from reconciler.core.model import CanaryAppSpec
 
 CREDENTIALS_LABEL = "canary.atze.io/metrics-credentials"
 TOKEN_KEY = "token"

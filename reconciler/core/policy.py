@@ -26,8 +26,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
-from reconciler.model import CanaryAppSpec
-from reconciler.text import shown_url
+from reconciler.core.model import CanaryAppSpec
+from reconciler.core.text import shown_url
 
 MESH_GATEWAY = "mesh"
 # (namespace, Service name) pairs that no CanaryApp may take as its apex Service.

@@ -5,7 +5,7 @@ The reconciler may create Deployments in every namespace, and it creates the pri
 from `spec.template`. Whoever writes that template decides what runs in the pods, so through it a CanaryApp
 author who may not create Pods or Deployments would gain what a pod's creator has. Two guards share the work:
 
-- **Pod Security (the platform's own, `reconciler/pod_security.py`).** Privileges on the node — privileged
+- **Pod Security (the platform's own, `reconciler/core/pod_security.py`).** Privileges on the node — privileged
   containers, host namespaces and ports, hostPath volumes, added capabilities, unsafe sysctls, SELinux types,
   seccomp and AppArmor profiles, /proc mounts, running as root — are what Kubernetes' Pod Security Standards
   judge. The reconciler requires the CanaryApp's namespace to enforce at least the operator's level and asks
@@ -13,7 +13,7 @@ author who may not create Pods or Deployments would gain what a pod's creator ha
 - **This policy: what only the reconciler's operator can know.** Pod Security judges a pod on its own; it
   does not know which of the namespace's objects a pod may use, or who the pod may pretend to be:
   - the pod's identity: the ServiceAccount it runs as (`--allowed-service-accounts`, or granted by the
-    account's owner: `reconciler/grants.py`);
+    account's owner: `reconciler/core/grants.py`);
   - the namespace's Secrets a pod may read (`--allowed-secrets`, or granted by the Secret's owner);
   - scheduling priority that may evict others' pods (`--allowed-priority-classes`);
   - labels, which join Services, NetworkPolicies and AuthorizationPolicies selecting them
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.grants import how_to_grant
+from reconciler.core.grants import how_to_grant
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 DEFAULT_MAX_REPLICAS = 50
@@ -45,7 +45,7 @@ POD_METADATA = "spec.template.metadata"
 CONTAINER_KINDS = ("initContainers", "containers", "ephemeralContainers")
 
 Fields = Mapping[str, Any]
-# (kind, name) -> whether the object's owner granted it to the CanaryApp (reconciler/grants.py); the caller
+# (kind, name) -> whether the object's owner granted it to the CanaryApp (reconciler/core/grants.py); the caller
 # reads the object. Kinds: "ServiceAccount", "Secret".
 GrantLookup = Callable[[str, str], bool]
 

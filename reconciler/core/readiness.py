@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.names import REVISION_ANNOTATION
+from reconciler.core.names import REVISION_ANNOTATION
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler import decide as core
-from reconciler import reasons
-from reconciler.model import RolloutResult
-from reconciler.text import printable, slack_escaped
+from reconciler.core import decide as core
+from reconciler.core import reasons
+from reconciler.core.model import RolloutResult
+from reconciler.core.text import printable, slack_escaped
 
 _EVENTS: tuple[tuple[type[core.Decision], str], ...] = (
     (core.StartCanary, "started"),

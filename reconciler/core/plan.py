@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from reconciler import decide as core
-from reconciler.analysis import CheckResult
-from reconciler.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
-from reconciler.readiness import DeploymentState
+from reconciler.core import decide as core
+from reconciler.core.analysis import CheckResult
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
+from reconciler.core.readiness import DeploymentState
 
 MAX_PASSES = 1000
 # Best case for a Deployment the step changed: ready a second later, and its watch wakes the loop at once.

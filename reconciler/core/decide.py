@@ -21,9 +21,9 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reconciler import reasons, workload
-from reconciler.analysis import CheckResult
-from reconciler.model import (
+from reconciler.core import reasons, workload
+from reconciler.core.analysis import CheckResult
+from reconciler.core.model import (
     MAX_CHECK_RECORDS,
     MAX_ROLLOUT_RECORDS,
     RETRY_ANNOTATION,
@@ -39,7 +39,7 @@ from reconciler.model import (
     RolloutRecord,
     RolloutResult,
 )
-from reconciler.readiness import DeploymentState, ready_with
+from reconciler.core.readiness import DeploymentState, ready_with
 
 # The longest a CanaryApp waiting for a Deployment goes without a pass: the loop's watch of Deployments wakes
 # it as soon as one of them changes, so this is only a safety net (a missed event, a watch that is down).

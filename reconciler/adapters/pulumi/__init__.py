@@ -1,0 +1,1 @@
+"""The Pulumi adapter: runs stack steps in worker processes through the Automation API."""

@@ -5,7 +5,7 @@ The reconciler may create Deployments in every namespace, and it creates the pri
 from `spec.template`. Whoever writes that template decides what runs in the pods, so through it a CanaryApp
 author who may not create Pods or Deployments would gain what a pod's creator has. Two guards share the work:
 
-- **Pod Security (the platform's own, `reconciler/core/pod_security.py`).** Privileges on the node — privileged
+- **Pod Security (the platform's own, `pod_security.py`).** Privileges on the node — privileged
   containers, host namespaces and ports, hostPath volumes, added capabilities, unsafe sysctls, SELinux types,
   seccomp and AppArmor profiles, /proc mounts, running as root — are what Kubernetes' Pod Security Standards
   judge. The reconciler requires the CanaryApp's namespace to enforce at least the operator's level and asks
@@ -45,7 +45,7 @@ POD_METADATA = "spec.template.metadata"
 CONTAINER_KINDS = ("initContainers", "containers", "ephemeralContainers")
 
 Fields = Mapping[str, Any]
-# (kind, name) -> whether the object's owner granted it to the CanaryApp (reconciler/core/grants.py); the caller
+# (kind, name) -> whether the object's owner granted it to the CanaryApp (grants.py); the caller
 # reads the object. Kinds: "ServiceAccount", "Secret".
 GrantLookup = Callable[[str, str], bool]
 

@@ -1,4 +1,4 @@
-"""The analysis as data (reconciler/core/analysis.py, reconciler/core/templates.py): query templates, the window, and
+"""The analysis as data (analysis.py, templates.py): query templates, the window, and
 what two answers mean — silence is never health — and what an endpoint said, kept printable."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Leader election (reconciler/runtime/leader.py) against an in-memory Lease API on virtual time: who acquires, when a
+"""Leader election (leader.py) against an in-memory Lease API on virtual time: who acquires, when a
 standby may take over (by its own clock), losing leadership at the renew deadline, releasing on a clean stop,
 and optimistic concurrency (a stale resourceVersion loses)."""
 

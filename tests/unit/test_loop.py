@@ -1,4 +1,4 @@
-"""The watch loop (reconciler/runtime/loop.py) with an injected watch stream and a virtual clock: which events wake a
+"""The watch loop (loop.py) with an injected watch stream and a virtual clock: which events wake a
 CanaryApp, re-listing on 410 Gone, resync, and how failed passes are retried. No API server, no sleeps."""
 
 from __future__ import annotations

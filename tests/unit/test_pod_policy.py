@@ -1,4 +1,4 @@
-"""What a CanaryApp's pods may ask for that Pod Security does not judge (reconciler/core/pod_policy.py): service
+"""What a CanaryApp's pods may ask for that Pod Security does not judge (pod_policy.py): service
 accounts and Secrets (by allow-list or the owner's grant), priority classes, labels, annotations, DNS names,
 replica counts and the credentials no setting permits; table-driven."""
 

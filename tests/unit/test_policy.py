@@ -1,4 +1,4 @@
-"""What a CanaryApp may make the reconciler do (reconciler/core/policy.py): ownership, reserved names, gateways
+"""What a CanaryApp may make the reconciler do (policy.py): ownership, reserved names, gateways
 and hosts, `{namespace}` standing for one namespace only, and no CanaryApp becoming a metric endpoint,
 table-driven."""
 

@@ -1,4 +1,4 @@
-"""Text from outside (reconciler/core/text.py) reaches terminals, the status and Slack inert: no escape sequence,
+"""Text from outside (text.py) reaches terminals, the status and Slack inert: no escape sequence,
 control character, mention or link survives, and no URL shows a credential."""
 
 from __future__ import annotations

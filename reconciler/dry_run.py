@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
-from reconciler.core.decide import Decision, decide
+from reconciler.core.decisions import Decision
 from reconciler.core.desired import DesiredStack, desired_stack
 from reconciler.core.errors import PermanentError
+from reconciler.core.machine import decide
 from reconciler.core.model import CanaryApp
 from reconciler.core.policy import METRIC_URLS_VARIABLE, MetricsPolicy
 from reconciler.core.ports import Cluster

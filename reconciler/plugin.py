@@ -29,7 +29,8 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler import commands
 from reconciler.core import plan
-from reconciler.core.decide import about_to_start, seconds_until_check, timestamp
+from reconciler.core.clock import timestamp
+from reconciler.core.machine import about_to_start, seconds_until_check
 from reconciler.core.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
 from reconciler.core.text import printable
 from reconciler.runtime.reconcile import utc_now

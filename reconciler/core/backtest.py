@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reconciler.core import decide as core
 from reconciler.core.analysis import CheckResult
+from reconciler.core.clock import timestamp
+from reconciler.core.decisions import Decision, Observations, Promote, Rollback
+from reconciler.core.machine import decide
 from reconciler.core.model import CanaryApp, CanaryAppStatus, Phase
 from reconciler.core.readiness import DeploymentState
 
@@ -35,7 +37,7 @@ class Step:
     time: datetime.datetime
     weight: int
     check: CheckResult
-    decision: core.Decision
+    decision: Decision
 
 
 @dataclass(frozen=True)
@@ -60,33 +62,33 @@ def replay(app: CanaryApp, check: Check, start: datetime.datetime, end: datetime
         canary_image=spec.main_image,
         canary_revision=spec.revision,
         canary_weight=spec.step_weight,
-        canary_started_at=core.timestamp(start),
-        last_traffic_shift=core.timestamp(start),
-        last_check_time=core.timestamp(start),
+        canary_started_at=timestamp(start),
+        last_traffic_shift=timestamp(start),
+        last_check_time=timestamp(start),
     )
     ready = DeploymentState(image=spec.main_image, ready=True, revision=spec.revision)
     steps: list[Step] = []
     moment = start + datetime.timedelta(seconds=spec.traffic_shift_update_interval)
     while moment <= end:
         result = check(app, status, moment)
-        observations = core.Observations(primary=ready, canary=ready, check=result)
-        decision = core.decide(spec, status, observations, moment)
+        observations = Observations(primary=ready, canary=ready, check=result)
+        decision = decide(spec, status, observations, moment)
         steps.append(Step(moment, status.canary_weight, result, decision))
-        if isinstance(decision, core.Promote):
-            return Backtest(tuple(steps), f"promoted at {core.timestamp(moment)}", True, False)
-        if isinstance(decision, core.Rollback):
-            verdict = f"rolled back at {core.timestamp(moment)}: {decision.message}"
+        if isinstance(decision, Promote):
+            return Backtest(tuple(steps), f"promoted at {timestamp(moment)}", True, False)
+        if isinstance(decision, Rollback):
+            verdict = f"rolled back at {timestamp(moment)}: {decision.message}"
             return Backtest(tuple(steps), verdict, False, True)
         status = decision.status
         moment += datetime.timedelta(seconds=spec.traffic_shift_update_interval)
-    verdict = f"neither promoted nor rolled back by {core.timestamp(end)} (weight {status.canary_weight}%)"
+    verdict = f"neither promoted nor rolled back by {timestamp(end)} (weight {status.canary_weight}%)"
     return Backtest(tuple(steps), verdict, False, False)
 
 
 def render(app: CanaryApp, result: Backtest, start: datetime.datetime, end: datetime.datetime) -> str:
     spec = app.spec
     lines = [
-        f"Backtest of CanaryApp {app.key} from {core.timestamp(start)} to {core.timestamp(end)}: "
+        f"Backtest of CanaryApp {app.key} from {timestamp(start)} to {timestamp(end)}: "
         f"a check every {spec.traffic_shift_update_interval}s, +{spec.step_weight}% per clean check up to "
         f"{spec.max_weight}%, as if the canary {spec.main_image} had been ready at the first step",
         f"{'time':<21} {'weight':>6}  {'check':<16} {'requests':>8}  decision",
@@ -96,7 +98,7 @@ def render(app: CanaryApp, result: Backtest, start: datetime.datetime, end: date
         after = step.decision.status.canary_weight
         decision = step.decision.kind + (f" -> {after}%" if after != step.weight else "")
         lines.append(
-            f"{core.timestamp(step.time):<21} {step.weight:>5}%  {step.check.outcome.value:<16} "
+            f"{timestamp(step.time):<21} {step.weight:>5}%  {step.check.outcome.value:<16} "
             f"{requests:>8}  {decision}: {step.check.message}"
         )
     if result.steps:

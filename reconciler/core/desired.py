@@ -1,7 +1,7 @@
 """The stack a CanaryApp's spec and status imply: plain data, handed to the Pulumi program in `stacks/`.
 
 The desired stack follows from the status, never from `spec.image` or `spec.template` directly: a new pod
-template reaches the cluster only through the decisions in `decide.py` (canary first, primary at promotion).
+template reaches the cluster only through the decisions in `machine.py` (canary first, primary at promotion).
 Replicas, the autoscaler, the port and the routes follow the spec at once.
 """
 
@@ -85,7 +85,7 @@ def desired_stack(
     autoscaler = spec.autoscaler
     primary_autoscaler = canary_autoscaler = None
     if autoscaler is not None:
-        # During a rollout the primary keeps the replicas it had when the rollout started (decide.py).
+        # During a rollout the primary keeps the replicas it had when the rollout started (machine.py).
         floor = min(max(autoscaler.min_replicas, status.primary_min_replicas or 0), autoscaler.max_replicas)
         primary_autoscaler = AutoscalerSpec(
             floor, autoscaler.max_replicas, autoscaler.target_cpu_utilization_percentage

@@ -9,22 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core import decide as core
 from reconciler.core import reasons
+from reconciler.core.decisions import (
+    Advance,
+    CompletePromotion,
+    Decision,
+    Pause,
+    Resume,
+    Rollback,
+    StartCanary,
+)
 from reconciler.core.model import RolloutResult
 from reconciler.core.text import printable, slack_escaped
 
-_EVENTS: tuple[tuple[type[core.Decision], str], ...] = (
-    (core.StartCanary, "started"),
-    (core.Advance, "advanced"),
-    (core.Pause, "paused"),
-    (core.Resume, "resumed"),
-    (core.CompletePromotion, "promoted"),
-    (core.Rollback, "rolled_back"),
+_EVENTS: tuple[tuple[type[Decision], str], ...] = (
+    (StartCanary, "started"),
+    (Advance, "advanced"),
+    (Pause, "paused"),
+    (Resume, "resumed"),
+    (CompletePromotion, "promoted"),
+    (Rollback, "rolled_back"),
 )
 
 
-def rollout_event(namespace: str, name: str, decision: core.Decision, time: str) -> dict[str, Any] | None:
+def rollout_event(namespace: str, name: str, decision: Decision, time: str) -> dict[str, Any] | None:
     """The JSON document for a decision that is a rollout event (None for the others). `text` makes it a
     valid Slack incoming-webhook message as it is."""
     event = next((label for kind, label in _EVENTS if isinstance(decision, kind)), None)

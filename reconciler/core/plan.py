@@ -10,22 +10,33 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from reconciler.core import decide as core
 from reconciler.core.analysis import CheckResult
+from reconciler.core.clock import timestamp
+from reconciler.core.decisions import (
+    CompletePromotion,
+    Decision,
+    Hold,
+    Initialize,
+    Observations,
+    Promote,
+    StartCanary,
+)
+from reconciler.core.machine import decide, wants_check
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.core.readiness import DeploymentState
+from reconciler.core.upgrade import with_revisions
 
 MAX_PASSES = 1000
 # Best case for a Deployment the step changed: ready a second later, and its watch wakes the loop at once.
 DEPLOYMENT_READY_SECONDS = 1.0
-_CHANGES_A_DEPLOYMENT = (core.Initialize, core.StartCanary, core.Promote)
+_CHANGES_A_DEPLOYMENT = (Initialize, StartCanary, Promote)
 
 
 @dataclass(frozen=True)
 class PlannedStep:
     time: datetime.datetime
     weight: int
-    decision: core.Decision
+    decision: Decision
 
 
 def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> list[PlannedStep]:
@@ -34,17 +45,17 @@ def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -
     clean = CheckResult(CheckOutcome.CLEAN, "assumed clean", canary_requests=float(spec.min_canary_requests))
     steps: list[PlannedStep] = []
     moment = now
-    status = core.with_revisions(spec, status)
+    status = with_revisions(spec, status)
     for _ in range(MAX_PASSES):
-        observations = core.Observations(
+        observations = Observations(
             primary=_ready(status.primary_image, status.primary_revision),
             canary=_ready(status.canary_image, status.canary_revision),
-            check=clean if core.wants_check(spec, status, moment) else None,
+            check=clean if wants_check(spec, status, moment) else None,
         )
-        decision = core.decide(spec, status, observations, moment)
-        if not isinstance(decision, core.Hold):
+        decision = decide(spec, status, observations, moment)
+        if not isinstance(decision, Hold):
             steps.append(PlannedStep(moment, decision.status.canary_weight, decision))
-        if isinstance(decision, core.CompletePromotion) or decision.requeue_after is None:
+        if isinstance(decision, CompletePromotion) or decision.requeue_after is None:
             return steps
         delay = decision.requeue_after
         if isinstance(decision, _CHANGES_A_DEPLOYMENT):
@@ -65,10 +76,10 @@ def render(steps: list[PlannedStep], now: datetime.datetime) -> str:
     for step in steps:
         seconds = max((step.time - now).total_seconds(), 0.0)
         lines.append(
-            f"{core.timestamp(step.time):<20} {seconds:>5.0f}s  {step.weight:>5}%  "
+            f"{timestamp(step.time):<20} {seconds:>5.0f}s  {step.weight:>5}%  "
             f"{step.decision.kind}: {step.decision.message}"
         )
-    promoted = next((step for step in steps if isinstance(step.decision, core.Promote)), None)
+    promoted = next((step for step in steps if isinstance(step.decision, Promote)), None)
     if promoted is not None:
-        lines.append(f"earliest promotion: {core.timestamp(promoted.time)} (if every check is clean)")
+        lines.append(f"earliest promotion: {timestamp(promoted.time)} (if every check is clean)")
     return "\n".join(lines)

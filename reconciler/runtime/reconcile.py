@@ -18,24 +18,14 @@ from pydantic import ValidationError
 
 from reconciler.core import analysis, pod_security, reasons, workload
 from reconciler.core.analysis import CheckResult
-from reconciler.core.decide import (
-    Decision,
-    Hold,
-    Observations,
-    RolloutSlots,
-    about_to_start,
-    decide,
-    interrupted,
-    resume_interrupted,
-    timestamp,
-    wants_check,
-    with_revisions,
-    with_stack_sync,
-)
+from reconciler.core.clock import timestamp
+from reconciler.core.conditions import with_stack_sync
+from reconciler.core.decisions import Decision, Hold, Observations, RolloutSlots
 from reconciler.core.desired import desired_stack
 from reconciler.core.endpoints import EndpointError, endpoint_for
 from reconciler.core.errors import InvalidSpecError, NameConflictError, ReconcileError
 from reconciler.core.grants import granted
+from reconciler.core.machine import about_to_start, decide, interrupted, resume_interrupted, wants_check
 from reconciler.core.model import (
     FINALIZER,
     Action,
@@ -50,6 +40,7 @@ from reconciler.core.notifications import rollout_event
 from reconciler.core.pod_policy import PodPolicy
 from reconciler.core.policy import MetricsPolicy, RoutingPolicy, is_ours
 from reconciler.core.ports import Cluster, EventSink, MetricsSource, Notifier, SecretReader, StackRunner
+from reconciler.core.upgrade import with_revisions
 from reconciler.runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

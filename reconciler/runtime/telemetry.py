@@ -6,7 +6,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from reconciler.core.decide import AbandonCanary, CompletePromotion, Decision, Rollback, StartCanary
+from reconciler.core.decisions import AbandonCanary, CompletePromotion, Decision, Rollback, StartCanary
 from reconciler.core.model import Phase
 
 # The decisions that end a rollout, and the `result` label each gives it.

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from lupa import lua51  # type: ignore[import-untyped]
 
-from reconciler.core import decide as d
 from reconciler.core.analysis import CheckResult
+from reconciler.core.decisions import Observations
+from reconciler.core.machine import decide
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
@@ -87,8 +88,8 @@ class Rollout:
     def tick(self, image: str, **observed: Any) -> dict[str, str]:
         self.seconds += 100
         now = T0 + datetime.timedelta(seconds=self.seconds)
-        observations = d.Observations(generation=self.generation, **observed)
-        self.status = d.decide(spec(image), self.status, observations, now).status
+        observations = Observations(generation=self.generation, **observed)
+        self.status = decide(spec(image), self.status, observations, now).status
         return argocd_health(canaryapp(self.status, self.generation))
 
 

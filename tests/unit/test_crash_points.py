@@ -36,8 +36,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from reconciler.core import decide
 from reconciler.core.analysis import QueryResult
+from reconciler.core.clock import parse_timestamp, timestamp
+from reconciler.core.decisions import Decision
 from reconciler.core.desired import DesiredStack
 from reconciler.core.endpoints import MetricsEndpoint, SecretData
 from reconciler.core.errors import TransientError
@@ -175,7 +176,7 @@ def _string_problems(value: str, schema: dict[str, Any], path: str) -> list[str]
         problems.append(f"{path}: longer than {schema['maxLength']}")
     if schema.get("format") == "date-time":
         try:
-            decide.parse_timestamp(value)
+            parse_timestamp(value)
         except ValueError:
             problems.append(f"{path}: {value!r} is not a date-time")
     return problems
@@ -259,7 +260,7 @@ class World:
         self.now += datetime.timedelta(seconds=seconds)
 
     def violation(self, problem: str) -> None:
-        self.violations.append(f"{decide.timestamp(self.now)}: {problem}")
+        self.violations.append(f"{timestamp(self.now)}: {problem}")
 
     def _stored(self) -> dict[str, Any]:
         assert self.app is not None, f"CanaryApp {NAMESPACE}/{NAME} is gone"
@@ -279,7 +280,7 @@ class World:
             self.retries.add(REVISION[app["spec"]["image"]])
 
     def delete(self) -> None:
-        self._stored()["metadata"]["deletionTimestamp"] = decide.timestamp(self.now)
+        self._stored()["metadata"]["deletionTimestamp"] = timestamp(self.now)
 
     # The API server ---------------------------------------------------------------------------------------
 
@@ -518,7 +519,7 @@ class Decisions(Telemetry):
         super().__init__()
         self.kinds = kinds
 
-    def decided(self, namespace: str, name: str, decision: decide.Decision) -> None:
+    def decided(self, namespace: str, name: str, decision: Decision) -> None:
         self.kinds.append(decision.kind)
 
 
@@ -805,7 +806,7 @@ def test_a_crash_at_any_write_point_is_recovered(scenario: Scenario) -> None:
     )
 
 
-def every_decision_kind(kind: type[decide.Decision] = decide.Decision) -> set[str]:
+def every_decision_kind(kind: type[Decision] = Decision) -> set[str]:
     kinds = set()
     for subclass in kind.__subclasses__():
         kinds |= {subclass.__name__, *every_decision_kind(subclass)}

@@ -13,31 +13,31 @@ import httpx
 import pytest
 
 from reconciler.adapters.webhook import WebhookNotifier
-from reconciler.core import decide as d
+from reconciler.core.decisions import Decision, Hold, Rollback, StartCanary
 from reconciler.core.model import CanaryAppStatus
 from reconciler.core.notifications import rollout_event
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
-def decision(kind: type[d.Decision], message: str = "what happened", **status: object) -> d.Decision:
+def decision(kind: type[Decision], message: str = "what happened", **status: object) -> Decision:
     return kind(CanaryAppStatus.model_validate(status), None, "Reason", message)
 
 
 def test_rollout_events_and_their_text() -> None:
-    started = rollout_event("shop", "web", decision(d.StartCanary, canaryImage="web:v2"), "T")
+    started = rollout_event("shop", "web", decision(StartCanary, canaryImage="web:v2"), "T")
     assert started is not None
     assert (started["event"], started["image"], started["canaryapp"]) == ("started", "web:v2", "shop/web")
     assert started["text"] == "CanaryApp shop/web started: what happened"
     aborted = decision(
-        d.Rollback,
+        Rollback,
         phase="Failed",
         rollouts=[
             {"image": "web:v2", "startedAt": "T", "result": "RolledBack", "reason": "Aborted: on request"}
         ],
     )
     assert rollout_event("shop", "web", aborted, "T")["event"] == "aborted"  # type: ignore[index]
-    assert rollout_event("shop", "web", decision(d.Hold), "T") is None
+    assert rollout_event("shop", "web", decision(Hold), "T") is None
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_rollout_events_and_their_text() -> None:
     ],
 )
 def test_text_from_outside_reaches_slack_inert(message: str, text: str) -> None:
-    event = rollout_event("shop", "web", decision(d.Rollback, message, phase="Failed"), "T")
+    event = rollout_event("shop", "web", decision(Rollback, message, phase="Failed"), "T")
     assert event is not None
     assert event["text"] == f"CanaryApp shop/web rolled back: {text}"
     assert "\x1b" not in event["message"]

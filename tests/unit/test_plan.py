@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime
 
-from reconciler.core import decide as core
 from reconciler.core import plan
+from reconciler.core.clock import timestamp
+from reconciler.core.decisions import Advance, Promote
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
@@ -31,10 +32,10 @@ def test_a_new_image_plans_every_step_and_the_promotion() -> None:
     steps = plan.plan(spec(), status, NOW)
     kinds = [step.decision.kind for step in steps]
     assert kinds == ["StartCanary", *["Advance"] * 5, "Promote", "CompletePromotion"]
-    assert [step.weight for step in steps if isinstance(step.decision, core.Advance)] == [10, 20, 30, 40, 50]
-    advances = [step.time for step in steps if isinstance(step.decision, core.Advance)]
+    assert [step.weight for step in steps if isinstance(step.decision, Advance)] == [10, 20, 30, 40, 50]
+    advances = [step.time for step in steps if isinstance(step.decision, Advance)]
     assert advances == [at(1), at(31), at(61), at(91), at(121)]
-    promote = next(step for step in steps if isinstance(step.decision, core.Promote))
+    promote = next(step for step in steps if isinstance(step.decision, Promote))
     assert promote.time == at(151)
     assert "earliest promotion: 2026-11-29T12:02:31Z" in plan.render(steps, NOW)
 
@@ -46,8 +47,8 @@ def test_a_running_rollout_plans_from_where_it_is() -> None:
             "primaryImage": "web:v1",
             "canaryImage": "web:v2",
             "canaryWeight": 30,
-            "lastCheckTime": core.timestamp(at(-10)),
-            "lastTrafficShift": core.timestamp(at(-10)),
+            "lastCheckTime": timestamp(at(-10)),
+            "lastTrafficShift": timestamp(at(-10)),
         }
     )
     steps = plan.plan(spec(), status, NOW)

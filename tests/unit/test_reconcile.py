@@ -12,8 +12,8 @@ from collections.abc import Collection
 from typing import Any
 
 from reconciler.adapters.pulumi.runner import summarize_step_error
-from reconciler.core import decide as core
 from reconciler.core.analysis import QueryResult
+from reconciler.core.decisions import READINESS_RECHECK_SECONDS
 from reconciler.core.desired import DesiredStack
 from reconciler.core.endpoints import MetricsEndpoint, SecretData
 from reconciler.core.errors import NameConflictError, TransientError
@@ -154,7 +154,7 @@ def conditions(cluster: FakeCluster) -> dict[str, tuple[str, str]]:
 
 def test_decision_is_written_before_the_step_and_the_fingerprint_after() -> None:
     subject, cluster, stacks, events = reconciler(new_app())
-    assert subject.reconcile("ns", "web") == core.READINESS_RECHECK_SECONDS
+    assert subject.reconcile("ns", "web") == READINESS_RECHECK_SECONDS
     assert cluster.log == ["status:Initializing", "up", "status:Initializing"]
     assert stacks.applied[0].primary_image == "app:v1"
     assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")

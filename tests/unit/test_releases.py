@@ -6,10 +6,18 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from reconciler.core import decide as d
 from reconciler.core import reasons
 from reconciler.core.analysis import CheckResult
+from reconciler.core.decisions import (
+    AbandonCanary,
+    CompletePromotion,
+    Hold,
+    Observations,
+    Rollback,
+    StartCanary,
+)
 from reconciler.core.desired import desired_stack
+from reconciler.core.machine import decide
 from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
 from reconciler.core.readiness import DeploymentState
 
@@ -42,14 +50,14 @@ def ready(the_spec: CanaryAppSpec, replicas: int = 1) -> DeploymentState:
 
 def steady(the_spec: CanaryAppSpec) -> CanaryAppStatus:
     """A CanaryApp whose primary runs `the_spec`, promoted."""
-    started = d.decide(the_spec, CanaryAppStatus(), d.Observations(), at(0)).status
-    return d.decide(the_spec, started, d.Observations(primary=ready(the_spec)), at(1)).status
+    started = decide(the_spec, CanaryAppStatus(), Observations(), at(0)).status
+    return decide(the_spec, started, Observations(primary=ready(the_spec)), at(1)).status
 
 
 def test_an_env_change_alone_starts_a_canary_and_says_what_changed() -> None:
     v1, v2 = spec("1"), spec("2")
-    decision = d.decide(v2, steady(v1), d.Observations(primary=ready(v1)), at(5))
-    assert isinstance(decision, d.StartCanary)
+    decision = decide(v2, steady(v1), Observations(primary=ready(v1)), at(5))
+    assert isinstance(decision, StartCanary)
     status = decision.status
     assert status.canary_revision == v2.revision != v1.revision
     assert status.canary_image == status.primary_image == "app:v2"
@@ -63,12 +71,12 @@ def test_an_env_change_alone_starts_a_canary_and_says_what_changed() -> None:
 
 def test_a_failed_env_change_is_rolled_back_not_retried_and_the_good_image_is_not_listed_as_failed() -> None:
     v1, v2 = spec("1"), spec("2")
-    started = d.decide(v2, steady(v1), d.Observations(primary=ready(v1)), at(5)).status
-    advanced = d.decide(v2, started, d.Observations(primary=ready(v1), canary=ready(v2)), at(6)).status
-    rolled_back = d.decide(
-        v2, advanced, d.Observations(primary=ready(v1), canary=ready(v2), check=ERRORS), at(20)
+    started = decide(v2, steady(v1), Observations(primary=ready(v1)), at(5)).status
+    advanced = decide(v2, started, Observations(primary=ready(v1), canary=ready(v2)), at(6)).status
+    rolled_back = decide(
+        v2, advanced, Observations(primary=ready(v1), canary=ready(v2), check=ERRORS), at(20)
     )
-    assert isinstance(rolled_back, d.Rollback)
+    assert isinstance(rolled_back, Rollback)
     failed = rolled_back.status
     assert failed.phase == Phase.FAILED
     assert failed.failed_revisions == (v2.revision,)
@@ -76,22 +84,22 @@ def test_a_failed_env_change_is_rolled_back_not_retried_and_the_good_image_is_no
     assert failed.primary_revision == v1.revision
     assert failed.canary_revision is None
     assert [t.revision for t in failed.pod_templates] == [v1.revision]
-    again = d.decide(v2, failed, d.Observations(primary=ready(v1)), at(30))
+    again = decide(v2, failed, Observations(primary=ready(v1)), at(30))
     assert again.reason == reasons.SKIPPED_FAILED_IMAGE
     assert "change spec.image or spec.template" in again.message
-    retried = d.decide(
-        v2, failed, d.Observations(primary=ready(v1), requests={Action.RETRY: "t1"}), at(40)
+    retried = decide(
+        v2, failed, Observations(primary=ready(v1), requests={Action.RETRY: "t1"}), at(40)
     ).status
     assert retried.failed_revisions == ()
-    assert isinstance(d.decide(v2, retried, d.Observations(primary=ready(v1)), at(41)), d.StartCanary)
+    assert isinstance(decide(v2, retried, Observations(primary=ready(v1)), at(41)), StartCanary)
 
 
 def test_a_new_image_that_fails_is_listed_in_failed_images_as_before() -> None:
     v1, v3 = spec("1"), spec("1", image="app:v3")
-    started = d.decide(v3, steady(v1), d.Observations(primary=ready(v1)), at(5)).status
-    advanced = d.decide(v3, started, d.Observations(primary=ready(v1), canary=ready(v3)), at(6)).status
-    failed = d.decide(
-        v3, advanced, d.Observations(primary=ready(v1), canary=ready(v3), check=ERRORS), at(20)
+    started = decide(v3, steady(v1), Observations(primary=ready(v1)), at(5)).status
+    advanced = decide(v3, started, Observations(primary=ready(v1), canary=ready(v3)), at(6)).status
+    failed = decide(
+        v3, advanced, Observations(primary=ready(v1), canary=ready(v3), check=ERRORS), at(20)
     ).status
     assert failed.failed_images == ("app:v3",)
     assert failed.failed_revisions == (v3.revision,)
@@ -100,13 +108,13 @@ def test_a_new_image_that_fails_is_listed_in_failed_images_as_before() -> None:
 
 def test_a_newer_template_change_abandons_the_running_canary_and_names_the_change() -> None:
     v1, v2, v3 = spec("1"), spec("2"), spec("3")
-    started = d.decide(v2, steady(v1), d.Observations(primary=ready(v1)), at(5)).status
-    abandoned = d.decide(v3, started, d.Observations(primary=ready(v1)), at(6))
-    assert isinstance(abandoned, d.AbandonCanary)
+    started = decide(v2, steady(v1), Observations(primary=ready(v1)), at(5)).status
+    abandoned = decide(v3, started, Observations(primary=ready(v1)), at(6))
+    assert isinstance(abandoned, AbandonCanary)
     assert "env FOO changed" in abandoned.message
     assert abandoned.status.canary_revision is None
-    restarted = d.decide(v3, abandoned.status, d.Observations(primary=ready(v1)), at(7))
-    assert isinstance(restarted, d.StartCanary)
+    restarted = decide(v3, abandoned.status, Observations(primary=ready(v1)), at(7))
+    assert isinstance(restarted, StartCanary)
     assert restarted.status.canary_revision == v3.revision
 
 
@@ -124,11 +132,11 @@ def test_a_status_from_before_revisions_keeps_its_meaning() -> None:
     legacy = CanaryAppStatus(
         phase=Phase.FAILED, primary_image="app:v1", successful_release="app:v1", failed_images=("app:v2",)
     )
-    held = d.decide(original, legacy, d.Observations(), at(0))
-    assert isinstance(held, d.Hold)
+    held = decide(original, legacy, Observations(), at(0))
+    assert isinstance(held, Hold)
     assert held.status.primary_revision == original.revision
     failed_v2 = original.model_copy(update={"image": "app:v2"})
-    skipped = d.decide(failed_v2, legacy, d.Observations(), at(0))
+    skipped = decide(failed_v2, legacy, Observations(), at(0))
     assert skipped.reason == reasons.SKIPPED_FAILED_IMAGE
     assert desired_stack("web", "ns", "uid", original, held.status).primary_template == original.pod_template
 
@@ -138,20 +146,20 @@ def test_the_primary_keeps_its_replicas_as_the_autoscalers_floor_during_a_rollou
     v1, v2 = spec("1", **scaled), spec("2", **scaled)
     before = steady(v1)
     assert desired_stack("web", "ns", "uid", v1, before).primary_autoscaler.min_replicas == 2  # type: ignore[union-attr]
-    started = d.decide(v2, before, d.Observations(primary=ready(v1, replicas=6)), at(5)).status
+    started = decide(v2, before, Observations(primary=ready(v1, replicas=6)), at(5)).status
     assert started.primary_min_replicas == 6
     during = desired_stack("web", "ns", "uid", v2, started)
     assert during.primary_autoscaler is not None
     assert during.primary_autoscaler.min_replicas == 6
     assert during.canary_autoscaler is not None
     assert during.canary_autoscaler.min_replicas == 2
-    promoted = d.decide(
+    promoted = decide(
         v2,
         started.model_copy(update={"phase": Phase.PROMOTING, "primary_revision": v2.revision}),
-        d.Observations(primary=ready(v2, replicas=6)),
+        Observations(primary=ready(v2, replicas=6)),
         at(50),
     )
-    assert isinstance(promoted, d.CompletePromotion)
+    assert isinstance(promoted, CompletePromotion)
     after = desired_stack("web", "ns", "uid", v2, promoted.status)
     assert after.primary_autoscaler is not None
     assert after.primary_autoscaler.min_replicas == 2
@@ -161,18 +169,18 @@ def test_the_primary_keeps_its_replicas_as_the_autoscalers_floor_during_a_rollou
 
 def test_a_rolled_back_promotion_returns_the_primary_to_the_last_good_template() -> None:
     v1, v2 = spec("1"), spec("2")
-    started = d.decide(v2, steady(v1), d.Observations(primary=ready(v1)), at(5)).status
-    promoting = d.decide(
+    started = decide(v2, steady(v1), Observations(primary=ready(v1)), at(5)).status
+    promoting = decide(
         v2,
         started,
-        d.Observations(primary=ready(v1), canary=ready(v2), requests={Action.PROMOTE: "p"}),
+        Observations(primary=ready(v1), canary=ready(v2), requests={Action.PROMOTE: "p"}),
         at(6),
     ).status
     assert promoting.primary_revision == v2.revision
-    aborted = d.decide(
+    aborted = decide(
         v2,
         promoting,
-        d.Observations(primary=ready(v1), canary=ready(v2), requests={Action.ABORT: "a"}),
+        Observations(primary=ready(v1), canary=ready(v2), requests={Action.ABORT: "a"}),
         at(7),
     ).status
     assert aborted.primary_revision == v1.revision

@@ -7,7 +7,19 @@ import datetime
 
 import pytest
 
-from reconciler.core import decide as d
+from reconciler.core.clock import timestamp
+from reconciler.core.decisions import (
+    Hold,
+    IgnoreRequest,
+    Observations,
+    Promote,
+    Resume,
+    Rollback,
+    RolloutSlots,
+    StartCanary,
+    WaitForSlot,
+)
+from reconciler.core.machine import decide, seconds_until_check, wants_check
 from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, Phase, RolloutResult
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
@@ -40,26 +52,26 @@ RUNNING = {
     "canaryImage": "app:v2",
     "canaryWeight": 20,
     "successfulRelease": "app:v1",
-    "lastCheckTime": d.timestamp(at(0)),
-    "lastTrafficShift": d.timestamp(at(0)),
-    "rollouts": [{"image": "app:v2", "startedAt": d.timestamp(at(-30)), "weights": [10, 20]}],
+    "lastCheckTime": timestamp(at(0)),
+    "lastTrafficShift": timestamp(at(0)),
+    "rollouts": [{"image": "app:v2", "startedAt": timestamp(at(-30)), "weights": [10, 20]}],
 }
 PROMOTING = {
     **RUNNING,
     "phase": "Promoting",
     "primaryImage": "app:v2",
-    "promotionStartedAt": d.timestamp(at(0)),
+    "promotionStartedAt": timestamp(at(0)),
 }
 READY = DeploymentState("app:v2", ready=True, revision=shorthand_revision("app:v2", 8088))
 
 
-def ask(action: Action, token: str = "t1", **observed: object) -> d.Observations:
-    return d.Observations(canary=READY, requests={action: token}, **observed)  # type: ignore[arg-type]
+def ask(action: Action, token: str = "t1", **observed: object) -> Observations:
+    return Observations(canary=READY, requests={action: token}, **observed)  # type: ignore[arg-type]
 
 
 def test_promote_skips_the_remaining_steps() -> None:
-    decision = d.decide(spec(), status(**RUNNING), ask(Action.PROMOTE), at(3))
-    assert isinstance(decision, d.Promote)
+    decision = decide(spec(), status(**RUNNING), ask(Action.PROMOTE), at(3))
+    assert isinstance(decision, Promote)
     assert decision.status.phase == Phase.PROMOTING
     assert decision.status.primary_image == "app:v2"
     assert decision.status.handled_requests == {"promote": "t1"}
@@ -68,14 +80,14 @@ def test_promote_skips_the_remaining_steps() -> None:
 
 def test_a_handled_request_is_never_repeated() -> None:
     handled = status(**RUNNING, handledRequests={"promote": "t1"})
-    decision = d.decide(spec(), handled, ask(Action.PROMOTE), at(3))
-    assert isinstance(decision, d.Hold)
+    decision = decide(spec(), handled, ask(Action.PROMOTE), at(3))
+    assert isinstance(decision, Hold)
     assert decision.status.phase == Phase.PROGRESSING
 
 
 def test_abort_rolls_back_and_records_the_image_as_failed() -> None:
-    decision = d.decide(spec(), status(**RUNNING), ask(Action.ABORT), at(3))
-    assert isinstance(decision, d.Rollback)
+    decision = decide(spec(), status(**RUNNING), ask(Action.ABORT), at(3))
+    assert isinstance(decision, Rollback)
     assert decision.status.failed_images == ("app:v2",)
     assert decision.status.canary_weight == 0
     record = decision.status.rollouts[-1]
@@ -84,25 +96,25 @@ def test_abort_rolls_back_and_records_the_image_as_failed() -> None:
 
 
 def test_abort_during_the_promotion_returns_the_primary_to_the_last_good_image() -> None:
-    decision = d.decide(spec(), status(**PROMOTING), ask(Action.ABORT), at(3))
-    assert isinstance(decision, d.Rollback)
+    decision = decide(spec(), status(**PROMOTING), ask(Action.ABORT), at(3))
+    assert isinstance(decision, Rollback)
     assert decision.status.primary_image == "app:v1"
     assert decision.status.failed_images == ("app:v2",)
 
 
 def test_pause_holds_the_weight_and_runs_no_checks_until_resumed() -> None:
-    paused = d.decide(spec(), status(**RUNNING), ask(Action.PAUSE), at(3)).status
+    paused = decide(spec(), status(**RUNNING), ask(Action.PAUSE), at(3)).status
     assert paused.paused
     assert paused.condition("Paused").status == "True"  # type: ignore[union-attr]
-    assert not d.wants_check(spec(), paused, at(100))
-    later = d.decide(spec(), paused, d.Observations(canary=READY, requests={Action.PAUSE: "t1"}), at(1000))
-    assert isinstance(later, d.Hold)
+    assert not wants_check(spec(), paused, at(100))
+    later = decide(spec(), paused, Observations(canary=READY, requests={Action.PAUSE: "t1"}), at(1000))
+    assert isinstance(later, Hold)
     assert later.status.canary_weight == 20
-    resumed = d.decide(spec(), paused, ask(Action.RESUME, "t2"), at(1000))
-    assert isinstance(resumed, d.Resume)
+    resumed = decide(spec(), paused, ask(Action.RESUME, "t2"), at(1000))
+    assert isinstance(resumed, Resume)
     assert not resumed.status.paused
-    assert resumed.status.last_traffic_shift == d.timestamp(at(1000))  # deadline and window restart
-    assert d.seconds_until_check(spec(), resumed.status, at(1000)) == 10
+    assert resumed.status.last_traffic_shift == timestamp(at(1000))  # deadline and window restart
+    assert seconds_until_check(spec(), resumed.status, at(1000)) == 10
 
 
 @pytest.mark.parametrize(
@@ -120,22 +132,22 @@ def test_a_request_that_does_not_apply_is_recorded_and_ignored(
     action: Action, the_status: dict[str, object]
 ) -> None:
     before = status(**the_status)
-    decision = d.decide(spec(), before, ask(action), at(3))
-    assert isinstance(decision, d.IgnoreRequest)
+    decision = decide(spec(), before, ask(action), at(3))
+    assert isinstance(decision, IgnoreRequest)
     assert decision.status.handled_requests == {action.value: "t1"}
     assert decision.status.phase == before.phase
     assert decision.message.startswith(f"Ignored the {action.value} request")
 
 
 def test_a_primary_that_never_rolls_out_during_the_promotion_is_rolled_back_at_the_deadline() -> None:
-    stalled = d.Observations(
+    stalled = Observations(
         primary=DeploymentState("app:v2", ready=False, revision=shorthand_revision("app:v2", 8088)),
         canary=READY,
     )
-    waiting = d.decide(spec(progressDeadlineSeconds=60), status(**PROMOTING), stalled, at(59))
-    assert isinstance(waiting, d.Hold)
-    decision = d.decide(spec(progressDeadlineSeconds=60), status(**PROMOTING), stalled, at(60))
-    assert isinstance(decision, d.Rollback)
+    waiting = decide(spec(progressDeadlineSeconds=60), status(**PROMOTING), stalled, at(59))
+    assert isinstance(waiting, Hold)
+    decision = decide(spec(progressDeadlineSeconds=60), status(**PROMOTING), stalled, at(60))
+    assert isinstance(decision, Rollback)
     assert decision.status.primary_image == "app:v1"
     assert decision.status.rollouts[-1].reason.startswith("PrimaryNotReady")
 
@@ -143,20 +155,20 @@ def test_a_primary_that_never_rolls_out_during_the_promotion_is_rolled_back_at_t
 @pytest.mark.parametrize(
     ("slots", "starts"),
     [
-        pytest.param(d.RolloutSlots(limit=1, active=0, waiting_before=0), True, id="free slot"),
-        pytest.param(d.RolloutSlots(limit=1, active=1, waiting_before=0), False, id="all slots taken"),
-        pytest.param(d.RolloutSlots(limit=2, active=1, waiting_before=1), False, id="another waited longer"),
+        pytest.param(RolloutSlots(limit=1, active=0, waiting_before=0), True, id="free slot"),
+        pytest.param(RolloutSlots(limit=1, active=1, waiting_before=0), False, id="all slots taken"),
+        pytest.param(RolloutSlots(limit=2, active=1, waiting_before=1), False, id="another waited longer"),
         pytest.param(None, True, id="no limit"),
     ],
 )
-def test_a_new_rollout_waits_for_a_slot(slots: d.RolloutSlots | None, starts: bool) -> None:
+def test_a_new_rollout_waits_for_a_slot(slots: RolloutSlots | None, starts: bool) -> None:
     ready = status(phase="Succeeded", primaryImage="app:v1")
-    decision = d.decide(spec(), ready, d.Observations(primary=READY, slots=slots), at(0))
-    assert isinstance(decision, d.StartCanary) is starts
+    decision = decide(spec(), ready, Observations(primary=READY, slots=slots), at(0))
+    assert isinstance(decision, StartCanary) is starts
     if not starts:
-        assert isinstance(decision, d.WaitForSlot)
-        assert decision.status.queued_at == d.timestamp(at(0))
-        again = d.decide(spec(), decision.status, d.Observations(primary=READY, slots=slots), at(30))
-        assert again.status.queued_at == d.timestamp(at(0))  # the place in line is kept
+        assert isinstance(decision, WaitForSlot)
+        assert decision.status.queued_at == timestamp(at(0))
+        again = decide(spec(), decision.status, Observations(primary=READY, slots=slots), at(30))
+        assert again.status.queued_at == timestamp(at(0))  # the place in line is kept
     else:
         assert decision.status.queued_at is None

@@ -8,9 +8,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core import decide as d
 from reconciler.core.analysis import CheckResult
+from reconciler.core.clock import timestamp
+from reconciler.core.conditions import with_stack_sync
+from reconciler.core.decisions import (
+    AbandonCanary,
+    Advance,
+    BecomeReady,
+    CompletePromotion,
+    Decision,
+    FailCheck,
+    Hold,
+    HoldWeight,
+    Initialize,
+    Observations,
+    Promote,
+    Retry,
+    Rollback,
+    StartCanary,
+)
 from reconciler.core.desired import desired_stack
+from reconciler.core.machine import decide, wants_check
 from reconciler.core.model import (
     MAX_CHECK_RECORDS,
     MAX_ROLLOUT_RECORDS,
@@ -53,7 +71,7 @@ def at(seconds: float) -> datetime.datetime:
 
 
 def stamp(seconds: float) -> str:
-    return d.timestamp(at(seconds))
+    return timestamp(at(seconds))
 
 
 def status(**changes: object) -> CanaryAppStatus:
@@ -85,279 +103,279 @@ CASES = [
     pytest.param(
         spec(image="app:v1"),
         {},
-        d.Observations(),
+        Observations(),
         0,
-        d.Initialize,
+        Initialize,
         {"phase": Phase.INITIALIZING, "primary_image": "app:v1"},
         id="new CanaryApp starts its primary",
     ),
     pytest.param(
         spec(image="app:v1"),
         {"phase": "Initializing", "primaryImage": "app:v1"},
-        d.Observations(primary=not_ready("app:v1")),
+        Observations(primary=not_ready("app:v1")),
         5,
-        d.Hold,
+        Hold,
         {"phase": Phase.INITIALIZING},
         id="initializing waits for the primary",
     ),
     pytest.param(
         spec(image="app:v1"),
         {"phase": "Initializing", "primaryImage": "app:v1"},
-        d.Observations(primary=ready("app:v1")),
+        Observations(primary=ready("app:v1")),
         5,
-        d.BecomeReady,
+        BecomeReady,
         {"phase": Phase.READY, "successful_release": "app:v1"},
         id="primary ready makes it Ready",
     ),
     pytest.param(
         spec(image="app:v3"),
         {"phase": "Initializing", "primaryImage": "app:v1"},
-        d.Observations(primary=not_ready("app:v1")),
+        Observations(primary=not_ready("app:v1")),
         5,
-        d.Initialize,
+        Initialize,
         {"primary_image": "app:v3"},
         id="a new image while initializing replaces the first one",
     ),
     pytest.param(
         spec(image="app:v1"),
         STEADY_V1,
-        d.Observations(primary=ready("app:v1")),
+        Observations(primary=ready("app:v1")),
         5,
-        d.Hold,
+        Hold,
         {"phase": Phase.READY},
         id="nothing to do when the image is the primary's",
     ),
     pytest.param(
         spec(),
         STEADY_V1,
-        d.Observations(primary=ready("app:v1")),
+        Observations(primary=ready("app:v1")),
         5,
-        d.StartCanary,
+        StartCanary,
         {"phase": Phase.PROGRESSING, "canary_image": "app:v2", "canary_weight": 0},
         id="a new image starts a canary at weight 0",
     ),
     pytest.param(
         spec(),
         {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"]},
-        d.Observations(primary=ready("app:v1")),
+        Observations(primary=ready("app:v1")),
         5,
-        d.Hold,
+        Hold,
         {"canary_image": None},
         id="a failed image never starts a canary",
     ),
     pytest.param(
         spec(),
         {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"]},
-        d.Observations(primary=ready("app:v1"), requests={Action.RETRY: "1"}),
+        Observations(primary=ready("app:v1"), requests={Action.RETRY: "1"}),
         5,
-        d.Retry,
+        Retry,
         {"failed_images": (), "handled_requests": {"retry": "1"}},
         id="the retry annotation clears a failed image",
     ),
     pytest.param(
         spec(),
         {**STEADY_V1, "phase": "Failed", "failedImages": ["app:v2"], "lastRetryToken": "1"},
-        d.Observations(primary=ready("app:v1"), requests={Action.RETRY: "1"}),
+        Observations(primary=ready("app:v1"), requests={Action.RETRY: "1"}),
         5,
-        d.Hold,
+        Hold,
         {"failed_images": ("app:v2",)},
         id="a used retry token does nothing (recorded before handledRequests existed)",
     ),
     pytest.param(
         spec(),
         CANARY_V2,
-        d.Observations(canary=not_ready("app:v2")),
+        Observations(canary=not_ready("app:v2")),
         5,
-        d.Hold,
+        Hold,
         {"canary_weight": 0},
         id="canary not ready yet: weight stays 0",
     ),
     pytest.param(
         spec(),
         CANARY_V2,
-        d.Observations(canary=ready("app:v2")),
+        Observations(canary=ready("app:v2")),
         5,
-        d.Advance,
+        Advance,
         {"canary_weight": 10, "last_traffic_shift": stamp(5)},
         id="canary ready: first step",
     ),
     pytest.param(
         spec(),
         CANARY_V2,
-        d.Observations(canary=not_ready("app:v2")),
+        Observations(canary=not_ready("app:v2")),
         60,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED, "failed_images": ("app:v2",), "canary_image": None},
         id="canary not ready within deploymentReadyWaitTime rolls back",
     ),
     pytest.param(
         spec(),
         running(10),
-        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        Observations(canary=ready("app:v2"), check=CLEAN),
         5,
-        d.Hold,
+        Hold,
         {"canary_weight": 10},
         id="no check before the interval has passed",
     ),
     pytest.param(
         spec(),
         running(10),
-        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        Observations(canary=ready("app:v2"), check=CLEAN),
         10,
-        d.Advance,
+        Advance,
         {"canary_weight": 20, "last_check_outcome": CheckOutcome.CLEAN},
         id="clean check advances",
     ),
     pytest.param(
         spec(stepWeight=30),
         running(30),
-        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        Observations(canary=ready("app:v2"), check=CLEAN),
         10,
-        d.Advance,
+        Advance,
         {"canary_weight": 50},
         id="the last step stops at maxWeight",
     ),
     pytest.param(
         spec(),
         running(50),
-        d.Observations(canary=ready("app:v2"), check=CLEAN),
+        Observations(canary=ready("app:v2"), check=CLEAN),
         10,
-        d.Promote,
+        Promote,
         {"phase": Phase.PROMOTING, "primary_image": "app:v2", "canary_weight": 50},
         id="clean check at maxWeight promotes",
     ),
     pytest.param(
         spec(),
         running(30),
-        d.Observations(canary=ready("app:v2"), check=ERRORS),
+        Observations(canary=ready("app:v2"), check=ERRORS),
         10,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED, "canary_weight": 0, "last_failed_tag": "app:v2", "failed_checks": 1},
         id="errors found roll back at the default threshold",
     ),
     pytest.param(
         spec(failureThreshold=2),
         running(30),
-        d.Observations(canary=ready("app:v2"), check=ERRORS),
+        Observations(canary=ready("app:v2"), check=ERRORS),
         10,
-        d.FailCheck,
+        FailCheck,
         {"canary_weight": 30, "failed_checks": 1},
         id="a failed check below the threshold holds the weight",
     ),
     pytest.param(
         spec(failureThreshold=2),
         running(30, failedChecks=1),
-        d.Observations(canary=ready("app:v2"), check=ERRORS),
+        Observations(canary=ready("app:v2"), check=ERRORS),
         10,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED, "failed_checks": 2},
         id="the threshold-th failed check rolls back",
     ),
     pytest.param(
         spec(),
         running(30),
-        d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
+        Observations(canary=ready("app:v2"), check=QUERY_FAILED),
         10,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED},
         id="query failure counts when failWhenPrometheusFails",
     ),
     pytest.param(
         spec(failWhenPrometheusFails=False),
         running(30, lastTrafficShift=stamp(0)),
-        d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
+        Observations(canary=ready("app:v2"), check=QUERY_FAILED),
         10,
-        d.HoldWeight,
+        HoldWeight,
         {"canary_weight": 30, "failed_checks": 0, "last_check_outcome": CheckOutcome.QUERY_FAILED},
         id="an ignored query failure neither fails nor advances",
     ),
     pytest.param(
         spec(failWhenPrometheusFails=False, progressDeadlineSeconds=60),
         running(30, checked_at=60, lastTrafficShift=stamp(0)),
-        d.Observations(canary=ready("app:v2"), check=QUERY_FAILED),
+        Observations(canary=ready("app:v2"), check=QUERY_FAILED),
         70,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED, "failed_images": ("app:v2",)},
         id="ignored query failures past the progress deadline roll back",
     ),
     pytest.param(
         spec(),
         running(30, lastTrafficShift=stamp(0)),
-        d.Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
+        Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
         10,
-        d.HoldWeight,
+        HoldWeight,
         {"canary_weight": 30, "failed_checks": 0, "last_check_outcome": CheckOutcome.NO_CANARY_TRAFFIC},
         id="no canary traffic holds the weight",
     ),
     pytest.param(
         spec(progressDeadlineSeconds=60),
         running(30, checked_at=55, lastTrafficShift=stamp(0)),
-        d.Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
+        Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
         65,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED, "canary_weight": 0, "failed_images": ("app:v2",)},
         id="no canary traffic past the progress deadline rolls back",
     ),
     pytest.param(
         spec(progressDeadlineSeconds=60),
         running(50, checked_at=55, lastTrafficShift=stamp(0)),
-        d.Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
+        Observations(canary=ready("app:v2"), check=NO_TRAFFIC),
         65,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED},
         id="silence at maxWeight is never promoted",
     ),
     pytest.param(
         spec(),
         running(30),
-        d.Observations(canary=not_ready("app:v2"), check=CLEAN),
+        Observations(canary=not_ready("app:v2"), check=CLEAN),
         10,
-        d.Rollback,
+        Rollback,
         {"phase": Phase.FAILED},
         id="a canary that became unready fails its check",
     ),
     pytest.param(
         spec(image="app:v3"),
         running(30),
-        d.Observations(canary=ready("app:v2")),
+        Observations(canary=ready("app:v2")),
         3,
-        d.AbandonCanary,
+        AbandonCanary,
         {"canary_image": None, "canary_weight": 0, "phase": Phase.READY, "failed_images": ()},
         id="a newer image abandons the running canary",
     ),
     pytest.param(
         spec(image="app:v3"),
         {**STEADY_V1, "phase": "Ready"},
-        d.Observations(primary=ready("app:v1")),
+        Observations(primary=ready("app:v1")),
         3,
-        d.StartCanary,
+        StartCanary,
         {"canary_image": "app:v3"},
         id="then the newest image starts",
     ),
     pytest.param(
         spec(),
         {**running(50), "phase": "Promoting", "primaryImage": "app:v2"},
-        d.Observations(primary=not_ready("app:v2"), canary=ready("app:v2")),
+        Observations(primary=not_ready("app:v2"), canary=ready("app:v2")),
         12,
-        d.Hold,
+        Hold,
         {"canary_weight": 50, "canary_image": "app:v2"},
         id="promotion waits for the primary rollout",
     ),
     pytest.param(
         spec(),
         {**running(50), "phase": "Promoting", "primaryImage": "app:v2"},
-        d.Observations(primary=ready("app:v1"), canary=ready("app:v2")),
+        Observations(primary=ready("app:v1"), canary=ready("app:v2")),
         12,
-        d.Hold,
+        Hold,
         {"canary_weight": 50},
         id="a primary still on the old image is not promoted",
     ),
     pytest.param(
         spec(),
         {**running(50), "phase": "Promoting", "primaryImage": "app:v2"},
-        d.Observations(primary=ready("app:v2"), canary=ready("app:v2")),
+        Observations(primary=ready("app:v2"), canary=ready("app:v2")),
         12,
-        d.CompletePromotion,
+        CompletePromotion,
         {"phase": Phase.SUCCEEDED, "canary_image": None, "canary_weight": 0, "successful_release": "app:v2"},
         id="primary rolled out completes the promotion",
     ),
@@ -368,36 +386,36 @@ CASES = [
 def test_transitions(
     the_spec: CanaryAppSpec,
     the_status: dict[str, object],
-    observations: d.Observations,
+    observations: Observations,
     seconds: float,
-    kind: type[d.Decision],
+    kind: type[Decision],
     expected: dict[str, object],
 ) -> None:
-    decision = d.decide(the_spec, status(**the_status), observations, at(seconds))
+    decision = decide(the_spec, status(**the_status), observations, at(seconds))
     assert type(decision) is kind, decision.message
     for field, value in expected.items():
         assert getattr(decision.status, field) == value, field
 
 
 def test_requeue_uses_remaining_time_not_elapsed() -> None:
-    decision = d.decide(
-        spec(), status(**running(10, checked_at=0)), d.Observations(canary=ready("app:v2")), at(7)
+    decision = decide(
+        spec(), status(**running(10, checked_at=0)), Observations(canary=ready("app:v2")), at(7)
     )
-    assert isinstance(decision, d.Hold)
+    assert isinstance(decision, Hold)
     assert decision.requeue_after == pytest.approx(3)
 
 
 def test_wants_check_only_when_due() -> None:
-    assert not d.wants_check(spec(), status(**running(10)), at(9))
-    assert d.wants_check(spec(), status(**running(10)), at(10))
-    assert not d.wants_check(spec(), status(**CANARY_V2), at(100))
+    assert not wants_check(spec(), status(**running(10)), at(9))
+    assert wants_check(spec(), status(**running(10)), at(10))
+    assert not wants_check(spec(), status(**CANARY_V2), at(100))
 
 
 def test_conditions_follow_the_phase() -> None:
-    decision = d.decide(
+    decision = decide(
         spec(),
         status(**{**running(50), "phase": "Promoting", "primaryImage": "app:v2"}),
-        d.Observations(primary=ready("app:v2")),
+        Observations(primary=ready("app:v2")),
         at(20),
     )
     conditions = {c.type: c.status.value for c in decision.status.conditions}
@@ -409,14 +427,14 @@ def test_conditions_follow_the_phase() -> None:
 @pytest.mark.parametrize(("synced", "promoted"), [(False, "False"), (True, "True")])
 def test_promoted_needs_the_promotion_applied(synced: bool, promoted: str) -> None:
     succeeded = status(phase="Succeeded", primaryImage="app:v2", successfulRelease="app:v2")
-    marked = d.with_stack_sync(succeeded, synced, at(1))
+    marked = with_stack_sync(succeeded, synced, at(1))
     conditions = {c.type: c.status.value for c in marked.conditions}
     assert conditions == {"StackSynced": str(synced), "Promoted": promoted}
 
 
 def test_condition_transition_time_is_kept_while_unchanged() -> None:
-    first = d.decide(spec(), status(**STEADY_V1), d.Observations(primary=ready("app:v1")), at(1)).status
-    later = d.decide(spec(image="app:v1"), first, d.Observations(primary=ready("app:v1")), at(50)).status
+    first = decide(spec(), status(**STEADY_V1), Observations(primary=ready("app:v1")), at(1)).status
+    later = decide(spec(image="app:v1"), first, Observations(primary=ready("app:v1")), at(50)).status
     assert later.condition("Ready") == first.condition("Ready")
 
 
@@ -450,16 +468,16 @@ def test_rollout_invariants(
     clock = 0.0
     for check, canary_ready, advance in ticks:
         clock += advance
-        observations = d.Observations(
+        observations = Observations(
             primary=ready(current.primary_image or ""),
             canary=DeploymentState(
                 image=current.canary_image or "",
                 ready=canary_ready,
                 revision=current.canary_revision or "",
             ),
-            check=check if d.wants_check(the_spec, current, at(clock)) else None,
+            check=check if wants_check(the_spec, current, at(clock)) else None,
         )
-        decision = d.decide(the_spec, current, observations, at(clock))
+        decision = decide(the_spec, current, observations, at(clock))
         new = decision.status
         assert 0 <= new.canary_weight <= max_weight
         # The route the Pulumi program declares for this status: weights in range, summing to 100.
@@ -469,19 +487,19 @@ def test_rollout_invariants(
         assert routes[1]["weight"] == (new.canary_weight if new.canary_image else 0)
         if new.canary_image is None:
             assert new.canary_weight == 0
-        if isinstance(decision, d.Promote):
+        if isinstance(decision, Promote):
             assert current.failed_checks < threshold
             # Promotion needs a clean check: silence (no traffic, no answer) is never health.
             assert observations.check is CLEAN
-        if isinstance(decision, d.StartCanary):
+        if isinstance(decision, StartCanary):
             assert new.canary_image not in current.failed_images
-        if isinstance(decision, d.Rollback):
+        if isinstance(decision, Rollback):
             assert new.phase == Phase.FAILED
             assert "app:v2" in new.failed_images
         current = new
     if "app:v2" in current.failed_images:
-        follow_up = d.decide(the_spec, current, d.Observations(primary=ready("app:v1")), at(clock + 100))
-        assert not isinstance(follow_up, d.StartCanary)
+        follow_up = decide(the_spec, current, Observations(primary=ready("app:v1")), at(clock + 100))
+        assert not isinstance(follow_up, StartCanary)
 
 
 def test_every_check_is_recorded_with_its_evidence_and_bounded() -> None:
@@ -491,8 +509,8 @@ def test_every_check_is_recorded_with_its_evidence_and_bounded() -> None:
         CheckRecord(time=stamp(0), weight=10, outcome=CheckOutcome.CLEAN) for _ in range(MAX_CHECK_RECORDS)
     )
     current = status(**running(30, lastTrafficShift=stamp(0))).model_copy(update={"checks": old_checks})
-    decision = d.decide(
-        spec(failureThreshold=2), current, d.Observations(canary=ready("app:v2"), check=found), at(10)
+    decision = decide(
+        spec(failureThreshold=2), current, Observations(canary=ready("app:v2"), check=found), at(10)
     )
     assert len(decision.status.checks) == MAX_CHECK_RECORDS
     assert decision.status.checks[-1] == CheckRecord(
@@ -508,7 +526,7 @@ def test_every_check_is_recorded_with_its_evidence_and_bounded() -> None:
 
 def test_a_rollout_is_recorded_from_start_to_end() -> None:
     the_spec = spec(stepWeight=25, maxWeight=50)
-    started = d.decide(the_spec, status(**STEADY_V1), d.Observations(primary=ready("app:v1")), at(0))
+    started = decide(the_spec, status(**STEADY_V1), Observations(primary=ready("app:v1")), at(0))
     assert started.status.rollouts[-1] == RolloutRecord(
         image="app:v2",
         revision=shorthand_revision("app:v2", 8088),
@@ -516,10 +534,10 @@ def test_a_rollout_is_recorded_from_start_to_end() -> None:
         started_at=stamp(0),
     )
     assert "(image app:v1 → app:v2)" in started.message
-    first = d.decide(the_spec, started.status, d.Observations(canary=ready("app:v2")), at(1))
-    second = d.decide(the_spec, first.status, d.Observations(canary=ready("app:v2"), check=CLEAN), at(11))
+    first = decide(the_spec, started.status, Observations(canary=ready("app:v2")), at(1))
+    second = decide(the_spec, first.status, Observations(canary=ready("app:v2"), check=CLEAN), at(11))
     assert second.status.rollouts[-1].weights == (25, 50)
-    failed = d.decide(the_spec, second.status, d.Observations(canary=ready("app:v2"), check=ERRORS), at(21))
+    failed = decide(the_spec, second.status, Observations(canary=ready("app:v2"), check=ERRORS), at(21))
     record = failed.status.rollouts[-1]
     assert (record.result, record.finished_at, record.weights) == (
         RolloutResult.ROLLED_BACK,
@@ -535,7 +553,7 @@ def test_rollout_records_are_bounded() -> None:
         for n in range(MAX_ROLLOUT_RECORDS)
     )
     current = status(**STEADY_V1).model_copy(update={"rollouts": records})
-    started = d.decide(spec(), current, d.Observations(primary=ready("app:v1")), at(0))
+    started = decide(spec(), current, Observations(primary=ready("app:v1")), at(0))
     assert len(started.status.rollouts) == MAX_ROLLOUT_RECORDS
     assert started.status.rollouts[-1].image == "app:v2"
     assert started.status.rollouts[0].image == "app:v1"

@@ -37,7 +37,8 @@ from pulumi import automation as auto
 from devenv.cluster import running
 from devenv.processes import REPO_ROOT, tools_bin
 from reconciler.adapters.pulumi.provider import LongLivedProvider
-from reconciler.adapters.pulumi.runner import PROJECT_NAME, PulumiSettings, PulumiStacks
+from reconciler.adapters.pulumi.runner import PulumiStacks
+from reconciler.adapters.pulumi.settings import PROJECT_NAME, PulumiSettings
 from reconciler.core.desired import DesiredStack
 from reconciler.core.workload import effective_template
 from stacks.program import build_program

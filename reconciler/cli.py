@@ -14,7 +14,8 @@ from types import FrameType
 from reconciler import commands, logs
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
-from reconciler.adapters.pulumi.runner import PulumiSettings, PulumiStacks
+from reconciler.adapters.pulumi.runner import PulumiStacks
+from reconciler.adapters.pulumi.settings import PulumiSettings
 from reconciler.adapters.webhook import WebhookNotifier
 from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.core import backtest

@@ -13,7 +13,7 @@ from devenv.exporter import ControlledExporter
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import LOCAL_METRIC_URLS, ReconcilerProcess
-from reconciler.adapters.pulumi.runner import PulumiSettings
+from reconciler.adapters.pulumi.settings import PulumiSettings
 from tests.integration.helpers import Apps
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from pulumi import automation as auto
 from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
 from devenv.prometheus import PrometheusServer
-from reconciler.adapters.pulumi.runner import PulumiSettings
+from reconciler.adapters.pulumi.settings import PulumiSettings
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration

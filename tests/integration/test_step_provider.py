@@ -15,7 +15,8 @@ import pytest
 from devenv.cluster import LocalCluster
 from devenv.kube import read_weights
 from reconciler.adapters.pulumi.provider import BINARY
-from reconciler.adapters.pulumi.runner import PulumiSettings, PulumiStacks
+from reconciler.adapters.pulumi.runner import PulumiStacks
+from reconciler.adapters.pulumi.settings import PulumiSettings
 from reconciler.core.desired import DesiredStack
 from reconciler.core.errors import TransientError
 from reconciler.core.workload import effective_template

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import pytest
 from pulumi import automation as auto
-from pulumi.automation._cmd import CommandResult
 
-from reconciler.adapters.pulumi.runner import (
-    Failure,
-    Step,
-    _Outcome,
-    classify_failure,
-    outcome_error,
-)
+from reconciler.adapters.pulumi.compat import engine_error
+from reconciler.adapters.pulumi.failures import Failure, classify_failure
+from reconciler.adapters.pulumi.worker import Outcome, Step
 from reconciler.core.errors import PermanentError, StackBusyError, TransientError
 
 
 def engine(kind: type[auto.errors.CommandError]) -> auto.errors.CommandError:
-    return kind(CommandResult(stdout="", stderr="error: boom", code=1))
+    return engine_error(kind, "error: boom")
 
 
 @pytest.mark.parametrize(
@@ -37,19 +32,24 @@ def test_classify_failure(error: Exception, failure: Failure | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("failure", "raised"),
+    ("failure", "raised", "retry_after"),
     [
-        pytest.param(Failure.BUSY, StackBusyError, id="busy"),
-        pytest.param(Failure.PERMANENT, PermanentError, id="permanent"),
-        pytest.param(Failure.TRANSIENT, TransientError, id="transient"),
+        pytest.param(Failure.BUSY, StackBusyError, 5.0, id="busy"),
+        pytest.param(Failure.PERMANENT, PermanentError, None, id="permanent"),
+        pytest.param(Failure.TRANSIENT, TransientError, 10.0, id="transient"),
     ],
 )
-def test_outcome_error(failure: Failure, raised: type[Exception]) -> None:
-    error = outcome_error(Step.UP, "ns.web", _Outcome({}, 1.0, failure, "error: denied"))
+def test_outcome_error(failure: Failure, raised: type[Exception], retry_after: float | None) -> None:
+    error = Outcome({}, 1.0, failure, "error: denied").error(Step.UP, "ns.web")
     assert type(error) is raised
     assert "ns.web" in str(error)
     assert "error: denied" in str(error)
+    assert getattr(error, "retry_after", None) == retry_after
 
 
 def test_a_step_that_succeeded_raises_nothing() -> None:
-    assert outcome_error(Step.DESTROY, "ns.web", _Outcome({"delete": 5}, 1.0)) is None
+    assert Outcome({"delete": 5}, 1.0).error(Step.DESTROY, "ns.web") is None
+
+
+def test_an_engine_error_carries_the_engines_output() -> None:
+    assert "error: boom" in str(engine(auto.errors.CommandError))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from reconciler.adapters.pulumi.runner import summarize_step_error
+from reconciler.adapters.pulumi.failures import summarize_step_error
 from reconciler.core.analysis import QueryResult
 from reconciler.core.decisions import READINESS_RECHECK_SECONDS
 from reconciler.core.desired import DesiredStack

@@ -21,15 +21,14 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from reconciler.adapters.pulumi.runner import (
-    PulumiSettings,
-    PulumiStacks,
+from reconciler.adapters.pulumi.locks import (
     StackLock,
     kept_after_kill,
     kept_at_start,
     kept_while_holder_lives,
     parse_lock,
 )
+from reconciler.adapters.pulumi.runner import PulumiStacks
 from reconciler.adapters.pulumi.s3 import (
     EMPTY_PAYLOAD_SHA256,
     Credentials,
@@ -39,6 +38,7 @@ from reconciler.adapters.pulumi.s3 import (
     s3_location,
     signed_headers,
 )
+from reconciler.adapters.pulumi.settings import PulumiSettings
 
 # The examples of AWS's "Signature Version 4 for Amazon S3" documentation (GET Object, ListObjects).
 EXAMPLE_CREDENTIALS = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
@@ -226,7 +226,7 @@ def test_with_leader_election_only_locks_older_than_the_lease_are_cleared(
     unreadable = lock(tmp_path, "default.api", "odd", b"{not json")
     other_shards = lock(tmp_path, "default.shop", "old", lock_content("2026-12-01T14:00:00Z"))
     stacks = PulumiStacks(PulumiSettings(f"file://{tmp_path}", str(tmp_path / "w"), str(tmp_path / "h")), 1)
-    caplog.set_level(logging.INFO, logger="reconciler.adapters.pulumi.runner")
+    caplog.set_level(logging.INFO, logger="reconciler.adapters.pulumi.locks")
     try:
         cleared = stacks.clear_stale_locks({"default.web", "default.api"}, acquired_at=ACQUIRED_AT)
     finally:

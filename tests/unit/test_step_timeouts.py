@@ -3,7 +3,7 @@
 with it fail to be retried, and the pool runs the next step; `abort()` from another thread stops a step in
 flight; the fence is checked right before a step is submitted.
 
-The workers are real (spawned, each in a session of its own); what they run stands in for `_run`
+The workers are real (spawned, each in a session of its own); what they run stands in for `run_step`
 (`stand_in_step`), so these tests need no Pulumi CLI."""
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters.pulumi import runner as pulumi_stacks
-from reconciler.adapters.pulumi.runner import PulumiSettings, PulumiStacks, Step, _Outcome
+from reconciler.adapters.pulumi import worker
+from reconciler.adapters.pulumi.runner import PulumiStacks
+from reconciler.adapters.pulumi.settings import PulumiSettings
+from reconciler.adapters.pulumi.worker import Outcome, Step
 from reconciler.config import add_run_arguments, run_config
 from reconciler.core.errors import StepTimeoutError, TransientError
 
@@ -36,13 +38,12 @@ def lock_path(root: Path, stack: str, lock_id: str) -> Path:
     return root / ".pulumi" / "locks" / "organization" / "canaryapp" / stack / f"{lock_id}.json"
 
 
-def stand_in_step(step: Step, name: str, desired_json: str) -> _Outcome:
+def stand_in_step(step: Step, name: str, desired_json: str) -> Outcome:
     """In a worker: answers at once, except for stacks `*.hang` and `*.slow`, which never end. A `*.hang` step
     first does what a frozen `pulumi up` did: it started the CLI (here in the worker's process group), which
     took the stack's lock and started a plugin (in a process group of its own, as the engine starts them)."""
     if name.endswith(".hang"):
-        settings = pulumi_stacks._worker_settings
-        assert settings is not None
+        settings = worker.current().settings
         assert settings.file_backend_path is not None
         cli = subprocess.Popen(["sleep", "3600"])
         plugin = subprocess.Popen(["sleep", "3600"], process_group=0)
@@ -60,7 +61,7 @@ def stand_in_step(step: Step, name: str, desired_json: str) -> _Outcome:
         started.with_suffix(".tmp").rename(started)
     if name.endswith((".hang", ".slow")):
         time.sleep(3600)
-    return _Outcome({"same": 1}, 0.0)
+    return Outcome({"same": 1}, 0.0)
 
 
 class StandInStacks(PulumiStacks):
@@ -70,7 +71,7 @@ class StandInStacks(PulumiStacks):
 
     def _submit_run(
         self, executor: ProcessPoolExecutor, step: Step, name: str, desired_json: str
-    ) -> Future[_Outcome]:
+    ) -> Future[Outcome]:
         return executor.submit(stand_in_step, step, name, desired_json)
 
 

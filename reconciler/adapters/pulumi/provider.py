@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -123,8 +125,12 @@ class LongLivedProvider:
     """The Kubernetes provider process of one worker and its relay. `environment()` starts them when needed
     and returns the variables that make the next `pulumi` run attach to them."""
 
-    def __init__(self, log_dir: Path, binary: str | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, environment: Mapping[str, str] | None = None, binary: str | None = None
+    ) -> None:
         self._log_path = log_dir / "kubernetes-provider.log"
+        # Added to this process's own environment (the provider reads KUBECONFIG, say).
+        self._environment = {**os.environ, **(environment or {})}
         self._binary = binary
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: grpc.Channel | None = None
@@ -165,6 +171,7 @@ class LongLivedProvider:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                env=self._environment,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, nothing that takes a lock
             )
         port = self._provider_port()

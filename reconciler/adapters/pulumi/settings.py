@@ -1,0 +1,38 @@
+"""Where Pulumi keeps its state and plugins, and the environment every `pulumi` run of a step is given (the
+workspace passes it to the CLI: no step changes the worker's own environment)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+PROJECT_NAME = "canaryapp"
+
+
+@dataclass(frozen=True)
+class PulumiSettings:
+    """Where Pulumi keeps its state and plugins. The passphrase comes from PULUMI_CONFIG_PASSPHRASE."""
+
+    backend_url: str
+    work_root: str
+    pulumi_home: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # False: every `up` starts its own provider, as the Pulumi CLI does on its own (slower; a fallback).
+    long_lived_provider: bool = True
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PULUMI_BACKEND_URL": self.backend_url,
+            "PULUMI_HOME": self.pulumi_home,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""),
+            **self.extra_env,
+        }
+
+    @property
+    def file_backend_path(self) -> Path | None:
+        parsed = urlparse(self.backend_url)
+        return Path(parsed.path) if parsed.scheme == "file" else None

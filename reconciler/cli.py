@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             2,
             f"canaryapp: {', '.join(missing)} not found on PATH. The reconciler runs every step with the "
             "Pulumi CLI and the Kubernetes provider plugin: in this repository run `make tools` and add "
-            ".tools/bin to PATH; elsewhere install both (see README, Toolchain).\n",
+            ".tools/bin to PATH; elsewhere install both (see docs/toolchain.md).\n",
         )
     if not os.environ.get("PULUMI_CONFIG_PASSPHRASE"):
         log.warning(

@@ -17,7 +17,7 @@ from reconciler.core.analysis import CheckResult
 from reconciler.core.clock import timestamp
 from reconciler.core.decisions import Decision, Observations, Promote, Rollback
 from reconciler.core.machine import decide
-from reconciler.core.model import CanaryApp, CanaryAppStatus, Phase
+from reconciler.core.model import CanaryApp, CanaryAppStatus, Phase, RevisionTemplate
 from reconciler.core.readiness import DeploymentState
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -57,10 +57,9 @@ def replay(app: CanaryApp, check: Check, start: datetime.datetime, end: datetime
     spec = app.spec
     status = CanaryAppStatus(
         phase=Phase.PROGRESSING,
-        primary_image=f"(the primary before {spec.main_image})",
         primary_revision="(the primary's)",
-        canary_image=spec.main_image,
         canary_revision=spec.revision,
+        pod_templates=(RevisionTemplate(revision=spec.revision, template=spec.pod_template),),
         canary_weight=spec.step_weight,
         canary_started_at=timestamp(start),
         last_traffic_shift=timestamp(start),

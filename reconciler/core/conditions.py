@@ -71,7 +71,7 @@ def with_stack_sync(
             reasons.CONDITION_PROMOTED,
             promoted,
             reasons.PROMOTED if promoted else reasons.NOT_PROMOTED,
-            f"{status.successful_release} is promoted"
+            f"{status.successful_image} is promoted"
             if promoted
             else "No promotion is complete for spec.image",
         ),

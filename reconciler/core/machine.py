@@ -63,7 +63,6 @@ from reconciler.core.transitions import (
     with_rollout,
     without_canary,
 )
-from reconciler.core.upgrade import with_revisions
 
 
 def seconds_until_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> float:
@@ -83,7 +82,6 @@ def wants_check(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.date
 
 def about_to_start(spec: CanaryAppSpec, status: CanaryAppStatus) -> bool:
     """Whether this pass may start a rollout (and so needs to know about free rollout slots)."""
-    status = with_revisions(spec, status)
     return (
         status.phase in STEADY_PHASES
         and spec.revision != status.primary_revision
@@ -109,15 +107,9 @@ def resume_interrupted(status: CanaryAppStatus, now: datetime.datetime) -> Canar
 def decide(
     spec: CanaryAppSpec, status: CanaryAppStatus, observations: Observations, now: datetime.datetime
 ) -> Decision:
-    decision = _decide(spec, with_revisions(spec, status), observations, now)
+    decision = _decide(spec, status, observations, now)
     generation = observations.generation
-    final = decision.status.model_copy(
-        update={
-            "observed_generation": generation,
-            "test_running": decision.status.canary_image is not None,
-            "traffic_shift": decision.status.canary_weight,
-        }
-    )
+    final = decision.status.model_copy(update={"observed_generation": generation})
     return dataclasses.replace(decision, status=with_phase_conditions(final, generation, now))
 
 
@@ -128,7 +120,7 @@ def _decide(
     if requested is not None:
         return requested
 
-    if status.phase is None or status.primary_image is None:
+    if status.phase is None or status.primary_revision is None:
         return _initialize(spec, status)
     if status.phase == Phase.INITIALIZING:
         return _initializing(spec, status, obs)
@@ -145,10 +137,8 @@ def _initialize(spec: CanaryAppSpec, status: CanaryAppStatus) -> Decision:
     new = status.model_copy(
         update={
             "phase": Phase.INITIALIZING,
-            "primary_image": spec.main_image,
             "primary_revision": spec.revision,
             "pod_templates": status.with_pod_templates(set(), **{spec.revision: spec.pod_template}),
-            "canary_image": None,
             "canary_revision": None,
             "canary_weight": 0,
             "message": f"Rolling out {describe_release(spec.main_image, spec.revision)} as the primary",
@@ -164,7 +154,6 @@ def _initializing(spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observation
         new = status.model_copy(
             update={
                 "phase": Phase.READY,
-                "successful_release": status.primary_image,
                 "successful_revision": status.primary_revision,
                 "message": f"Primary serves {status.primary_image}",
             }
@@ -213,7 +202,6 @@ def _steady(
             "phase": Phase.PROGRESSING,
             "queued_at": None,
             "paused": False,
-            "canary_image": spec.main_image,
             "canary_revision": spec.revision,
             "pod_templates": status.with_pod_templates(
                 {status.primary_revision, status.successful_revision}, **{spec.revision: spec.pod_template}
@@ -368,7 +356,6 @@ def _promoting(
     new = without_canary(promoted).model_copy(
         update={
             "phase": Phase.SUCCEEDED,
-            "successful_release": status.primary_image,
             "successful_revision": status.primary_revision,
             "message": f"Promoted {status.primary_image}",
         }

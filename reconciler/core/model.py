@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from reconciler.core import reserved_keys, templates, workload
+from reconciler.core import reserved_keys, templates, upgrade, workload
 
 GROUP = "canary.atze.io"
 VERSION = "v1"
@@ -251,7 +251,7 @@ class Phase(enum.StrEnum):
     PROGRESSING = "Progressing"  # canary running: waiting for it to be ready, or shifting weight
     PROMOTING = "Promoting"  # primary rolls out the canary's image; canary still carries its weight
     SUCCEEDED = "Succeeded"  # the last rollout was promoted
-    FAILED = "Failed"  # the last rollout was rolled back; its image is in failedImages
+    FAILED = "Failed"  # the last rollout was rolled back; its revision is in failedRevisions
 
 
 STEADY_PHASES = frozenset({Phase.READY, Phase.SUCCEEDED, Phase.FAILED})
@@ -331,17 +331,21 @@ class RevisionTemplate(_Model):
 
 
 class CanaryAppStatus(_Model):
+    """The status as the core uses it. wire.py writes it to the API server (adding the original operator's
+    fields); the CanaryApp model upgrades a status of an earlier version as it parses it (upgrade.py)."""
+
     phase: Phase | None = None
     message: str = ""
     observed_generation: int | None = None
     # The generation the reconciler found invalid (and so acts on not at all); cleared by its next decision.
     invalid_generation: int | None = None
-    primary_image: str | None = None
-    canary_image: str | None = None
     canary_weight: int = 0
     failed_checks: int = 0
+    # A release is a pod template revision (workload.revision); its image is shown, never decided on, and
+    # read from its kept template (`primary_image`, ...). Only the images of failed releases are recorded
+    # (their templates are not kept): failedImages and lastFailedTag, for tools of the original operator.
     failed_images: tuple[str, ...] = ()
-    # Releases are pod template revisions (workload.revision); the images above stay for tools that read them.
+    last_failed_tag: str | None = None
     primary_revision: str | None = None
     canary_revision: str | None = None
     successful_revision: str | None = None
@@ -359,7 +363,6 @@ class CanaryAppStatus(_Model):
     last_check_time: str | None = None
     last_check_outcome: CheckOutcome | None = None
     last_check_message: str = ""
-    last_retry_token: str | None = None  # the retry request handled last (before handledRequests existed)
     handled_requests: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
     queued_at: str | None = None  # waiting for a rollout slot (--max-concurrent-rollouts) since
@@ -367,11 +370,18 @@ class CanaryAppStatus(_Model):
     checks: tuple[CheckRecord, ...] = ()
     rollouts: tuple[RolloutRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
-    # Fields of the original operator, kept up to date for tools that read them.
-    successful_release: str | None = None
-    test_running: bool = False
-    traffic_shift: int = 0
-    last_failed_tag: str | None = None
+
+    @property
+    def primary_image(self) -> str | None:
+        return workload.template_image(self.pod_template(self.primary_revision))
+
+    @property
+    def canary_image(self) -> str | None:
+        return workload.template_image(self.pod_template(self.canary_revision))
+
+    @property
+    def successful_image(self) -> str | None:
+        return workload.template_image(self.pod_template(self.successful_revision))
 
     def condition(self, condition_type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)
@@ -410,6 +420,12 @@ class CanaryApp(BaseModel):
     metadata: ObjectMeta
     spec: CanaryAppSpec
     status: CanaryAppStatus = Field(default_factory=CanaryAppStatus)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_status(cls, app: Any) -> Any:
+        """A status written by an earlier version, upgraded before anything reads it (upgrade.py)."""
+        return upgrade.upgraded_app(app)
 
     @property
     def key(self) -> str:

@@ -24,7 +24,6 @@ from reconciler.core.decisions import (
 from reconciler.core.machine import decide, wants_check
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.core.readiness import DeploymentState
-from reconciler.core.upgrade import with_revisions
 
 MAX_PASSES = 1000
 # Best case for a Deployment the step changed: ready a second later, and its watch wakes the loop at once.
@@ -45,7 +44,6 @@ def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -
     clean = CheckResult(CheckOutcome.CLEAN, "assumed clean", canary_requests=float(spec.min_canary_requests))
     steps: list[PlannedStep] = []
     moment = now
-    status = with_revisions(spec, status)
     for _ in range(MAX_PASSES):
         observations = Observations(
             primary=_ready(status.primary_image, status.primary_revision),

@@ -35,9 +35,8 @@ def pending_request(
 
 
 def handled_token(status: CanaryAppStatus, action: Action) -> str | None:
-    """The token of the request of this kind handled last (a retry may predate handledRequests)."""
-    legacy = status.last_retry_token if action == Action.RETRY else None
-    return status.handled_requests.get(action.value, legacy)
+    """The token of the request of this kind handled last."""
+    return status.handled_requests.get(action.value)
 
 
 def _request(

@@ -44,7 +44,6 @@ def promote(status: CanaryAppStatus, now: datetime.datetime, why: str = "") -> D
     new = status.model_copy(
         update={
             "phase": Phase.PROMOTING,
-            "primary_image": image,
             "primary_revision": status.canary_revision,
             "paused": False,
             "promotion_started_at": timestamp(now),
@@ -60,7 +59,7 @@ def rollback(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: s
     revision = status.canary_revision or ""
     # failedImages lists images for the tools that read it; a release that changed only the template (same
     # image as the last good one) is in failedRevisions alone, so the good image is never listed as failed.
-    image_failed = image != status.successful_release and image not in status.failed_images
+    image_failed = image != status.successful_image and image not in status.failed_images
     failed = (*status.failed_images, image) if image_failed else status.failed_images
     failed_revisions = (
         status.failed_revisions
@@ -81,12 +80,9 @@ def rollback(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: s
 
 
 def rollback_promotion(status: CanaryAppStatus, why: str, now: datetime.datetime, cause: str) -> Decision:
-    """Rolls back a promotion under way: the primary returns to the last good image as well."""
+    """Rolls back a promotion under way: the primary returns to the last good release as well."""
     previous = status.model_copy(
-        update={
-            "primary_image": status.successful_release or status.primary_image,
-            "primary_revision": status.successful_revision or status.primary_revision,
-        }
+        update={"primary_revision": status.successful_revision or status.primary_revision}
     )
     return rollback(previous, why, now, cause)
 
@@ -119,7 +115,6 @@ def without_canary(status: CanaryAppStatus) -> CanaryAppStatus:
     kept = {status.primary_revision, status.successful_revision}
     return status.model_copy(
         update={
-            "canary_image": None,
             "canary_revision": None,
             "canary_weight": 0,
             "canary_started_at": None,

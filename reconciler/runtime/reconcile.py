@@ -40,7 +40,7 @@ from reconciler.core.notifications import rollout_event
 from reconciler.core.pod_policy import PodPolicy
 from reconciler.core.policy import MetricsPolicy, RoutingPolicy, is_ours
 from reconciler.core.ports import Cluster, EventSink, MetricsSource, Notifier, SecretReader, StackRunner
-from reconciler.core.upgrade import with_revisions
+from reconciler.core.wire import status_body
 from reconciler.runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -247,10 +247,9 @@ class Reconciler:
     def _step(self, raw: dict[str, Any], app: CanaryApp) -> float | None:
         """Decides, records the decision, applies the stack it implies (if it changed), records the result."""
         namespace, name = app.metadata.namespace, app.metadata.name
-        # A status from before pod template revisions gets them first, so every path below has them.
         # A spec found invalid before is valid now: the mark goes with this pass's status write.
         valid = app.status.model_copy(update={"invalid_generation": None})
-        app = app.model_copy(update={"status": with_revisions(app.spec, valid)})
+        app = app.model_copy(update={"status": valid})
         spec, status, now = app.spec, app.status, self.clock()
         # Rollout slots are one admission point: a pass that may start a rollout counts the slots and records
         # its decision while holding the lock, so two passes can never both take the last slot (with leader
@@ -270,7 +269,7 @@ class Reconciler:
                 failed.reason if failed else reasons.STACK_UPDATE_FAILED,
             )
             if new_status != status:
-                self.cluster.write_status(namespace, name, _status_body(new_status))
+                self.cluster.write_status(namespace, name, status_body(new_status))
         self._report(raw, decision)
         if in_sync:
             return self._remaining(decision, now)
@@ -298,7 +297,7 @@ class Reconciler:
             },
         )
         synced = with_stack_sync(new_status.model_copy(update={"last_applied_hash": fingerprint}), True, now)
-        self.cluster.write_status(namespace, name, _status_body(synced))
+        self.cluster.write_status(namespace, name, status_body(synced))
         return self._remaining(decision, now)
 
     def _decide(self, app: CanaryApp, now: datetime.datetime) -> Decision:
@@ -414,7 +413,7 @@ class Reconciler:
             extra={"canaryapp": metadata["name"], "reason": reason, "detail": failure},
         )
         self.events.emit(raw, reason, failure, warning=True)
-        self.cluster.write_status(metadata["namespace"], metadata["name"], _status_body(failed))
+        self.cluster.write_status(metadata["namespace"], metadata["name"], status_body(failed))
 
     def _finalize(self, raw: dict[str, Any], finalizers: list[str]) -> float | None:
         metadata = raw["metadata"]
@@ -472,8 +471,3 @@ def _failed_sync(status: CanaryAppStatus) -> Condition | None:
 def _last_failure(status: CanaryAppStatus) -> str:
     failed = _failed_sync(status)
     return failed.message if failed else ""
-
-
-def _status_body(status: CanaryAppStatus) -> dict[str, Any]:
-    body: dict[str, Any] = status.model_dump(by_alias=True, mode="json")
-    return body

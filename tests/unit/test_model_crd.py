@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from reconciler.core.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus
+from reconciler.core.wire import status_body
 from reconciler.runtime.reconcile import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def examples() -> list[Any]:
     return found
 
 
-def aliases(model: type[CanaryAppSpec] | type[CanaryAppStatus]) -> dict[str, FieldInfo]:
+def aliases(model: type[CanaryAppSpec]) -> dict[str, FieldInfo]:
     return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
@@ -58,8 +59,8 @@ def test_spec_fields_match_the_crd() -> None:
             assert info.default == crd_default, alias
 
 
-def test_status_fields_match_the_crd() -> None:
-    assert set(aliases(CanaryAppStatus)) == set(SCHEMA["status"]["properties"])
+def test_the_status_as_written_matches_the_crd() -> None:
+    assert set(status_body(CanaryAppStatus())) == set(SCHEMA["status"]["properties"])
 
 
 def test_original_operator_fields_are_all_there() -> None:

@@ -14,18 +14,18 @@ import pytest
 
 from reconciler.adapters.webhook import WebhookNotifier
 from reconciler.core.decisions import Decision, Hold, Rollback, StartCanary
-from reconciler.core.model import CanaryAppStatus
 from reconciler.core.notifications import rollout_event
+from tests.unit.statuses import written
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def decision(kind: type[Decision], message: str = "what happened", **status: object) -> Decision:
-    return kind(CanaryAppStatus.model_validate(status), None, "Reason", message)
+    return kind(written(**status), None, "Reason", message)
 
 
 def test_rollout_events_and_their_text() -> None:
-    started = rollout_event("shop", "web", decision(StartCanary, canaryImage="web:v2"), "T")
+    started = rollout_event("shop", "web", decision(StartCanary, canary="web:v2"), "T")
     assert started is not None
     assert (started["event"], started["image"], started["canaryapp"]) == ("started", "web:v2", "shop/web")
     assert started["text"] == "CanaryApp shop/web started: what happened"

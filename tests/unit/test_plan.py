@@ -7,7 +7,8 @@ import datetime
 from reconciler.core import plan
 from reconciler.core.clock import timestamp
 from reconciler.core.decisions import Advance, Promote
-from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
+from reconciler.core.model import CanaryAppSpec
+from tests.unit.statuses import written
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -28,7 +29,7 @@ def at(seconds: float) -> datetime.datetime:
 
 
 def test_a_new_image_plans_every_step_and_the_promotion() -> None:
-    status = CanaryAppStatus.model_validate({"phase": "Ready", "primaryImage": "web:v1"})
+    status = written(phase="Ready", primary="web:v1", port=80)
     steps = plan.plan(spec(), status, NOW)
     kinds = [step.decision.kind for step in steps]
     assert kinds == ["StartCanary", *["Advance"] * 5, "Promote", "CompletePromotion"]
@@ -41,31 +42,33 @@ def test_a_new_image_plans_every_step_and_the_promotion() -> None:
 
 
 def test_a_running_rollout_plans_from_where_it_is() -> None:
-    status = CanaryAppStatus.model_validate(
-        {
+    status = written(
+        port=80,
+        **{
             "phase": "Progressing",
-            "primaryImage": "web:v1",
-            "canaryImage": "web:v2",
+            "primary": "web:v1",
+            "canary": "web:v2",
             "canaryWeight": 30,
             "lastCheckTime": timestamp(at(-10)),
             "lastTrafficShift": timestamp(at(-10)),
-        }
+        },
     )
     steps = plan.plan(spec(), status, NOW)
     assert [(step.time, step.weight) for step in steps[:2]] == [(at(20), 40), (at(50), 50)]
 
 
 def test_nothing_to_roll_out_or_paused_plans_nothing() -> None:
-    steady = CanaryAppStatus.model_validate({"phase": "Succeeded", "primaryImage": "web:v2"})
+    steady = written(phase="Succeeded", primary="web:v2", port=80)
     assert plan.plan(spec(), steady, NOW) == []
-    paused = CanaryAppStatus.model_validate(
-        {
+    paused = written(
+        port=80,
+        **{
             "phase": "Progressing",
-            "primaryImage": "web:v1",
-            "canaryImage": "web:v2",
+            "primary": "web:v1",
+            "canary": "web:v2",
             "canaryWeight": 20,
             "paused": True,
-        }
+        },
     )
     assert plan.plan(spec(), paused, NOW) == []
     assert plan.render([], NOW) == "nothing to roll out: no steps planned"

@@ -1,5 +1,6 @@
 """Releases are pod template revisions: any template change is a canary, failed revisions are not retried,
-statuses from before revisions keep their meaning, and the primary keeps its capacity during a rollout."""
+statuses from before revisions (upgraded where parsed) keep their meaning, and the primary keeps its
+capacity during a rollout."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from reconciler.core.decisions import (
 )
 from reconciler.core.desired import desired_stack
 from reconciler.core.machine import decide
-from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
+from reconciler.core.model import Action, CanaryApp, CanaryAppSpec, CanaryAppStatus, CheckOutcome, Phase
 from reconciler.core.readiness import DeploymentState
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -119,19 +120,26 @@ def test_a_newer_template_change_abandons_the_running_canary_and_names_the_chang
 
 
 def test_a_status_from_before_revisions_keeps_its_meaning() -> None:
-    """An original manifest's status (images only): the same image is no change, a failed image stays
-    failed, and the legacy primary's template is the shorthand one."""
-    original = CanaryAppSpec.model_validate(
+    """An original manifest's status (images only), as read from the API server: the same image is no
+    change, a failed image stays failed, and the legacy primary's template is the shorthand one."""
+    app = CanaryApp.model_validate(
         {
-            "image": "app:v1",
-            "imageListenPort": 8088,
-            "prometheusQuery": "up == 0",
-            "prometheusURL": "http://prometheus:9090",
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {
+                "image": "app:v1",
+                "imageListenPort": 8088,
+                "prometheusQuery": "up == 0",
+                "prometheusURL": "http://prometheus:9090",
+            },
+            "status": {
+                "phase": "Failed",
+                "primaryImage": "app:v1",
+                "successfulRelease": "app:v1",
+                "failedImages": ["app:v2"],
+            },
         }
     )
-    legacy = CanaryAppStatus(
-        phase=Phase.FAILED, primary_image="app:v1", successful_release="app:v1", failed_images=("app:v2",)
-    )
+    original, legacy = app.spec, app.status
     held = decide(original, legacy, Observations(), at(0))
     assert isinstance(held, Hold)
     assert held.status.primary_revision == original.revision

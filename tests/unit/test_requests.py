@@ -23,6 +23,7 @@ from reconciler.core.machine import decide, seconds_until_check, wants_check
 from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, Phase, RolloutResult
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
+from tests.unit.statuses import written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -43,15 +44,15 @@ def spec(**fields: object) -> CanaryAppSpec:
 
 
 def status(**fields: object) -> CanaryAppStatus:
-    return CanaryAppStatus.model_validate(fields)
+    return written(port=80, **fields)
 
 
 RUNNING = {
     "phase": "Progressing",
-    "primaryImage": "app:v1",
-    "canaryImage": "app:v2",
+    "primary": "app:v1",
+    "canary": "app:v2",
     "canaryWeight": 20,
-    "successfulRelease": "app:v1",
+    "successful": "app:v1",
     "lastCheckTime": timestamp(at(0)),
     "lastTrafficShift": timestamp(at(0)),
     "rollouts": [{"image": "app:v2", "startedAt": timestamp(at(-30)), "weights": [10, 20]}],
@@ -59,7 +60,7 @@ RUNNING = {
 PROMOTING = {
     **RUNNING,
     "phase": "Promoting",
-    "primaryImage": "app:v2",
+    "primary": "app:v2",
     "promotionStartedAt": timestamp(at(0)),
 }
 READY = DeploymentState("app:v2", ready=True, revision=shorthand_revision("app:v2", 8088))
@@ -120,10 +121,8 @@ def test_pause_holds_the_weight_and_runs_no_checks_until_resumed() -> None:
 @pytest.mark.parametrize(
     ("action", "the_status"),
     [
-        pytest.param(
-            Action.PROMOTE, {"phase": "Succeeded", "primaryImage": "app:v2"}, id="promote when idle"
-        ),
-        pytest.param(Action.ABORT, {"phase": "Ready", "primaryImage": "app:v2"}, id="abort when idle"),
+        pytest.param(Action.PROMOTE, {"phase": "Succeeded", "primary": "app:v2"}, id="promote when idle"),
+        pytest.param(Action.ABORT, {"phase": "Ready", "primary": "app:v2"}, id="abort when idle"),
         pytest.param(Action.RESUME, RUNNING, id="resume when not paused"),
         pytest.param(Action.PAUSE, {**RUNNING, "paused": True}, id="pause when paused"),
     ],
@@ -162,7 +161,7 @@ def test_a_primary_that_never_rolls_out_during_the_promotion_is_rolled_back_at_t
     ],
 )
 def test_a_new_rollout_waits_for_a_slot(slots: RolloutSlots | None, starts: bool) -> None:
-    ready = status(phase="Succeeded", primaryImage="app:v1")
+    ready = status(phase="Succeeded", primary="app:v1")
     decision = decide(spec(), ready, Observations(primary=READY, slots=slots), at(0))
     assert isinstance(decision, StartCanary) is starts
     if not starts:

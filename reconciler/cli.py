@@ -21,6 +21,7 @@ from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.core import backtest
 from reconciler.core.names import stack_name
 from reconciler.core.policy import RoutingPolicy
+from reconciler.runtime.cache import CanaryAppStore, WriteThrough
 from reconciler.runtime.health import StatusServer
 from reconciler.runtime.leader import LeaderElector
 from reconciler.runtime.loop import Controller
@@ -115,10 +116,13 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     stacks = PulumiStacks(
         settings, workers=config.step_workers, step_timeout=config.step_timeout, fence=fence
     )
+    cache = CanaryAppStore()
     controller = Controller(
         cluster,
         Reconciler(
+            cache,
             cluster,
+            WriteThrough(cluster, cache),
             stacks,
             metrics,
             cluster,
@@ -130,6 +134,7 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
             max_concurrent_rollouts=config.max_concurrent_rollouts,
             notifier=notifier,
         ),
+        cache,
         workers=config.workers,
         resync_seconds=config.resync_seconds,
     )

@@ -24,6 +24,7 @@ from reconciler.core.endpoints import SecretData
 from reconciler.core.errors import TransientError
 from reconciler.core.model import GROUP, PLURAL, VERSION
 from reconciler.core.names import ObjectRef
+from reconciler.core.ports import EventHandler
 from reconciler.core.readiness import DeploymentState, deployment_state
 from reconciler.core.selectors import LabelSelector
 
@@ -271,6 +272,9 @@ class KubeCluster:
         namespace: str | None = None,
         selector: LabelSelector | None = None,
         fence: Callable[[], None] | None = None,
+        *,
+        stream: WatchStream = watch_stream,
+        watch_timeout_seconds: int = 60,
     ) -> None:
         self.api_client = api_client
         # Called before every write of a CanaryApp (status, finalizers): raises when this replica no longer
@@ -278,6 +282,8 @@ class KubeCluster:
         self.fence = fence or (lambda: None)
         self.namespace = namespace
         self.selector = selector
+        self.stream = stream
+        self.watch_timeout_seconds = watch_timeout_seconds
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.apps = kubernetes.client.AppsV1Api(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
@@ -299,7 +305,7 @@ class KubeCluster:
     def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
         """Every CanaryApp this reconciler sees, read in pages of LIST_PAGE_SIZE (one answer never holds
         more), with the resourceVersion of the list's snapshot (a paged list is one consistent snapshot)."""
-        function, args = self.watch_function()
+        function, args = self._list_function()
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -309,7 +315,21 @@ class KubeCluster:
             if not token:
                 return items, str(page["metadata"]["resourceVersion"])
 
-    def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
+    def watch_canary_apps(
+        self, resource_version: str, on_event: EventHandler, until: Callable[[], bool]
+    ) -> None:
+        function, args = self._list_function()
+        follow_watch(
+            function,
+            args,
+            resource_version,
+            self.stream,
+            on_event,
+            until=until,
+            timeout_seconds=self.watch_timeout_seconds,
+        )
+
+    def _list_function(self) -> tuple[Any, tuple[Any, ...]]:
         """The list call of this reconciler's CanaryApps; the selector rides along as a bound argument."""
         if self.namespace:
             function: Any = self.custom.list_namespaced_custom_object
@@ -320,22 +340,28 @@ class KubeCluster:
             return function, args
         return functools.partial(function, label_selector=str(self.selector)), args
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.fence()
         try:
-            self.custom.patch_namespaced_custom_object_status(
+            stored: Any = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status}
             )
         except ApiException as error:
             raise _transient(error, f"writing the status of CanaryApp {namespace}/{name}") from error
+        return dict(stored)
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         self.fence()
         try:
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+            stored: Any = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch
+            )
         except ApiException as error:
             raise _transient(error, f"updating the finalizers of CanaryApp {namespace}/{name}") from error
+        return dict(stored)
 
     # Deployments -----------------------------------------------------------------------------------------
 

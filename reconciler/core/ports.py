@@ -45,13 +45,23 @@ class SecretReader(Protocol):
         ...
 
 
-class Cluster(SecretReader, Protocol):
-    def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+# A watch event's type (ADDED, MODIFIED, DELETED) and the object, as JSON.
+EventHandler = Callable[[str, dict[str, Any]], None]
 
-    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]: ...
 
-    def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
-        """The list function (and its arguments) a watch of CanaryApps streams from."""
+class CanaryAppSource(Protocol):
+    """What the loop needs: the CanaryApps this reconciler sees, listed and then watched, and the changes of
+    their Deployments."""
+
+    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+        """Every CanaryApp, with the resourceVersion of the list's snapshot."""
+        ...
+
+    def watch_canary_apps(
+        self, resource_version: str, on_event: EventHandler, until: Callable[[], bool]
+    ) -> None:
+        """Streams each change after `resource_version` to `on_event` until `until()` is true or the API
+        server answers 410 Gone (the caller then lists again); any other failure raises."""
         ...
 
     def follow_deployments(self, stop: threading.Event, on_change: Callable[[str, str], None]) -> None:
@@ -59,13 +69,28 @@ class Cluster(SecretReader, Protocol):
         canaryapp)` when one of a CanaryApp's Deployments changes readiness or image."""
         ...
 
+
+class CanaryAppReader(Protocol):
+    def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+class CanaryAppCache(CanaryAppReader, Protocol):
+    """What a pass reads of CanaryApps: the informer's cache, never the API server."""
+
+    def canary_apps(self) -> list[dict[str, Any]]:
+        """Every cached CanaryApp (rollout slots are counted from them)."""
+        ...
+
+
+class ClusterReader(SecretReader, Protocol):
+    """What a pass reads of everything else: Deployments (from the adapter's cache when it holds them) and the
+    reads by name that stay live (Secrets, namespaces, grants, owners, a server-side dry run)."""
+
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
 
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
         """The UIDs in the object's owner references; None when it does not exist."""
         ...
-
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
 
     def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         """The labels of a namespace (None: it does not exist). A read by name, never a list."""
@@ -80,9 +105,19 @@ class Cluster(SecretReader, Protocol):
         stored)."""
         ...
 
+
+class Cluster(CanaryAppReader, ClusterReader, Protocol):
+    """Everything a one-off command (dry run, backtest) reads, live."""
+
+
+class CanaryAppWriter(Protocol):
+    """What a pass writes to its CanaryApp, on the API server. Each answers the object as stored."""
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]: ...
+
     def set_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> None: ...
+    ) -> dict[str, Any]: ...
 
 
 class Notifier(Protocol):

@@ -1,4 +1,5 @@
-"""The watch loop: list then watch CanaryApps, queue their keys, and run reconcile passes in a bounded pool.
+"""The watch loop: the informer lists then watches CanaryApps into the cache (cache.py), queues their keys,
+and runs reconcile passes in a bounded pool.
 
 Level-triggered: an event only says "look at this object again"; its type is never used. The queue gives a
 key to one worker at a time (per-object serialisation) and remembers a key that changes while being worked
@@ -15,14 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.adapters.kube import WatchStream, follow_watch, watch_stream
 from reconciler.core.errors import PermanentError, TransientError
-from reconciler.core.ports import Cluster
+from reconciler.core.ports import CanaryAppSource
+from reconciler.runtime.cache import CanaryAppStore, Key, key_of
 from reconciler.runtime.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 MAX_BACKOFF_SECONDS = 300.0
 
 
@@ -86,29 +86,22 @@ class WorkQueue:
             return len(self._due)
 
 
-def key_of(obj: dict[str, Any]) -> Key:
-    metadata = obj["metadata"]
-    return metadata["namespace"], metadata["name"]
-
-
 class Controller:
     def __init__(
         self,
-        cluster: Cluster,
+        source: CanaryAppSource,
         reconciler: Reconciler,
+        cache: CanaryAppStore,
         *,
         workers: int = 4,
         resync_seconds: float = 300.0,
-        watch_timeout_seconds: int = 60,
-        stream: WatchStream | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cluster = cluster
+        self.source = source
         self.reconciler = reconciler
+        self.cache = cache
         self.workers = workers
         self.resync_seconds = resync_seconds
-        self.watch_timeout_seconds = watch_timeout_seconds
-        self.stream = stream or watch_stream
         self.clock = clock
         self.queue = WorkQueue(clock)
         self.stopping = threading.Event()
@@ -158,29 +151,24 @@ class Controller:
             if (namespace, name) in self._seen:  # only CanaryApps this reconciler (and shard) watches
                 self.queue.add((namespace, name))
 
-        self.cluster.follow_deployments(self.stopping, changed)
+        self.source.follow_deployments(self.stopping, changed)
 
     def _list_and_watch(self) -> None:
-        items, resource_version = self.cluster.list_canary_apps()
+        items, resource_version = self.source.list_canary_apps()
+        self.cache.replace(items)
         for item in items:
             self._changed("ADDED", item)
             self.queue.add(key_of(item))
         self.synced.set()
         next_resync = self.clock() + self.resync_seconds
-        function, args = self.cluster.watch_function()
 
         def changed(event_type: str, obj: dict[str, Any]) -> None:
+            self.cache.apply(event_type, obj)
             if self._changed(event_type, obj):
                 self.queue.add(key_of(obj))
 
-        follow_watch(
-            function,
-            args,
-            resource_version,
-            self.stream,
-            changed,
-            until=lambda: self.stopping.is_set() or self.clock() >= next_resync,
-            timeout_seconds=self.watch_timeout_seconds,
+        self.source.watch_canary_apps(
+            resource_version, changed, until=lambda: self.stopping.is_set() or self.clock() >= next_resync
         )
 
     def _changed(self, event_type: str, obj: dict[str, Any]) -> bool:

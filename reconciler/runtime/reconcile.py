@@ -39,7 +39,16 @@ from reconciler.core.names import canary_name, owned_objects, primary_name
 from reconciler.core.notifications import rollout_event
 from reconciler.core.pod_policy import PodPolicy
 from reconciler.core.policy import MetricsPolicy, RoutingPolicy, is_ours
-from reconciler.core.ports import Cluster, EventSink, MetricsSource, Notifier, SecretReader, StackRunner
+from reconciler.core.ports import (
+    CanaryAppCache,
+    CanaryAppWriter,
+    ClusterReader,
+    EventSink,
+    MetricsSource,
+    Notifier,
+    SecretReader,
+    StackRunner,
+)
 from reconciler.core.wire import status_body
 from reconciler.runtime.telemetry import Telemetry
 
@@ -58,7 +67,7 @@ def utc_now() -> datetime.datetime:
 
 def observe(
     app: CanaryApp,
-    cluster: Cluster,
+    cluster: ClusterReader,
     check: Callable[[CanaryApp, datetime.datetime], CheckResult],
     now: datetime.datetime,
     slots: Callable[[CanaryApp], RolloutSlots] | None = None,
@@ -118,7 +127,9 @@ def describe_validation_error(error: ValidationError) -> str:
 class Reconciler:
     def __init__(
         self,
-        cluster: Cluster,
+        apps: CanaryAppCache,
+        cluster: ClusterReader,
+        writes: CanaryAppWriter,
         stacks: StackRunner,
         metrics: MetricsSource,
         events: EventSink,
@@ -132,7 +143,9 @@ class Reconciler:
         notifier: Notifier | None = None,
         pod_security_level: str = pod_security.DEFAULT_LEVEL,
     ) -> None:
+        self.apps = apps
         self.cluster = cluster
+        self.writes = writes
         self.stacks = stacks
         self.metrics = metrics
         self.events = events
@@ -149,7 +162,7 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Runs one pass; returns seconds until the next pass is due (None: only on the next change)."""
-        raw = self.cluster.get_canary_app(namespace, name)
+        raw = self.apps.get_canary_app(namespace, name)
         if raw is None:
             self.telemetry.forget(namespace, name)
             return None
@@ -158,7 +171,7 @@ class Reconciler:
         if metadata.get("deletionTimestamp"):
             return self._finalize(raw, finalizers)
         if FINALIZER not in finalizers:
-            self.cluster.set_finalizers(
+            self.writes.set_finalizers(
                 namespace, name, [*finalizers, FINALIZER], metadata["resourceVersion"]
             )
             return 0.0
@@ -269,7 +282,7 @@ class Reconciler:
                 failed.reason if failed else reasons.STACK_UPDATE_FAILED,
             )
             if new_status != status:
-                self.cluster.write_status(namespace, name, status_body(new_status))
+                self.writes.write_status(namespace, name, status_body(new_status))
         self._report(raw, decision)
         if in_sync:
             return self._remaining(decision, now)
@@ -297,7 +310,7 @@ class Reconciler:
             },
         )
         synced = with_stack_sync(new_status.model_copy(update={"last_applied_hash": fingerprint}), True, now)
-        self.cluster.write_status(namespace, name, status_body(synced))
+        self.writes.write_status(namespace, name, status_body(synced))
         return self._remaining(decision, now)
 
     def _decide(self, app: CanaryApp, now: datetime.datetime) -> Decision:
@@ -347,9 +360,9 @@ class Reconciler:
         ]
 
     def _slots(self, app: CanaryApp) -> RolloutSlots:
-        """Rollout slots from a fresh list of CanaryApps (restart-proof: only the cluster is trusted)."""
+        """Rollout slots from the cached CanaryApps (restart-proof: only what the cluster stores counts)."""
         limit = self.max_concurrent_rollouts or 0
-        others = [item for item in self.cluster.list_canary_apps()[0] if _key(item) != app.key]
+        others = [item for item in self.apps.canary_apps() if _key(item) != app.key]
         statuses = [item.get("status") or {} for item in others]
         active = sum(1 for item in others if _holds_slot(item))
         mine = (app.status.queued_at or "~", app.key)  # "~" sorts after every timestamp
@@ -401,7 +414,7 @@ class Reconciler:
         current = (raw.get("status") or {}).get("message")
         if current != str(problem):
             update = {"message": str(problem), "invalidGeneration": metadata.get("generation")}
-            self.cluster.write_status(metadata["namespace"], metadata["name"], update)
+            self.writes.write_status(metadata["namespace"], metadata["name"], update)
             self.events.emit(raw, reasons.INVALID_SPEC, str(problem), warning=True)
 
     def _report_stack_error(
@@ -413,7 +426,7 @@ class Reconciler:
             extra={"canaryapp": metadata["name"], "reason": reason, "detail": failure},
         )
         self.events.emit(raw, reason, failure, warning=True)
-        self.cluster.write_status(metadata["namespace"], metadata["name"], status_body(failed))
+        self.writes.write_status(metadata["namespace"], metadata["name"], status_body(failed))
 
     def _finalize(self, raw: dict[str, Any], finalizers: list[str]) -> float | None:
         metadata = raw["metadata"]
@@ -433,7 +446,7 @@ class Reconciler:
         )
         self.events.emit(raw, reasons.STACK_DESTROYED, "Deleted the Deployments, Services and VirtualService")
         remaining = [item for item in finalizers if item != FINALIZER]
-        self.cluster.set_finalizers(
+        self.writes.set_finalizers(
             metadata["namespace"], metadata["name"], remaining, metadata["resourceVersion"]
         )
         self.telemetry.forget(metadata["namespace"], metadata["name"])

@@ -431,7 +431,7 @@ def describe_status(patch: dict[str, Any]) -> str:
 
 
 class ApiServer:
-    """The Cluster port over the world."""
+    """The API server over the world: the cache a pass reads (always current), its reads and its writes."""
 
     def __init__(self, world: World, points: WritePoints) -> None:
         self.world, self.points = world, points
@@ -439,15 +439,9 @@ class ApiServer:
     def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.world.app)
 
-    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+    def canary_apps(self) -> list[dict[str, Any]]:
         mine = [copy.deepcopy(self.world.app)] if self.world.app is not None else []
-        return [*mine, *self.world.other_rollouts()], str(self.world.resource_version)
-
-    def watch_function(self) -> tuple[Any, tuple[Any, ...]]:
-        raise AssertionError("a pass never watches")
-
-    def follow_deployments(self, stop: Any, on_change: Callable[[str, str], None]) -> None:
-        raise AssertionError("a pass never watches")
+        return [*mine, *self.world.other_rollouts()]
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
         return self.world.deployment_state(name)
@@ -455,13 +449,17 @@ class ApiServer:
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
         return frozenset({UID}) if self.world.declares(ref) else None
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.points.write(describe_status(status), lambda: self.world.patch_status(status))
+        return copy.deepcopy(self.world.app) or {}
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
         self.points.write(
             f"set_finalizers({finalizers})", lambda: self.world.set_finalizers(finalizers, resource_version)
         )
+        return copy.deepcopy(self.world.app) or {}
 
     def read_secret(self, namespace: str, name: str) -> SecretData | None:
         return None
@@ -558,8 +556,11 @@ def run(scenario: Scenario, crash: CrashPoint | None = None) -> Run:
     events = list(scenario.events)
 
     def restarted() -> Reconciler:
+        api_server = ApiServer(world, points)
         return Reconciler(
-            ApiServer(world, points),
+            api_server,
+            api_server,
+            api_server,
             Pulumi(world, points),
             Prometheus(world),
             Events(),

@@ -3,6 +3,7 @@ shard's CanaryApp answers "not found" (the API server filters lists, not reads b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kubernetes
@@ -48,8 +49,13 @@ def test_a_shard_reads_its_own_canaryapps_and_not_another_shards() -> None:
 def test_lists_and_watches_carry_the_selector_only_when_there_is_one() -> None:
     sharded, calls = cluster_with({}, "canary.atze.io/shard in (b, a)")
     sharded.list_canary_apps()
-    function, args = sharded.watch_function()
-    function(*args, watch=True)
+
+    def stream(function: Any, args: tuple[Any, ...], version: str, timeout: int) -> Iterable[dict[str, Any]]:
+        function(*args, watch=True)
+        return iter([{"type": "ERROR", "object": {"code": 410}}])
+
+    sharded.stream = stream
+    sharded.watch_canary_apps("7", lambda event_type, obj: None, until=lambda: False)
     assert calls.list_calls == [
         {"label_selector": "canary.atze.io/shard in (a,b)", "limit": LIST_PAGE_SIZE},
         {

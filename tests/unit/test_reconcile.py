@@ -23,6 +23,7 @@ from reconciler.core.policy import RoutingPolicy
 from reconciler.core.ports import StepReport
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
+from reconciler.runtime.cache import CanaryAppStore, WriteThrough
 from reconciler.runtime.reconcile import Reconciler
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -45,8 +46,8 @@ class FakeCluster:
     def get_canary_app(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.app)
 
-    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
-        return ([self.app] if self.app else []), "1"
+    def canary_apps(self) -> list[dict[str, Any]]:
+        return [self.app] if self.app else []
 
     def read_secret(self, namespace: str, name: str) -> SecretData | None:
         return None
@@ -67,18 +68,22 @@ class FakeCluster:
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
         return self.owners.get((ref.kind, ref.name))
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         assert self.app is not None
         self.log.append(f"status:{status.get('phase')}")
         self.app["status"] = {**self.app.get("status", {}), **status}
+        return copy.deepcopy(self.app)
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+    def set_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
         assert self.app is not None
         self.log.append(f"finalizers:{finalizers}")
+        self.app["metadata"]["finalizers"] = finalizers
+        stored = copy.deepcopy(self.app)
         if self.app["metadata"].get("deletionTimestamp") and not finalizers:
             self.app = None
-            return
-        self.app["metadata"]["finalizers"] = finalizers
+        return stored
 
 
 class FakeStacks:
@@ -143,7 +148,9 @@ def reconciler(
     cluster = FakeCluster(app)
     stacks = FakeStacks(cluster)
     events = FakeEvents()
-    subject = Reconciler(cluster, stacks, FakeMetrics(), events, clock=lambda: NOW, policy=policy)
+    subject = Reconciler(
+        cluster, cluster, cluster, stacks, FakeMetrics(), events, clock=lambda: NOW, policy=policy
+    )
     return subject, cluster, stacks, events
 
 
@@ -388,6 +395,8 @@ def test_a_paused_or_invalid_rollout_holds_no_slot_and_an_invalid_mark_is_cleare
     cluster = FakeCluster(new_app(image="app:v2"))
     subject = Reconciler(
         cluster,
+        cluster,
+        cluster,
         FakeStacks(cluster),
         FakeMetrics(),
         FakeEvents(),
@@ -398,13 +407,13 @@ def test_a_paused_or_invalid_rollout_holds_no_slot_and_an_invalid_mark_is_cleare
     cluster.app["status"] = {"phase": "Ready", "primaryImage": "app:v1"}
     paused = {"conditions": [{"type": "Paused", "status": "True", "reason": "Paused", "message": ""}]}
     others = [other_rollout("paused", **paused), other_rollout("invalid", invalidGeneration=3)]
-    cluster.list_canary_apps = lambda: (others, "1")  # type: ignore[method-assign]
+    cluster.canary_apps = lambda: others  # type: ignore[method-assign]
     app = CanaryApp.model_validate(cluster.app)
     assert subject._slots(app).active == 0
     others.append(other_rollout("fixed", invalidGeneration=2))  # generation 3 is valid again: it counts
     assert subject._slots(app).active == 1
     cluster.app["status"] = {"phase": "Ready", "primaryImage": "app:v1", "invalidGeneration": 1}
-    cluster.list_canary_apps = lambda: ([], "1")  # type: ignore[method-assign]
+    cluster.canary_apps = lambda: []  # type: ignore[method-assign]
     subject.reconcile("ns", "web")
     assert cluster.app["status"].get("invalidGeneration") is None
 
@@ -414,7 +423,9 @@ def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step
     app = new_app(image="app:v2", trafficShiftUpdateInterval=10)
     cluster = FakeCluster(app)
     stacks = FakeStacks(cluster)
-    subject = Reconciler(cluster, stacks, FakeMetrics(), FakeEvents(), clock=lambda: moments[-1])
+    subject = Reconciler(
+        cluster, cluster, cluster, stacks, FakeMetrics(), FakeEvents(), clock=lambda: moments[-1]
+    )
     original = stacks.apply
 
     def slow_apply(desired: DesiredStack) -> StepReport:
@@ -477,20 +488,23 @@ class TwoApps(FakeCluster):
         with self.lock:
             return copy.deepcopy(self.apps[name])
 
-    def list_canary_apps(self) -> tuple[list[dict[str, Any]], str]:
+    def canary_apps(self) -> list[dict[str, Any]]:
         with self.lock:
             listed = copy.deepcopy(list(self.apps.values()))
         time.sleep(0.2)
-        return listed, "1"
+        return listed
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             self.apps[name]["status"] = {**self.apps[name].get("status", {}), **status}
+            return copy.deepcopy(self.apps[name])
 
 
 def test_two_passes_at_once_never_both_take_the_last_rollout_slot() -> None:
     cluster = TwoApps()
     subject = Reconciler(
+        cluster,
+        cluster,
         cluster,
         FakeStacks(cluster),
         FakeMetrics(),
@@ -523,3 +537,27 @@ def test_a_template_the_api_server_refuses_outright_is_refused_with_its_reasons(
     assert cluster.app is not None
     assert "spec.template: the API server refused the template: " in cluster.app["status"]["message"]
     assert "procMount" in cluster.app["status"]["message"]
+
+
+def test_rollout_slots_are_counted_from_the_cache_with_this_reconcilers_own_writes_in_it() -> None:
+    """No watch event arrives between the two passes: the second sees the first's slot all the same, from
+    the answer to its status write, and neither pass reads CanaryApps from the API server."""
+    apps = TwoApps()
+    store = CanaryAppStore()
+    store.replace(copy.deepcopy(list(apps.apps.values())))
+    apps.get_canary_app = apps.canary_apps = None  # type: ignore[assignment,method-assign]
+    subject = Reconciler(
+        store,
+        apps,
+        WriteThrough(apps, store),
+        FakeStacks(apps),
+        FakeMetrics(),
+        FakeEvents(),
+        clock=lambda: NOW,
+        max_concurrent_rollouts=1,
+    )
+    subject.reconcile("ns", "a")
+    subject.reconcile("ns", "b")
+    assert apps.apps["a"]["status"]["phase"] == "Progressing"
+    assert apps.apps["b"]["status"]["phase"] == "Ready"
+    assert "waits for a rollout slot" in apps.apps["b"]["status"]["message"]

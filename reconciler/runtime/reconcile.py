@@ -171,9 +171,7 @@ class Reconciler:
         if metadata.get("deletionTimestamp"):
             return self._finalize(raw, finalizers)
         if FINALIZER not in finalizers:
-            self.writes.set_finalizers(
-                namespace, name, [*finalizers, FINALIZER], metadata["resourceVersion"]
-            )
+            self.writes.set_finalizers(namespace, name, [*finalizers, FINALIZER], metadata["resourceVersion"])
             return 0.0
         app = self._admitted(raw)
         return None if app is None else self._step(raw, app)

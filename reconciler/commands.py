@@ -26,7 +26,8 @@ from reconciler.core.model import GROUP, PLURAL, VERSION, CanaryApp
 from reconciler.core.policy import DEFAULT_METRIC_URLS, METRIC_URLS_FLAG, METRIC_URLS_VARIABLE, MetricsPolicy
 from reconciler.core.ports import Cluster
 from reconciler.core.text import printable
-from reconciler.runtime.reconcile import check_canary, utc_now
+from reconciler.runtime.observe import check_canary
+from reconciler.runtime.reconcile import utc_now
 
 
 class CommandError(Exception):

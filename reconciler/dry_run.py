@@ -23,7 +23,8 @@ from reconciler.core.machine import decide
 from reconciler.core.model import CanaryApp
 from reconciler.core.policy import METRIC_URLS_VARIABLE, MetricsPolicy
 from reconciler.core.ports import Cluster
-from reconciler.runtime.reconcile import check_canary, observe, utc_now
+from reconciler.runtime.observe import check_canary, observe
+from reconciler.runtime.reconcile import utc_now
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ class Controller:
     def _reconcile(self, key: Key) -> float | None:
         namespace, name = key
         try:
-            requeue_after = self.reconciler.reconcile(namespace, name)
+            requeue_after = self.reconciler.reconcile(namespace, name).requeue_after
         except TransientError as error:
             self.reconciler.telemetry.reconcile_failed()
             delay = self._backoff(key, error.retry_after)

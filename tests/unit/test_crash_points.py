@@ -575,7 +575,7 @@ def run(scenario: Scenario, crash: CrashPoint | None = None) -> Run:
             events.pop(0).change(world)
         writes_before = len(points.log)
         try:
-            requeue = reconciler.reconcile(NAMESPACE, NAME)
+            requeue = reconciler.reconcile(NAMESPACE, NAME).requeue_after
         except Crash:
             world.audit()
             reconciler = restarted()

@@ -20,7 +20,7 @@ from reconciler.core.endpoints import (
 from reconciler.core.grants import GRANT_ANNOTATION
 from reconciler.core.model import CanaryApp, CanaryAppSpec, CheckOutcome
 from reconciler.core.policy import DEFAULT_METRIC_URLS, MetricsPolicy
-from reconciler.runtime.reconcile import check_canary
+from reconciler.runtime.observe import check_canary
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 MIMIR = ("https://mimir.example.com/prometheus",)

@@ -11,6 +11,7 @@ from typing import Any
 from reconciler.core.errors import PermanentError, StackBusyError, TransientError
 from reconciler.runtime.cache import CanaryAppStore
 from reconciler.runtime.loop import MAX_BACKOFF_SECONDS, Controller
+from reconciler.runtime.reconcile import Result
 
 
 class Clock:
@@ -76,11 +77,11 @@ class FakeReconciler:
         self.passes: list[tuple[str, str]] = []
         self.telemetry = self
 
-    def reconcile(self, namespace: str, name: str) -> float | None:
+    def reconcile(self, namespace: str, name: str) -> Result:
         self.passes.append((namespace, name))
         if self.errors:
             raise self.errors.pop(0)
-        return None
+        return Result()
 
     def reconcile_failed(self) -> None:
         return

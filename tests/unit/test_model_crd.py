@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 
 from reconciler.core.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus
 from reconciler.core.wire import status_body
-from reconciler.runtime.reconcile import describe_validation_error
+from reconciler.runtime.admission import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())

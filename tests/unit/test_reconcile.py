@@ -161,7 +161,7 @@ def conditions(cluster: FakeCluster) -> dict[str, tuple[str, str]]:
 
 def test_decision_is_written_before_the_step_and_the_fingerprint_after() -> None:
     subject, cluster, stacks, events = reconciler(new_app())
-    assert subject.reconcile("ns", "web") == READINESS_RECHECK_SECONDS
+    assert subject.reconcile("ns", "web").requeue_after == READINESS_RECHECK_SECONDS
     assert cluster.log == ["status:Initializing", "up", "status:Initializing"]
     assert stacks.applied[0].primary_image == "app:v1"
     assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
@@ -192,12 +192,12 @@ def test_finalizer_first_then_deletion_destroys_the_stack() -> None:
     app = new_app()
     app["metadata"]["finalizers"] = []
     subject, cluster, stacks, _ = reconciler(app)
-    assert subject.reconcile("ns", "web") == 0.0
+    assert subject.reconcile("ns", "web").requeue_after == 0.0
     assert cluster.log == [f"finalizers:['{FINALIZER}']"]
     assert stacks.applied == []
     assert cluster.app is not None
     cluster.app["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.destroyed == ["ns.web"]
     assert cluster.app is None
 
@@ -221,7 +221,7 @@ def test_a_ready_canary_gets_its_first_step() -> None:
 
 def test_invalid_spec_is_reported_with_the_field_and_nothing_applied() -> None:
     subject, cluster, stacks, events = reconciler(new_app(stepWeight=80))
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.applied == []
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
@@ -290,7 +290,7 @@ def test_destroying_the_stack_leaves_an_object_someone_else_holds_alone() -> Non
     app["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     subject, cluster, stacks, events = reconciler(app)
     cluster.owners[("Deployment", "web-primary")] = frozenset({"someone-else"})
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.destroyed == ["ns.web"]
     assert stacks.kept == [("Deployment", "web-primary")]
     assert events.reasons[0] == "NameConflict"
@@ -299,7 +299,7 @@ def test_destroying_the_stack_leaves_an_object_someone_else_holds_alone() -> Non
 
 def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
     subject, cluster, stacks, events = reconciler(new_app(gateways=["istio-system/public"]))
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.applied == []
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
@@ -309,7 +309,7 @@ def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
 def test_a_namespace_without_pod_security_is_refused_naming_the_labels_and_the_fix() -> None:
     subject, cluster, stacks, events = reconciler(new_app())
     cluster.namespace = {"pod-security.kubernetes.io/enforce": "privileged"}
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.applied == []
     assert cluster.dry_runs == []
     assert events.reasons == ["InvalidSpec"]
@@ -328,7 +328,7 @@ def test_a_template_the_api_server_warns_about_is_refused_with_its_words() -> No
         "securityContext.privileged=true)",
         "spec.template.spec.containers[0].resources: some other warning",
     ]
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.applied == []
     (dry_run,) = cluster.dry_runs
     assert dry_run["metadata"]["generateName"] == "web-canary-"
@@ -358,7 +358,7 @@ def test_a_service_account_granted_by_its_owner_is_used_and_one_that_is_not_is_r
     template = {"spec": {"serviceAccountName": "web-runner", "containers": [{"name": "app"}]}}
     subject, cluster, stacks, _ = reconciler(new_app(template=template))
     cluster.annotations[("ServiceAccount", "web-runner")] = {"canary.atze.io/allowed-canaryapps": "api"}
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert cluster.app is not None
     assert "running as the ServiceAccount ns/web-runner" in cluster.app["status"]["message"]
     cluster.annotations[("ServiceAccount", "web-runner")] = {"canary.atze.io/allowed-canaryapps": "api,web"}
@@ -374,7 +374,7 @@ def test_a_metrics_secret_not_granted_to_the_canaryapp_refuses_it_before_anythin
         annotations={"canary.atze.io/allowed-canaryapps": "api"},
     )
     cluster.read_secret = lambda namespace, name: secret  # type: ignore[method-assign]
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.applied == []
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
@@ -409,9 +409,9 @@ def test_a_paused_or_invalid_rollout_holds_no_slot_and_an_invalid_mark_is_cleare
     others = [other_rollout("paused", **paused), other_rollout("invalid", invalidGeneration=3)]
     cluster.canary_apps = lambda: others  # type: ignore[method-assign]
     app = CanaryApp.model_validate(cluster.app)
-    assert subject._slots(app).active == 0
+    assert subject.observer.slots(app).active == 0
     others.append(other_rollout("fixed", invalidGeneration=2))  # generation 3 is valid again: it counts
-    assert subject._slots(app).active == 1
+    assert subject.observer.slots(app).active == 1
     cluster.app["status"] = {"phase": "Ready", "primaryImage": "app:v1", "invalidGeneration": 1}
     cluster.canary_apps = lambda: []  # type: ignore[method-assign]
     subject.reconcile("ns", "web")
@@ -442,7 +442,7 @@ def test_the_next_pass_is_due_one_interval_after_the_decision_not_after_the_step
     cluster.deployments["web-canary"] = DeploymentState(
         "app:v2", ready=True, revision=shorthand_revision("app:v2", 8088)
     )
-    assert subject.reconcile("ns", "web") == 8.5
+    assert subject.reconcile("ns", "web").requeue_after == 8.5
 
 
 def test_an_interrupted_step_is_applied_before_anything_is_decided() -> None:
@@ -464,7 +464,7 @@ def test_an_interrupted_step_is_applied_before_anything_is_decided() -> None:
     cluster.deployments["web-canary"] = DeploymentState(
         "app:v2", ready=True, revision=shorthand_revision("app:v2", 8088)
     )
-    assert subject.reconcile("ns", "web") == 0.0
+    assert subject.reconcile("ns", "web").requeue_after == 0.0
     assert [desired.canary_weight for desired in stacks.applied] == [20]
     assert cluster.app["status"]["lastCheckTime"] == "2026-01-01T00:00:00Z"
     assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
@@ -531,7 +531,7 @@ def test_a_template_the_api_server_refuses_outright_is_refused_with_its_reasons(
         'spec.template.spec.containers[0].securityContext.procMount: Invalid value: "Unmasked": '
         "`hostUsers` must be false to use `Unmasked`"
     ]
-    assert subject.reconcile("ns", "web") is None
+    assert subject.reconcile("ns", "web").requeue_after is None
     assert stacks.applied == []
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None

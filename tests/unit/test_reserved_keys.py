@@ -19,7 +19,7 @@ from reconciler.core.reserved_keys import (
     reserved_key_cel_validation,
     reserved_key_paths,
 )
-from reconciler.runtime.reconcile import describe_validation_error
+from reconciler.runtime.admission import describe_validation_error
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())

@@ -1,0 +1,139 @@
+"""What a pass observes before `decide()`: both Deployments, the metrics when a check is due, and the rollout
+slots when the CanaryApp is about to start one. Every read comes from a port: Deployments and CanaryApps from
+the caches, the metrics Secret by name (so a rotated credential counts at once)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.core import analysis, reasons
+from reconciler.core.analysis import CheckResult
+from reconciler.core.decisions import Observations, RolloutSlots
+from reconciler.core.endpoints import EndpointError, endpoint_for
+from reconciler.core.machine import about_to_start, wants_check
+from reconciler.core.model import Action, CanaryApp, CanaryAppStatus, CheckOutcome, Phase
+from reconciler.core.names import canary_name, primary_name
+from reconciler.core.ports import CanaryAppCache, ClusterReader, MetricsSource, SecretReader
+from reconciler.runtime.telemetry import Telemetry
+
+ACTIVE_PHASES = frozenset({Phase.PROGRESSING.value, Phase.PROMOTING.value})
+
+
+def observe(
+    app: CanaryApp,
+    cluster: ClusterReader,
+    check: Callable[[CanaryApp, datetime.datetime], CheckResult],
+    now: datetime.datetime,
+    slots: Callable[[CanaryApp], RolloutSlots] | None = None,
+) -> Observations:
+    """Reads what `decide()` needs: both Deployments and, only when a check is due, the metrics."""
+    namespace, name, status = app.metadata.namespace, app.metadata.name, app.status
+    return Observations(
+        generation=app.metadata.generation,
+        primary=cluster.deployment_state(namespace, primary_name(name)),
+        canary=cluster.deployment_state(namespace, canary_name(name)) if status.canary_image else None,
+        check=check(app, now) if wants_check(app.spec, status, now) else None,
+        requests={
+            action: token for action in Action if (token := app.metadata.annotations.get(action.annotation))
+        },
+        slots=slots(app) if slots is not None and about_to_start(app.spec, status) else None,
+    )
+
+
+def check_canary(
+    metrics: MetricsSource,
+    app: CanaryApp,
+    status: CanaryAppStatus,
+    now: datetime.datetime,
+    secrets: SecretReader,
+) -> CheckResult:
+    """One check: the error query and the traffic query, rendered for `now`, answered and assessed.
+
+    Both are evaluated at `now` to the second, the time the check's record carries: a backtest that replays
+    the record asks Prometheus about exactly the same instant (and so sees exactly the same samples). The
+    endpoint's Secret (prometheusSecretRef) is read at every check, so a rotated credential is used at once;
+    a missing or unusable one is a failed query, never a query sent without it.
+    """
+    spec, namespace = app.spec, app.metadata.namespace
+    variables = analysis.query_variables(app.metadata.name, namespace, spec, status, now)
+    queries = analysis.render_queries(spec, variables)
+    reference = spec.prometheus_secret_ref
+    try:
+        secret = secrets.read_secret(namespace, reference.name) if reference is not None else None
+        endpoint = endpoint_for(spec, namespace, app.metadata.name, secret)
+    except EndpointError as error:
+        return CheckResult(CheckOutcome.QUERY_FAILED, str(error), query=queries.errors)
+    at = now.replace(microsecond=0)
+    errors = metrics.query(endpoint, queries.errors, at)
+    traffic = metrics.query(endpoint, queries.traffic, at) if queries.traffic is not None else None
+    return analysis.assess(queries, errors, traffic, spec.min_canary_requests)
+
+
+def rollout_slots(app: CanaryApp, items: list[dict[str, Any]], limit: int) -> RolloutSlots:
+    """The slots `app` may take among `items` (every CanaryApp this reconciler sees): how many hold one, and
+    how many queued before it."""
+    others = [item for item in items if _key(item) != app.key]
+    active = sum(1 for item in others if _holds_slot(item))
+    mine = (app.status.queued_at or "~", app.key)  # "~" sorts after every timestamp
+    waiting_before = sum(
+        1
+        for item in others
+        if (queued_at := (item.get("status") or {}).get("queuedAt")) and (queued_at, _key(item)) < mine
+    )
+    return RolloutSlots(limit=limit, active=active, waiting_before=waiting_before)
+
+
+def _key(item: dict[str, Any]) -> str:
+    return f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+
+
+def _holds_slot(item: dict[str, Any]) -> bool:
+    """Whether a CanaryApp's rollout counts toward --max-concurrent-rollouts: it is progressing or promoting,
+    not paused (the user holds it), and its current spec is not invalid (the reconciler acts on it not at
+    all). A paused or invalid rollout that continues later continues even when the slots are full then: it
+    is under way already."""
+    status = item.get("status") or {}
+    if status.get("phase") not in ACTIVE_PHASES:
+        return False
+    if status.get("invalidGeneration") is not None and status["invalidGeneration"] == item["metadata"].get(
+        "generation"
+    ):
+        return False
+    paused = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == reasons.CONDITION_PAUSED), None
+    )
+    return not (paused is not None and paused.get("status") == "True")
+
+
+class Observer:
+    """A pass's observation of one CanaryApp, from the caches and the metrics source."""
+
+    def __init__(
+        self,
+        apps: CanaryAppCache,
+        cluster: ClusterReader,
+        metrics: MetricsSource,
+        telemetry: Telemetry,
+        max_concurrent_rollouts: int | None,
+    ) -> None:
+        self.apps = apps
+        self.cluster = cluster
+        self.metrics = metrics
+        self.telemetry = telemetry
+        self.max_concurrent_rollouts = max_concurrent_rollouts
+
+    def observe(self, app: CanaryApp, now: datetime.datetime) -> Observations:
+        return observe(
+            app, self.cluster, self._check, now, self.slots if self.max_concurrent_rollouts else None
+        )
+
+    def slots(self, app: CanaryApp) -> RolloutSlots:
+        """Rollout slots from the cached CanaryApps (restart-proof: only what the cluster stores counts)."""
+        return rollout_slots(app, self.apps.canary_apps(), self.max_concurrent_rollouts or 0)
+
+    def _check(self, app: CanaryApp, now: datetime.datetime) -> CheckResult:
+        result = check_canary(self.metrics, app, app.status, now, self.cluster)
+        self.telemetry.check_finished(result.outcome)
+        return result

@@ -190,10 +190,18 @@ def _steady(
             update={"queued_at": status.queued_at or timestamp(now), "message": message}
         )
         return WaitForSlot(queued, SLOT_POLL_SECONDS, reasons.WAITING_FOR_SLOT, message)
+    return _start_canary(spec, status, primary_replicas, now)
+
+
+def _start_canary(
+    spec: CanaryAppSpec, status: CanaryAppStatus, primary_replicas: int | None, now: datetime.datetime
+) -> Decision:
+    """The spec's release as the canary at weight 0, with a new rollout record saying what changed."""
     changes = tuple(
         workload.describe_changes(status.pod_template(status.primary_revision), spec.pod_template)
     )
     changed = f" ({', '.join(changes)})" if changes else ""
+    release = describe_release(spec.main_image, spec.revision)
     record = RolloutRecord(
         image=spec.main_image, revision=spec.revision, changes=changes, started_at=timestamp(now)
     )
@@ -273,9 +281,25 @@ def _judge(
     now: datetime.datetime,
 ) -> Decision:
     """A due check, recorded as evidence, decides: advance, promote, hold, fail a check or roll back."""
-    canary_image = status.canary_image or ""
     if not ready_with(obs.canary, status.canary_revision):
-        check = CheckResult(CheckOutcome.ERRORS_FOUND, f"canary Deployment {canary_image} is not ready")
+        check = CheckResult(
+            CheckOutcome.ERRORS_FOUND, f"canary Deployment {status.canary_image or ''} is not ready"
+        )
+    checked = _with_check_recorded(status, check, now)
+    ignored_failure = check.outcome == CheckOutcome.QUERY_FAILED and not spec.fail_when_prometheus_fails
+    if check.outcome == CheckOutcome.NO_CANARY_TRAFFIC or ignored_failure:
+        return _hold_without_evidence(spec, checked, check, now)
+    if check.outcome == CheckOutcome.CLEAN:
+        if status.canary_weight >= spec.max_weight:
+            return promote(checked, now)
+        next_weight = min(status.canary_weight + spec.step_weight, spec.max_weight)
+        return advance(spec, checked, next_weight, now, "Check clean")
+    return _fail_check(spec, checked, check, now)
+
+
+def _with_check_recorded(
+    status: CanaryAppStatus, check: CheckResult, now: datetime.datetime
+) -> CanaryAppStatus:
     record = CheckRecord(
         time=timestamp(now),
         weight=status.canary_weight,
@@ -285,7 +309,7 @@ def _judge(
         series=check.series,
         canary_requests=check.canary_requests,
     )
-    checked = status.model_copy(
+    return status.model_copy(
         update={
             "last_check_time": timestamp(now),
             "last_check_outcome": check.outcome,
@@ -293,21 +317,18 @@ def _judge(
             "checks": (*status.checks, record)[-MAX_CHECK_RECORDS:],
         }
     )
-    ignored_failure = check.outcome == CheckOutcome.QUERY_FAILED and not spec.fail_when_prometheus_fails
-    if check.outcome == CheckOutcome.NO_CANARY_TRAFFIC or ignored_failure:
-        return _hold_without_evidence(spec, checked, check, now)
-    if check.outcome == CheckOutcome.CLEAN:
-        if status.canary_weight >= spec.max_weight:
-            return promote(checked, now)
-        next_weight = min(status.canary_weight + spec.step_weight, spec.max_weight)
-        return advance(spec, checked, next_weight, now, "Check clean")
 
+
+def _fail_check(
+    spec: CanaryAppSpec, status: CanaryAppStatus, check: CheckResult, now: datetime.datetime
+) -> Decision:
+    """A failed check is counted; the failureThreshold-th rolls the canary back."""
     failed_checks = status.failed_checks + 1
     why = f"check {failed_checks}/{spec.failure_threshold} failed: {check.message}"
-    checked = checked.model_copy(update={"failed_checks": failed_checks})
+    counted = status.model_copy(update={"failed_checks": failed_checks})
     if failed_checks >= spec.failure_threshold:
-        return rollback(checked, why, now, reasons.CHECKS_FAILED)
-    new = checked.model_copy(update={"message": f"Holding weight {status.canary_weight}%: {why}"})
+        return rollback(counted, why, now, reasons.CHECKS_FAILED)
+    new = counted.model_copy(update={"message": f"Holding weight {status.canary_weight}%: {why}"})
     return FailCheck(new, float(spec.traffic_shift_update_interval), reasons.CHECK_FAILED, new.message)
 
 

@@ -1,13 +1,6 @@
 """The Pulumi program of one CanaryApp: it declares, from a `DesiredStack`, the primary and canary
-Deployments, the Service, the Istio DestinationRule and the VirtualService with the current weights. It never
-decides anything.
-
-Routing follows the original operator: one Service `<name>` selects the pods of both Deployments, a
-DestinationRule `<name>` splits them into the subsets `primary` and `canary` by the track label, and the
-VirtualService `<name>` sends a weighted share of the traffic to each subset. Istio's stats filter labels a
-request with the Service it was routed to, so both tracks' requests carry `destination_service_name="<name>"`
-— what every query written for the original operator filters on — while `destination_workload` still tells
-`<name>-primary` from `<name>-canary` (Flagger-style queries).
+Deployments, the apex Service `<name>` that selects both tracks' pods, and asks a router (stacks/routers/) for
+the objects that split the Service's traffic at the current weights. It never decides anything.
 
 Deployments and Services carry `pulumi.com/skipAwait`: every `up` returns as soon as the API server
 accepted the change, and the reconciler loop watches readiness itself. A step is then seconds long, a
@@ -31,6 +24,8 @@ from reconciler.core import reserved_keys, workload
 from reconciler.core.desired import AutoscalerSpec, DesiredStack
 from reconciler.core.model import API_VERSION, KIND
 from reconciler.core.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
+from stacks.routers import DEFAULT_ROUTER, router_named
+from stacks.routing import Route, Router
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryapp"}
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
@@ -38,9 +33,6 @@ SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 # is taken back instead of failing the step. It is safe only because the reconciler runs no step while any
 # object of the stack exists without this CanaryApp's owner reference (reconciler/ownership.py).
 PATCH_FORCE = {"pulumi.com/patchForce": "true"}
-ISTIO_API_VERSION = "networking.istio.io/v1"
-TRACKS = ("primary", "canary")
-ROUTE_NAME = "canary-split"
 # A Deployment rolls out a new template without losing capacity: no pod is taken down before its replacement
 # is available (the primary rolls out the canary's template at promotion while it carries all other traffic).
 STRATEGY = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
@@ -53,8 +45,9 @@ def build_program(desired: DesiredStack) -> Callable[[], None]:
     return program
 
 
-def declare(desired: DesiredStack) -> None:
-    """Declares every resource of `desired` in the current Pulumi program."""
+def declare(desired: DesiredStack, router: Router | None = None) -> None:
+    """Declares every resource of `desired` in the current Pulumi program; the traffic objects are `router`'s,
+    by default those of the router the registry picks for the CanaryApp."""
     # The CRD and the model refuse the key in a spec; the pod templates come from the status too.
     reserved_keys.refuse_reserved_key(
         dataclasses.asdict(desired),
@@ -80,58 +73,24 @@ def declare(desired: DesiredStack) -> None:
             desired.canary_autoscaler,
         )
     _service(desired)
-    destination_rule = k8s.apiextensions.CustomResource(
-        "destinationrule",
-        api_version=ISTIO_API_VERSION,
-        kind="DestinationRule",
-        metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),
-        spec=destination_rule_spec(desired),
-    )
-    k8s.apiextensions.CustomResource(
-        "virtualservice",
-        api_version=ISTIO_API_VERSION,
-        kind="VirtualService",
-        metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),
-        spec=virtual_service_spec(desired),
-        # A route to a subset the DestinationRule does not define yet would answer 503 (Envoy's NC).
-        opts=pulumi.ResourceOptions(depends_on=[destination_rule]),
-    )
+    (router or router_named(DEFAULT_ROUTER)).declare(route_of(desired), pulumi.ResourceOptions())
     pulumi.export("primaryImage", desired.primary_image)
     pulumi.export("canaryImage", desired.canary_image or "")
     pulumi.export("canaryWeight", desired.canary_weight)
 
 
-def service_host(desired: DesiredStack) -> str:
-    return f"{desired.name}.{desired.namespace}.svc.cluster.local"
-
-
-def destination_rule_spec(desired: DesiredStack) -> dict[str, Any]:
-    return {
-        "host": service_host(desired),
-        "subsets": [{"name": track, "labels": {TRACK_LABEL: track}} for track in TRACKS],
-    }
-
-
-def virtual_service_spec(desired: DesiredStack) -> dict[str, Any]:
-    def destination(subset: str, weight: int) -> dict[str, Any]:
-        target = {"host": service_host(desired), "subset": subset, "port": {"number": desired.port}}
-        return {"destination": target, "weight": weight}
-
-    spec: dict[str, Any] = {
-        "hosts": list(desired.hosts),
-        "http": [
-            {
-                "name": ROUTE_NAME,
-                "route": [
-                    destination("primary", desired.primary_weight),
-                    destination("canary", desired.canary_weight),
-                ],
-            }
-        ],
-    }
-    if desired.gateways:
-        spec["gateways"] = list(desired.gateways)
-    return spec
+def route_of(desired: DesiredStack) -> Route:
+    """What the router is asked for: the apex Service split between the tracks at the desired weights."""
+    return Route(
+        service=desired.name,
+        namespace=desired.namespace,
+        port=desired.port,
+        hosts=desired.hosts,
+        gateways=desired.gateways,
+        primary_weight=desired.primary_weight,
+        canary_weight=desired.canary_weight,
+        metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),
+    )
 
 
 def _metadata(
@@ -206,7 +165,7 @@ def _deployment(
 
 
 def _service(desired: DesiredStack) -> None:
-    """The apex Service: it selects both tracks' pods; the DestinationRule's subsets tell them apart."""
+    """The apex Service: it selects both tracks' pods; the router's objects tell them apart."""
     k8s.core.v1.Service(
         "apex-service",
         metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}, SKIP_AWAIT),

@@ -1,17 +1,24 @@
-"""The Pulumi program under Pulumi's own mocks: which resources it declares, their labels and weights."""
+"""The Pulumi program under Pulumi's own mocks: which resources it declares, their labels and weights, and
+what it asks of its router."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.core.desired import AutoscalerSpec, DesiredStack
 from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY, ReservedKeyError
 from reconciler.core.workload import effective_template
-from stacks.program import declare
+from stacks.program import declare, route_of
+from stacks.routing import Route, Router
+from tests.stacks.pulumi_mocks import Recorder, Registration, urn
+from tests.stacks.pulumi_mocks import run as run_program
 
 DESIRED = DesiredStack(
     name="shop",
@@ -34,37 +41,24 @@ DESIRED = DesiredStack(
 ASSET = {PULUMI_SIGNATURE_KEY: "c44067f5952c0a294b673a41bacd8c17", "path": "/dev/zero"}
 
 
-class Recorder(pulumi.runtime.Mocks):
+class RecordingRouter:
+    """Records what the program asks and declares one object of its own, with the options it is given."""
+
     def __init__(self) -> None:
-        self.resources: dict[str, dict[str, Any]] = {}
+        self.routes: list[Route] = []
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources[args.name] = {"type": args.typ, **args.inputs}
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    saved = pulumi.runtime.settings.SETTINGS
-    mocks = Recorder()
-    pulumi.runtime.set_mocks(mocks, project="canaryapp", stack="team-a.shop", preview=False)
-    try:
-        yield mocks
-    finally:
-        pulumi.runtime.settings.SETTINGS = saved
+    def declare(self, route: Route, opts: pulumi.ResourceOptions) -> None:
+        self.routes.append(route)
+        k8s.core.v1.ConfigMap(
+            "recorded-route",
+            metadata=route.metadata,
+            data={"primary": str(route.primary_weight), "canary": str(route.canary_weight)},
+            opts=opts,
+        )
 
 
-def run(desired: DesiredStack, recorder: Recorder) -> dict[str, dict[str, Any]]:
-    @pulumi.runtime.test
-    def program() -> pulumi.Output[None]:
-        declare(desired)
-        return pulumi.Output.from_input(None)
-
-    program()
-    return recorder.resources
+def run(desired: DesiredStack, recorder: Recorder, router: Router | None = None) -> dict[str, dict[str, Any]]:
+    return run_program(lambda: declare(desired, router), recorder)
 
 
 def test_declares_deployments_service_destination_rule_and_virtual_service(recorder: Recorder) -> None:
@@ -97,34 +91,77 @@ def test_declares_deployments_service_destination_rule_and_virtual_service(recor
     assert resources["apex-service"]["spec"]["selector"] == {"canary.atze.io/app": "shop"}
 
 
-def test_destination_rule_splits_the_apex_service_by_track(recorder: Recorder) -> None:
-    rule = run(DESIRED, recorder)["destinationrule"]
-    assert (rule["apiVersion"], rule["kind"], rule["metadata"]["name"]) == (
-        "networking.istio.io/v1",
-        "DestinationRule",
-        "shop",
-    )
-    assert rule["spec"] == {
-        "host": "shop.team-a.svc.cluster.local",
-        "subsets": [
-            {"name": "primary", "labels": {"canary.atze.io/track": "primary"}},
-            {"name": "canary", "labels": {"canary.atze.io/track": "canary"}},
-        ],
+DESTINATION_RULE = "kubernetes:networking.istio.io/v1:DestinationRule"
+VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"
+
+
+def test_existing_stacks_see_the_same_resources(recorder: Recorder) -> None:
+    # The logical names, types, parents and dependencies every stack was applied with before the router seam:
+    # a preview of such a stack shows no replacement.
+    run(DESIRED, recorder)
+    assert recorder.registrations == {
+        "primary-deployment": Registration(
+            urn("kubernetes:apps/v1:Deployment", "primary-deployment"), frozenset(), ""
+        ),
+        "canary-deployment": Registration(
+            urn("kubernetes:apps/v1:Deployment", "canary-deployment"), frozenset(), ""
+        ),
+        "apex-service": Registration(urn("kubernetes:core/v1:Service", "apex-service"), frozenset(), ""),
+        "destinationrule": Registration(urn(DESTINATION_RULE, "destinationrule"), frozenset(), ""),
+        "virtualservice": Registration(
+            urn(VIRTUAL_SERVICE, "virtualservice"), frozenset({urn(DESTINATION_RULE, "destinationrule")}), ""
+        ),
     }
 
 
-def test_virtual_service_weights_sum_to_100(recorder: Recorder) -> None:
-    vs = run(DESIRED, recorder)["virtualservice"]
-    assert vs["apiVersion"] == "networking.istio.io/v1"
-    assert vs["kind"] == "VirtualService"
-    assert vs["metadata"]["name"] == "shop"
-    route = vs["spec"]["http"][0]["route"]
-    assert [(r["destination"]["host"], r["destination"]["subset"], r["weight"]) for r in route] == [
-        ("shop.team-a.svc.cluster.local", "primary", 70),
-        ("shop.team-a.svc.cluster.local", "canary", 30),
+def test_the_program_declares_what_its_router_declares(recorder: Recorder) -> None:
+    router = RecordingRouter()
+    resources = run(DESIRED, recorder, router)
+    assert sorted(resources) == ["apex-service", "canary-deployment", "primary-deployment", "recorded-route"]
+    assert router.routes == [
+        Route(
+            service="shop",
+            namespace="team-a",
+            port=8088,
+            hosts=("shop",),
+            gateways=(),
+            primary_weight=70,
+            canary_weight=30,
+            metadata={
+                "name": "shop",
+                "namespace": "team-a",
+                "labels": {"app.kubernetes.io/managed-by": "canaryapp", "canary.atze.io/app": "shop"},
+                "annotations": {"pulumi.com/patchForce": "true"},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "canary.atze.io/v1",
+                        "kind": "CanaryApp",
+                        "name": "shop",
+                        "uid": "uid-1",
+                        "controller": True,
+                        "blockOwnerDeletion": False,
+                    }
+                ],
+            },
+        )
     ]
-    assert all(r["destination"]["port"]["number"] == 8088 for r in route)
-    assert "gateways" not in vs["spec"]
+    assert resources["recorded-route"]["data"] == {"primary": "70", "canary": "30"}
+    assert recorder.registrations["recorded-route"].urn == urn(
+        "kubernetes:core/v1:ConfigMap", "recorded-route"
+    )
+
+
+@given(canary_weight=st.integers(min_value=0, max_value=100), with_canary=st.booleans())
+def test_the_weights_a_router_is_given_sum_to_100(canary_weight: int, with_canary: bool) -> None:
+    desired = dataclasses.replace(
+        DESIRED,
+        canary_weight=canary_weight if with_canary else 0,
+        canary_image="shop:v2" if with_canary else None,
+        canary_template=DESIRED.canary_template if with_canary else None,
+    )
+    route = route_of(desired)
+    assert route.canary_weight == desired.canary_weight
+    assert route.primary_weight + route.canary_weight == 100
 
 
 def test_no_canary_deployment_without_canary_image(recorder: Recorder) -> None:
@@ -136,13 +173,6 @@ def test_no_canary_deployment_without_canary_image(recorder: Recorder) -> None:
     assert "destinationrule" in resources
     route = resources["virtualservice"]["spec"]["http"][0]["route"]
     assert [r["weight"] for r in route] == [100, 0]
-
-
-def test_gateways_and_hosts_are_passed_through(recorder: Recorder) -> None:
-    desired = DesiredStack(**{**DESIRED.__dict__, "hosts": ("*",), "gateways": ("istio-system/gw", "mesh")})
-    vs = run(desired, recorder)["virtualservice"]
-    assert vs["spec"]["hosts"] == ["*"]
-    assert vs["spec"]["gateways"] == ["istio-system/gw", "mesh"]
 
 
 def test_deployments_carry_their_revision_and_keep_capacity_while_rolling_out(recorder: Recorder) -> None:

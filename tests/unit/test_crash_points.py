@@ -49,7 +49,8 @@ from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
 from reconciler.runtime.reconcile import Reconciler
 from reconciler.runtime.telemetry import Telemetry
-from stacks.program import virtual_service_spec
+from stacks.program import route_of
+from stacks.routers.istio import virtual_service_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
@@ -396,7 +397,7 @@ class World:
             if self.deployments:
                 self.violation(f"Deployments {sorted(self.deployments)} exist without a stack")
             return
-        route = virtual_service_spec(self.stack)["http"][0]["route"]
+        route = virtual_service_spec(route_of(self.stack))["http"][0]["route"]
         weights = {entry["destination"]["subset"]: entry["weight"] for entry in route}
         if sum(weights.values()) != 100 or min(weights.values()) < 0:
             self.violation(f"the VirtualService's weights {weights} do not sum to 100")

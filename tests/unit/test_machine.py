@@ -45,7 +45,8 @@ from reconciler.core.model import (
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.wire import status_body
 from reconciler.core.workload import shorthand_revision
-from stacks.program import virtual_service_spec
+from stacks.program import route_of
+from stacks.routers.istio import virtual_service_spec
 from tests.unit.statuses import revision, written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -483,7 +484,8 @@ def test_rollout_invariants(
         new = decision.status
         assert 0 <= new.canary_weight <= max_weight
         # The route the Pulumi program declares for this status: weights in range, summing to 100.
-        routes = virtual_service_spec(desired_stack("web", "ns", "uid", the_spec, new))["http"][0]["route"]
+        traffic = route_of(desired_stack("web", "ns", "uid", the_spec, new))
+        routes = virtual_service_spec(traffic)["http"][0]["route"]
         assert all(0 <= route["weight"] <= 100 for route in routes)
         assert sum(route["weight"] for route in routes) == 100
         assert routes[1]["weight"] == (new.canary_weight if new.canary_image else 0)

@@ -5,7 +5,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test lint unit integration tools tools-cold image venv cluster demo demo-up demo-down bench clean
+.PHONY: test lint unit envtest e2e integration tools tools-cold image venv cluster demo demo-up demo-down bench clean
 
 $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,17 +34,27 @@ lint: venv
 	mypy
 	lint-imports
 
-unit: venv tools
-	pytest tests/unit tests/stacks
-
-# Two test processes (pytest-xdist), each with its own local cluster: the integration tests mostly wait.
+# Three tiers (docs: how the tests are organised). unit: no tool, only the venv; envtest: the reconciler
+# in-process against the local API server with a recording stack runner; e2e: everything real.
+UNIT_TESTS := tests/unit tests/stacks tests/devenv
+# Two test processes (pytest-xdist), each with its own local cluster in the tiers that have one.
 PYTEST_WORKERS ?= 2
 
-test: venv tools lint image
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup
+unit: venv
+	pytest -n $(PYTEST_WORKERS) $(UNIT_TESTS)
+
+envtest: venv tools
+	pytest tests/envtest
+
+e2e: venv tools image
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
 
 integration: venv tools image
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/envtest tests/integration
+
+# All three tiers in one run, so the cheap tests fill the gaps the e2e tests' waits leave on both workers.
+test: venv tools lint image
+	pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 cluster: venv tools
 	canaryapp-dev cluster

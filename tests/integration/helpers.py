@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from devenv.cluster import LocalCluster
+from devenv.cluster import LocalCluster, write_kubeconfig
 from devenv.kube import (
     DELETION_TIMEOUT_SECONDS,
     read_deployment,
@@ -60,6 +60,18 @@ def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl canaryapp ARGS`: kubectl finds kubectl-canaryapp on PATH (the project's virtualenv)."""
+    return subprocess.run(
+        [tool("kubectl"), "canaryapp", *args],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
 def reconciler_token(kube: kubernetes.client.ApiClient, cluster: LocalCluster) -> str:
     """A token of the reconciler's ServiceAccount (TokenRequest API), with config/namespace and config/rbac
     applied: its namespace, the account and its roles, as installed."""
@@ -71,6 +83,13 @@ def reconciler_token(kube: kubernetes.client.ApiClient, cluster: LocalCluster) -
         RECONCILER_ACCOUNT, SYSTEM_NAMESPACE, request
     )
     return str(created.status.token)
+
+
+def service_account_kubeconfig(kube: kubernetes.client.ApiClient, cluster: LocalCluster, path: Path) -> Path:
+    """A kubeconfig at `path` that acts as the reconciler's ServiceAccount (see reconciler_token)."""
+    token = reconciler_token(kube, cluster)
+    write_kubeconfig(path, cluster.server, cluster.info.ca_cert, None, token=token)
+    return path
 
 
 def error_query(namespace: str, name: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import subprocess
 import threading
@@ -26,10 +25,10 @@ import kubernetes
 import pytest
 
 from devenv.cluster import LocalCluster
-from devenv.processes import free_port, tool
+from devenv.processes import free_port
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import Apps, WeightRecorder, wait_for
+from tests.integration.helpers import Apps, WeightRecorder, plugin, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,18 +67,6 @@ def receiver() -> Iterator[Receiver]:
     local = Receiver()
     yield local
     local.server.shutdown()
-
-
-def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`kubectl canaryapp ARGS`: kubectl finds kubectl-canaryapp on PATH (the project's virtualenv)."""
-    return subprocess.run(
-        [tool("kubectl"), "canaryapp", *args],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
 
 
 def started(cluster: LocalCluster, namespace: str, tmp_path: Path, *flags: str) -> ReconcilerProcess:
@@ -206,12 +193,6 @@ def test_abort_rolls_back_and_retry_rolls_out_again(controlled: Controlled) -> N
     assert events[0] == "started"
     assert events.index("aborted") < events.index("promoted")
     assert events.count("started") == 2
-
-
-def test_errors_name_the_problem(cluster: LocalCluster, namespace: str) -> None:
-    missing = plugin(cluster.kubeconfig, "status", "nothing-here", "--namespace", namespace)
-    assert missing.returncode == 1
-    assert f"could not read CanaryApp {namespace}/nothing-here: not found" in missing.stderr
 
 
 def test_one_rollout_at_a_time_and_a_dead_receiver_changes_nothing(

@@ -1,5 +1,5 @@
 """The reconciler under its own identity: the ServiceAccount and RBAC of config/rbac are enough for a whole
-rollout and a deletion, and verbs it does not need are forbidden to it."""
+rollout and a deletion (tests/envtest/test_own_identity.py: verbs it does not need are forbidden to it)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,14 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from kubernetes.client.exceptions import ApiException
 
-from devenv.cluster import LocalCluster, write_kubeconfig
+from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
-from devenv.kube import api_client
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from tests.integration.helpers import SYSTEM_NAMESPACE, Apps, reconciler_token, wait_for
+from tests.integration.helpers import SYSTEM_NAMESPACE, Apps, service_account_kubeconfig, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def service_account_kubeconfig(kube: kubernetes.client.ApiClient, cluster: LocalCluster, path: Path) -> Path:
-    token = reconciler_token(kube, cluster)
-    write_kubeconfig(path, cluster.server, cluster.info.ca_cert, None, token=token)
-    return path
 
 
 def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
@@ -61,38 +53,3 @@ def test_rollout_and_deletion_with_the_reconcilers_own_rbac(
         assert reconciler.metrics().get("canaryapp_reconcile_errors_total") == 0.0
     finally:
         reconciler.stop()
-
-
-@pytest.mark.parametrize(
-    ("action", "call"),
-    [
-        pytest.param(
-            "list secrets", lambda api, ns: kubernetes.client.CoreV1Api(api).list_namespaced_secret(ns)
-        ),
-        pytest.param("list pods", lambda api, ns: kubernetes.client.CoreV1Api(api).list_namespaced_pod(ns)),
-        pytest.param(
-            "create namespaces",
-            lambda api, ns: kubernetes.client.CoreV1Api(api).create_namespace(
-                {"metadata": {"name": "x-" + ns}}
-            ),
-        ),
-        pytest.param(
-            "delete the CanaryApp CRD",
-            lambda api, ns: kubernetes.client.ApiextensionsV1Api(api).delete_custom_resource_definition(
-                "canaryapps.canary.atze.io"
-            ),
-        ),
-    ],
-)
-def test_verbs_it_does_not_need_are_forbidden(
-    kube: kubernetes.client.ApiClient,
-    cluster: LocalCluster,
-    namespace: str,
-    tmp_path: Path,
-    action: str,
-    call: object,
-) -> None:
-    kubeconfig = service_account_kubeconfig(kube, cluster, tmp_path / "sa.kubeconfig")
-    with pytest.raises(ApiException) as forbidden:
-        call(api_client(kubeconfig), namespace)  # type: ignore[operator]
-    assert forbidden.value.status == 403, action

@@ -7,7 +7,7 @@ then uninstalls what this prints, so it keeps exactly the locked runtime closure
 in pyproject.toml and what they require in turn, followed through the installed metadata with their markers
 and extras. The project itself, pip and setuptools stay. It needs only pyproject.toml, not the sources, so the
 image's layer of Python packages is built again only when the lock or the dependencies change. Run by the
-Dockerfile with the image's Python; tests/unit/test_deploy_config.py runs it here.
+Dockerfile with the image's Python; tests/devenv/test_deploy_config.py runs it here.
 """
 
 from __future__ import annotations

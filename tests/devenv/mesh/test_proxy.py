@@ -16,7 +16,7 @@ from devenv.mesh.load import LoadGenerator, is_nothello
 from devenv.mesh.proxy import MeshProxy
 from devenv.mesh.routing import Destination
 from devenv.processes import wait_until
-from tests.unit.mesh.builders import NAMESPACE, REPORTERS, subset, workload
+from tests.devenv.mesh.builders import NAMESPACE, REPORTERS, subset, workload
 
 
 @pytest.fixture

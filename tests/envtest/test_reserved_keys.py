@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from reconciler.core.model import GROUP, PLURAL, VERSION
 from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY, reserved_key_cel_validation
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.envtest
 
 # With the asset signature and a path, Pulumi's engine would read /dev/zero inside the reconciler.
 ASSET = {PULUMI_SIGNATURE_KEY: "c44067f5952c0a294b673a41bacd8c17", "path": "/dev/zero"}

@@ -1,10 +1,12 @@
 """A corpus of hostile CanaryApps, written by the limited user (examples/limited-user: CanaryApps in `default`
-and nothing else) against a real API server and a real reconciler with its secure defaults. Each asks, through
+and nothing else) against a real API server and the reconciler with its secure defaults (in this process, on a
+recording stack runner: tests/envtest/conftest.py). Each asks, through
 the reconciler, for more than its author may have: a privileged pod, another identity, someone's Secret, a
 node, a priority, a webhook's attention, another app's traffic, a metric endpoint of its choosing, or a file
 read or URL fetched by Pulumi's engine. Each is refused, at admission (the CRD) or by the reconciler (status,
-InvalidSpec Event), naming the field; and the whole corpus changes nothing in `default` (objects, labels,
-field managers), contacts no endpoint, and shows no Secret's value anywhere a user can read."""
+InvalidSpec Event), naming the field, before any step: no stack is applied or destroyed; and the whole corpus
+changes nothing in `default` (objects, labels, field managers), contacts no endpoint, and shows no Secret's
+value anywhere a user can read."""
 
 from __future__ import annotations
 
@@ -22,14 +24,14 @@ from kubernetes.client.exceptions import ApiException
 
 from devenv.cluster import LocalCluster
 from devenv.hostile_endpoint import HostileEndpoint
-from devenv.reconciler_process import ReconcilerProcess
 from reconciler.core.endpoints import CREDENTIALS_LABEL
 from reconciler.core.grants import GRANT_ANNOTATION
 from reconciler.core.model import GROUP, PLURAL, VERSION
 from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY
+from tests.envtest.conftest import InProcessReconciler
 from tests.integration.helpers import canary_app
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("hostile-corpus")]
+pytestmark = [pytest.mark.envtest, pytest.mark.xdist_group("hostile-corpus")]
 
 NAMESPACE = "default"  # where the limited user may create CanaryApps
 ADMISSION, RECONCILER = "admission", "reconciler"
@@ -715,7 +717,7 @@ class Refusals:
 @dataclass(frozen=True)
 class Corpus:
     refusals: Refusals
-    reconciler: ReconcilerProcess
+    reconciler: InProcessReconciler
     listener: HostileEndpoint
     before: Snapshot
     after: Snapshot
@@ -826,7 +828,7 @@ def corpus(
     change nothing either."""
     core = kubernetes.client.CoreV1Api(kube)
     user = LimitedUser(limited_user)
-    reconciler = ReconcilerProcess(cluster.kubeconfig, NAMESPACE, tmp_path_factory.mktemp("reconciler"))
+    reconciler = InProcessReconciler(cluster.kubeconfig, NAMESPACE, tmp_path_factory.mktemp("reconciler"))
     with admin_objects(core), HostileEndpoint() as listener:
         before = snapshot(kube)
         reconciler.start()
@@ -892,6 +894,13 @@ def test_the_corpus_changed_nothing_in_the_namespace(corpus: Corpus) -> None:
     assert not changes, "\n".join(changes)
 
 
+def test_no_step_was_taken_for_the_corpus(corpus: Corpus) -> None:
+    """Refused before any `stack.up` or destroy: the recording runner saw none (so Pulumi's engine, which
+    would fetch an asset's URL or read its file, was never handed a corpus spec)."""
+    assert corpus.reconciler.stacks.applied == []
+    assert corpus.reconciler.stacks.destroyed == []
+
+
 def test_no_url_in_the_corpus_was_contacted(corpus: Corpus) -> None:
     assert corpus.listener.requests == []
 
@@ -908,6 +917,5 @@ def test_no_secret_value_is_shown_in_a_status_an_event_or_the_log(corpus: Corpus
 
 
 def test_the_reconciler_survived_the_corpus(corpus: Corpus) -> None:
-    assert corpus.reconciler.process is not None
-    assert corpus.reconciler.process.poll() is None, "the reconciler exited"
+    assert corpus.reconciler.healthy(), "the reconciler's watch or workers stopped"
     assert "Traceback" not in corpus.reconciler.log()

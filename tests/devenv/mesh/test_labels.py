@@ -6,7 +6,7 @@ import pytest
 
 from devenv.mesh.labels import GENERATOR_WORKLOAD, Reporter, request_labels
 from devenv.mesh.routing import Destination, Workload
-from tests.unit.mesh.builders import NAMESPACE, REPORTERS, subset, workload
+from tests.devenv.mesh.builders import NAMESPACE, REPORTERS, subset, workload
 
 ISTIO_STANDARD_LABELS = {
     "reporter",

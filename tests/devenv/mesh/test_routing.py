@@ -23,7 +23,7 @@ from devenv.mesh.routing import (
     image_tag,
     resolve_routes,
 )
-from tests.unit.mesh.builders import APP_SELECTOR, NAMESPACE, host, pod_labels, subset, workload
+from tests.devenv.mesh.builders import APP_SELECTOR, NAMESPACE, host, pod_labels, subset, workload
 
 # Smooth weighted round-robin -------------------------------------------------------------------------
 

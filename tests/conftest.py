@@ -1,0 +1,58 @@
+"""Fixtures the envtest and e2e tiers share: one local cluster per test process (pytest-xdist worker), the
+admin's client, a fresh namespace per test and the limited user. Session fixtures start only when a test asks
+for them, so the unit tier (tests/unit, tests/stacks, tests/devenv) needs no tool."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import kubernetes
+import pytest
+
+from devenv.cluster import POD_SECURITY_LABELS, LocalCluster, running
+from devenv.kube import api_client
+from devenv.processes import REPO_ROOT, tools_bin
+from tests.integration.helpers import LIMITED_USER, LIMITED_USER_EXAMPLE, kubectl
+
+
+@pytest.fixture(scope="session")
+def tools_on_path() -> None:
+    venv_bin = REPO_ROOT / ".venv" / "bin"
+    os.environ["PATH"] = f"{tools_bin()}:{venv_bin}:{os.environ['PATH']}"
+
+
+@pytest.fixture(scope="session")
+def cluster(tools_on_path: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with running(tmp_path_factory.mktemp("cluster")) as local:
+        local.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+        yield local
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: LocalCluster) -> kubernetes.client.ApiClient:
+    return api_client(cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube: kubernetes.client.ApiClient) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    body = {"metadata": {"name": name, "labels": POD_SECURITY_LABELS}}
+    kubernetes.client.CoreV1Api(kube).create_namespace(body)
+    return name
+
+
+@pytest.fixture(scope="module")
+def limited_user(cluster: LocalCluster) -> Iterator[kubernetes.client.ApiClient]:
+    """An API client that acts as examples/limited-user's user (impersonated by the admin), with the example
+    applied: it may manage CanaryApps in `default` and nothing else."""
+    example = str(LIMITED_USER_EXAMPLE / "rbac.yaml")
+    applied = kubectl(cluster.kubeconfig, "apply", "-f", example)
+    assert applied.returncode == 0, applied.stderr
+    client = api_client(cluster.kubeconfig)
+    client.set_default_header("Impersonate-User", LIMITED_USER)
+    yield client
+    client.close()
+    deleted = kubectl(cluster.kubeconfig, "delete", "-f", example, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr

@@ -15,7 +15,7 @@ Regenerate after a Kubernetes bump (update both tools/kubernetes and tools/kuber
 
 `--write` replaces only the lines between the BEGIN and END marker comments under `spec.template` in
 crds/canary.atze.io_canaryapps.yaml (one JSON flow mapping per key, sorted); the rest of the file is kept byte
-for byte. tests/devenv/test_crd_pod_template.py fails when the committed block differs from this output.
+for byte. tests/envtest/test_crd_pod_template.py fails when the committed block differs from this output.
 
 On the way from OpenAPI to a CRD schema:
 - every `$ref` and `allOf` is inlined (CRD schemas cannot refer to anything);

@@ -22,6 +22,7 @@ from reconciler.core.desired import DesiredStack
 from reconciler.core.policy import RoutingPolicy
 from reconciler.core.ports import StepReport
 from reconciler.logs import TextFormatter
+from reconciler.runtime.cache import CanaryAppStore, WriteThrough
 from reconciler.runtime.loop import Controller
 from reconciler.runtime.reconcile import Reconciler
 
@@ -84,10 +85,13 @@ class InProcessReconciler:
             namespace=self.config.namespace,
             selector=self.config.shard_selector,
         )
+        cache = CanaryAppStore()
         self.controller = Controller(
             cluster,
             Reconciler(
+                cache,
                 cluster,
+                WriteThrough(cluster, cache),
                 self.stacks,
                 self.metrics,
                 cluster,
@@ -97,6 +101,7 @@ class InProcessReconciler:
                 metrics_policy=self.config.metrics_policy,
                 max_concurrent_rollouts=self.config.max_concurrent_rollouts,
             ),
+            cache,
             workers=self.config.workers,
             resync_seconds=self.config.resync_seconds,
         )

@@ -1,0 +1,149 @@
+"""`kubectl canaryapp`'s renderings (plugin.py) of CanaryApps as the API server stores them: the weight bar,
+the status with its next step, the history and the exit code."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from reconciler.core.clock import timestamp
+from reconciler.core.model import CanaryApp
+from reconciler.core.wire import status_body
+from reconciler.plugin import exit_code, render_history, render_status, weight_bar
+from tests.unit.statuses import revision, written
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+SPEC = {
+    "image": "app:v2",
+    "imageListenPort": 8088,
+    "prometheusQuery": "q",
+    "prometheusURL": "http://p",
+    "trafficShiftUpdateInterval": 10,
+}
+
+
+def stored(status: dict[str, Any], **spec: object) -> CanaryApp:
+    """The CanaryApp as read back from the API server."""
+    return CanaryApp.model_validate(
+        {"metadata": {"name": "web", "namespace": "shop"}, "spec": {**SPEC, **spec}, "status": status}
+    )
+
+
+def running(weight: int, **more: object) -> dict[str, Any]:
+    return status_body(
+        written(
+            phase="Progressing",
+            primary="app:v1",
+            canary="app:v2",
+            successful="app:v1",
+            canaryWeight=weight,
+            lastCheckTime=timestamp(T0),
+            **more,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("canary_weight", "bar"),
+    [
+        pytest.param(0, "primary 100% [####################] canary   0%", id="all primary"),
+        pytest.param(30, "primary  70% [##############......] canary  30%", id="a canary step"),
+        pytest.param(100, "primary   0% [....................] canary 100%", id="all canary"),
+    ],
+)
+def test_the_weight_bar(canary_weight: int, bar: str) -> None:
+    assert weight_bar(canary_weight) == bar
+
+
+@pytest.mark.parametrize(
+    ("app", "next_step"),
+    [
+        pytest.param(
+            stored(running(30)),
+            f"check at {timestamp(T0 + datetime.timedelta(seconds=10))} (in 5s), then 40% if clean",
+            id="a check due",
+        ),
+        pytest.param(
+            stored(running(50)),
+            f"check at {timestamp(T0 + datetime.timedelta(seconds=10))} (in 5s), then promotion if clean",
+            id="the last check before the promotion",
+        ),
+        pytest.param(
+            stored(running(30, paused=True)), "none until resumed (kubectl canaryapp resume)", id="paused"
+        ),
+        pytest.param(
+            stored(running(0)), "first step (10%) once the canary is ready", id="canary not ready yet"
+        ),
+        pytest.param(
+            stored(
+                {**running(50), **status_body(written(phase="Promoting", primary="app:v2", canary="app:v2"))}
+            ),
+            "traffic back to the primary once it runs app:v2",
+            id="promoting",
+        ),
+        pytest.param(
+            stored(status_body(written(phase="Succeeded", primary="app:v1", successful="app:v1"))),
+            f"start a canary of app:v2 (revision {revision('app:v2')})",
+            id="a new release",
+        ),
+        pytest.param(
+            stored(status_body(written(phase="Failed", primary="app:v1", failed=["app:v2"]))),
+            "nothing to do",
+            id="a failed release is not retried",
+        ),
+        pytest.param(
+            stored({"phase": "Ready", "primaryImage": "app:v1", "lastRetryToken": "1"}),
+            f"start a canary of app:v2 (revision {revision('app:v2')})",
+            id="a status of an earlier version",
+        ),
+    ],
+)
+def test_the_status_names_the_next_step(app: CanaryApp, next_step: str) -> None:
+    assert render_status(app, T0 + datetime.timedelta(seconds=5)).splitlines()[-1] == f"next: {next_step}"
+
+
+def test_the_status_shows_the_releases_images() -> None:
+    text = render_status(stored(running(30)), T0)
+    assert "CanaryApp shop/web: Progressing" in text
+    assert "  image    app:v2 (primary app:v1, canary app:v2)" in text
+    assert weight_bar(30) in text
+    legacy = render_status(stored({"phase": "Ready", "primaryImage": "app:v0"}), T0)
+    assert "  image    app:v2 (primary app:v0, canary -)" in legacy
+
+
+@pytest.mark.parametrize(
+    ("phase", "code"),
+    [
+        pytest.param("Failed", 1, id="the last rollout failed"),
+        pytest.param("Succeeded", 0, id="promoted"),
+        pytest.param("Progressing", 0, id="under way"),
+    ],
+)
+def test_the_exit_code_says_whether_the_last_rollout_failed(phase: str, code: int) -> None:
+    assert exit_code(stored({**running(0), "phase": phase})) == code
+
+
+def test_the_history_lists_rollouts_with_why_they_ended_and_the_checks() -> None:
+    rollouts = [
+        {
+            "image": "app:v2",
+            "startedAt": timestamp(T0),
+            "finishedAt": timestamp(T0 + datetime.timedelta(seconds=40)),
+            "result": "RolledBack",
+            "weights": [10, 20],
+            "reason": "ChecksFailed: 5xx\x1b[2J found",
+        }
+    ]
+    checks = [{"time": timestamp(T0), "weight": 20, "outcome": "ErrorsFound", "message": "5xx found"}]
+    lines = render_history(stored({**running(0), "rollouts": rollouts, "checks": checks})).splitlines()
+    assert lines[0] == "Rollouts of CanaryApp shop/web (newest last):"
+    assert "app:v2" in lines[1]
+    assert "RolledBack" in lines[1]
+    assert "10% -> 20%" in lines[1]
+    assert "\x1b" not in lines[2]
+    assert lines[2].startswith("      ChecksFailed: 5xx")
+    assert lines[3] == "Checks (newest last):"
+    assert "ErrorsFound" in lines[4]
+    assert "5xx found" in lines[4]

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from reconciler.core.analysis import CheckResult
 from reconciler.core.clock import timestamp
-from reconciler.core.conditions import with_stack_sync
 from reconciler.core.decisions import (
     AbandonCanary,
     Advance,
@@ -425,14 +424,6 @@ def test_conditions_follow_the_phase() -> None:
     assert conditions == {"Ready": "True", "Progressing": "False", "Paused": "False"}
     assert status_body(decision.status)["testRunning"] is False
     assert decision.status.observed_generation == 0
-
-
-@pytest.mark.parametrize(("synced", "promoted"), [(False, "False"), (True, "True")])
-def test_promoted_needs_the_promotion_applied(synced: bool, promoted: str) -> None:
-    succeeded = status(phase="Succeeded", primary="app:v2", successful="app:v2")
-    marked = with_stack_sync(succeeded, synced, at(1))
-    conditions = {c.type: c.status.value for c in marked.conditions}
-    assert conditions == {"StackSynced": str(synced), "Promoted": promoted}
 
 
 def test_condition_transition_time_is_kept_while_unchanged() -> None:

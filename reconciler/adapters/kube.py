@@ -1,5 +1,6 @@
-"""The Kubernetes API through the official client: CanaryApp reads and status writes, Deployment readiness,
-finalizers and Events. The client is untyped, so this module is the one place that handles its objects."""
+"""The Kubernetes API through the official client: CanaryApp lists, watches, status and finalizer writes,
+Deployment readiness (an informer of its own), the reads by name a pass makes, and Events. The client is
+untyped, so this module is the one place that handles its objects."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The I/O edges of the reconciler as small Protocols. One real adapter each lives in `adapters/`; tests use
-in-memory fakes. The core (`decide.py`, `desired.py`) needs none of them."""
+"""The I/O edges of the reconciler as small Protocols, split by who needs them: the loop a source of events
+(CanaryAppSource), a pass its reads (CanaryAppCache, ClusterReader, MetricsSource) and its writes
+(CanaryAppWriter, StackRunner, EventSink, Notifier). One real adapter each lives in `adapters/` (the cache
+in `runtime/cache.py`); tests use in-memory fakes. The pure core (`machine.py`, `desired.py`) needs none."""
 
 from __future__ import annotations
 

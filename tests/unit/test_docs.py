@@ -1,7 +1,7 @@
 """The documentation cannot rot as the code moves: every relative link and `#anchor` in README.md and
 docs/*.md resolves (the file exists; the anchor is a heading's slug under GitHub's rules), every page of docs/
-is in its index, and every repository path the prose names in backticks (`reconciler/…`, `tests/…`) exists.
-Plain file reads, no tools."""
+is in its index, every repository path the prose names in backticks (`reconciler/…`, `tests/…`) exists, and
+so does every folder and module the README's layout picture names. Plain file reads, no tools."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ FENCED_BLOCK = re.compile(r"^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1[^\n]*$", re.MULTILI
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
+# A line of the README's layout: a folder or files at the top (or two spaces in, inside the folder above),
+# then what they hold, which may name subfolders (`pulumi/`) and modules (`routing.py`) of that entry.
+LAYOUT_ENTRY = re.compile(r"^(?P<indent> {0,2})(?P<names>\S.*?)(?: {2,}(?P<about>.*))?$")
+CONTINUATION = re.compile(r"^ {4,}(?P<about>\S.*)$")
+NAMED_IN_PASSING = re.compile(r"(?<![\w/.-])([\w-]+/|[\w-]+\.py)(?![\w/])")
 
 
 def prose(markdown: str) -> str:
@@ -95,6 +100,28 @@ def _first_placeholder(segments: list[str]) -> int:
     )
 
 
+def layout_paths(markdown: str) -> set[str]:
+    """Every path the layout block (the fenced block that starts with `reconciler/`) names."""
+    block = next(
+        match.group(0) for match in FENCED_BLOCK.finditer(markdown) if "\nreconciler/\n" in match.group(0)
+    )
+    paths: set[str] = set()
+    folder = entry = ""
+    for line in block.splitlines()[1:-1]:
+        continued = CONTINUATION.match(line)
+        about = continued["about"] if continued else ""
+        if not continued:
+            parsed = LAYOUT_ENTRY.match(line)
+            assert parsed, f"not a layout line: {line!r}"
+            names = [name.strip() for name in parsed["names"].split(",")]
+            folder = folder if parsed["indent"] else names[0]
+            entries = [f"{folder}{name}" if parsed["indent"] else name for name in names]
+            paths.update(entries)
+            entry, about = entries[-1], parsed["about"] or ""
+        paths.update(f"{entry}{name}" for name in NAMED_IN_PASSING.findall(about) if entry.endswith("/"))
+    return paths
+
+
 def relative(document: Path) -> str:
     return str(document.relative_to(ROOT))
 
@@ -107,6 +134,29 @@ def test_every_relative_link_and_anchor_resolves(document: Path) -> None:
 @pytest.mark.parametrize("document", DOCUMENTS, ids=relative)
 def test_every_repository_path_named_exists(document: Path) -> None:
     assert path_problems(document, ROOT) == []
+
+
+def test_every_path_of_the_readme_layout_exists() -> None:
+    missing = sorted(
+        path for path in layout_paths((ROOT / "README.md").read_text()) if not (ROOT / path).exists()
+    )
+    assert missing == []
+
+
+def test_the_layout_names_folders_inside_their_parent_and_modules_in_passing() -> None:
+    layout = (
+        "```\nreconciler/\n  core/     pure\n  cli.py, plugin.py   entry points\nstacks/   the program;\n"
+    )
+    layout += "          routers/ behind a seam (routing.py)\n```\n"
+    assert layout_paths(layout) == {
+        "reconciler/",
+        "reconciler/core/",
+        "reconciler/cli.py",
+        "reconciler/plugin.py",
+        "stacks/",
+        "stacks/routers/",
+        "stacks/routing.py",
+    }
 
 
 def test_the_docs_index_links_every_page() -> None:

@@ -37,24 +37,28 @@ lint: venv
 # Three tiers (docs: how the tests are organised). unit: no tool, only the venv; envtest: the reconciler
 # in-process against the local API server with a recording stack runner; e2e: everything real.
 UNIT_TESTS := tests/unit tests/stacks tests/devenv
-# Two test processes (pytest-xdist), each with its own local cluster in the tiers that have one.
+# Two test processes (pytest-xdist), each with its own local cluster in the tiers that have one. A test
+# module is one unit of work (its module fixtures start once); units go out in the order tests/conftest.py
+# sorts them, longest first. Not --dist loadgroup: xdist 3.8 marks a group by renaming item._nodeid, which
+# pytest 9 no longer reads, so its groups were split over both workers (the fault suite started two worlds).
 PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 unit: venv
 	pytest -n $(PYTEST_WORKERS) $(UNIT_TESTS)
 
 envtest: venv tools
-	pytest tests/envtest
+	pytest $(XDIST) tests/envtest
 
 e2e: venv tools image
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/integration
+	pytest $(XDIST) tests/integration
 
 integration: venv tools image
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/envtest tests/integration
+	pytest $(XDIST) tests/envtest tests/integration
 
 # All three tiers in one run, so the cheap tests fill the gaps the e2e tests' waits leave on both workers.
 test: venv tools lint image
-	pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	pytest $(XDIST)
 
 cluster: venv tools
 	canaryapp-dev cluster

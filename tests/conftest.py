@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import kubernetes
 import pytest
@@ -15,6 +16,25 @@ from devenv.cluster import POD_SECURITY_LABELS, LocalCluster, running
 from devenv.kube import api_client
 from devenv.processes import REPO_ROOT, tools_bin
 from tests.integration.helpers import LIMITED_USER, LIMITED_USER_EXAMPLE, kubectl
+
+TESTS = Path(__file__).resolve().parent
+# The order in which make test's workers take modules (--dist loadscope --no-loadscope-reorder hands them out
+# in collection order): longest first, as one packs bins. The fault suite (minutes, a cluster of its own)
+# starts at once on one worker while the other runs the e2e modules; the envtest and unit tiers' short
+# modules come last and even out both workers' ends.
+LONGEST_FIRST = ("integration/test_faults.py", "integration", "envtest")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=start_order)
+
+
+def start_order(item: pytest.Item) -> int:
+    """The index of the first entry of LONGEST_FIRST that is a prefix of the item's path under tests/."""
+    path = item.path.relative_to(TESTS).as_posix()
+    return next(
+        (index for index, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST)
+    )
 
 
 @pytest.fixture(scope="session")

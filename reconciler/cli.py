@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +22,7 @@ from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.core import backtest
 from reconciler.core.names import stack_name
 from reconciler.core.policy import RoutingPolicy
+from reconciler.core.ports import MetricsSource, Notifier, StackRunner
 from reconciler.runtime.cache import CanaryAppStore, WriteThrough
 from reconciler.runtime.health import StatusServer
 from reconciler.runtime.leader import LeaderElector
@@ -78,30 +80,66 @@ def backtest_command(args: argparse.Namespace) -> int:
     return commands.run_backtest(load_client_config(args.kubeconfig), namespace, name, args)
 
 
-def run(config: RunConfig, stop: threading.Event | None = None) -> int:
-    """Runs until SIGTERM/SIGINT (exit 0) or until leadership is lost (exit 1, so the pod restarts clean)."""
-    stop = stop or threading.Event()
-    lost_leadership = threading.Event()
+def controller_for(
+    config: RunConfig,
+    cluster: KubeCluster,
+    stacks: StackRunner,
+    metrics: MetricsSource,
+    *,
+    telemetry: Telemetry | None = None,
+    notifier: Notifier | None = None,
+) -> Controller:
+    """The controller `canaryapp run` runs, configured from its flags: one informer cache of CanaryApps that
+    the loop fills and every pass reads (its own writes put into it at once), and the reconciler of a pass."""
+    cache = CanaryAppStore()
+    reconciler = Reconciler(
+        cache,
+        cluster,
+        WriteThrough(cluster, cache),
+        stacks,
+        metrics,
+        cluster,
+        telemetry=telemetry,
+        policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
+        pod_policy=config.pod_policy,
+        pod_security_level=config.pod_security_level,
+        metrics_policy=config.metrics_policy,
+        max_concurrent_rollouts=config.max_concurrent_rollouts,
+        notifier=notifier,
+    )
+    return Controller(
+        cluster, reconciler, cache, workers=config.workers, resync_seconds=config.resync_seconds
+    )
 
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("Received signal; stopping", extra={"signal": signum})
-        stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+@dataclass(frozen=True)
+class _Process:
+    """What `canaryapp run` starts and, in the end, closes."""
 
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    settings = PulumiSettings(
+    elector: LeaderElector | None
+    cluster: KubeCluster
+    metrics: PrometheusMetrics
+    notifier: WebhookNotifier | None
+    stacks: PulumiStacks
+    telemetry: Telemetry
+    controller: Controller
+
+
+def _pulumi_settings(config: RunConfig) -> PulumiSettings:
+    return PulumiSettings(
         backend_url=config.backend_url,
         work_root=str(config.work_root),
         pulumi_home=str(config.pulumi_home),
         extra_env={"KUBECONFIG": str(Path(config.kubeconfig).resolve())} if config.kubeconfig else {},
         long_lived_provider=not config.provider_per_step,
     )
+
+
+def _assemble(config: RunConfig) -> _Process:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    settings = _pulumi_settings(config)
     if settings.file_backend_path is not None:
         settings.file_backend_path.mkdir(parents=True, exist_ok=True)
-    telemetry = Telemetry()
     api_client = load_client_config(config.kubeconfig)
     elector = (
         LeaderElector(api_client, config.lease_namespace, config.lease_name, config.identity)
@@ -116,69 +154,84 @@ def run(config: RunConfig, stop: threading.Event | None = None) -> int:
     stacks = PulumiStacks(
         settings, workers=config.step_workers, step_timeout=config.step_timeout, fence=fence
     )
-    cache = CanaryAppStore()
-    controller = Controller(
-        cluster,
-        Reconciler(
-            cache,
-            cluster,
-            WriteThrough(cluster, cache),
-            stacks,
-            metrics,
-            cluster,
-            telemetry=telemetry,
-            policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
-            pod_policy=config.pod_policy,
-            pod_security_level=config.pod_security_level,
-            metrics_policy=config.metrics_policy,
-            max_concurrent_rollouts=config.max_concurrent_rollouts,
-            notifier=notifier,
-        ),
-        cache,
-        workers=config.workers,
-        resync_seconds=config.resync_seconds,
-    )
-    leading = elector.is_leader if elector is not None else None
+    telemetry = Telemetry()
+    controller = controller_for(config, cluster, stacks, metrics, telemetry=telemetry, notifier=notifier)
+    return _Process(elector, cluster, metrics, notifier, stacks, telemetry, controller)
+
+
+def run(config: RunConfig, stop: threading.Event | None = None) -> int:
+    """Runs until SIGTERM/SIGINT (exit 0) or until leadership is lost (exit 1, so the pod restarts clean)."""
+    stop = stop or threading.Event()
+    lost_leadership = threading.Event()
+    _stop_on_signals(stop)
+    process = _assemble(config)
+    status_server = _status_server(config, process, stop)
+    status_server.start()
+    try:
+        if process.elector is not None and not _lead(
+            process.elector, config, stop, lost_leadership, process.stacks
+        ):
+            return 0
+        _log_started(config, process)
+        process.controller.start()
+        stop.wait()
+    finally:
+        _close(process, lost_leadership)
+        status_server.stop()
+        log.info("Stopped CanaryApp reconciler")
+    return 1 if lost_leadership.is_set() else 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("Received signal; stopping", extra={"signal": signum})
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+
+def _status_server(config: RunConfig, process: _Process, stop: threading.Event) -> StatusServer:
+    elector, controller = process.elector, process.controller
 
     def ready() -> bool:
         # A standby is ready (it is healthy and waiting); a leader once its first list of CanaryApps is done.
-        return (leading is not None and not leading.is_set()) or controller.synced.is_set()
+        return (elector is not None and not elector.is_leader.is_set()) or controller.synced.is_set()
 
     def healthy() -> bool:
         # The leader's renewal (or the standby's acquisition) loop is part of health: stuck means restart me.
         return controller.healthy() and (elector is None or elector.alive() or stop.is_set())
 
-    status_server = StatusServer(config.metrics_address, telemetry.registry, healthy, ready)
-    status_server.start()
-    try:
-        if elector is not None and not _lead(elector, config, stop, lost_leadership, stacks):
-            return 0
-        log.info(
-            "Started CanaryApp reconciler",
-            extra={
-                "namespace": config.namespace or "*",
-                "workers": config.workers,
-                "step_workers": config.step_workers,
-                "shard": str(config.shard_selector or "*"),
-                "backend": _redacted(config.backend_url),
-                "cleared_locks": stacks.clear_stale_locks(
-                    _stack_names(cluster), acquired_at=elector.acquired_at if elector is not None else None
-                ),
-            },
-        )
-        controller.start()
-        stop.wait()
-    finally:
-        controller.stop()
-        stacks.close()
-        if elector is not None and not lost_leadership.is_set():
-            elector.release()
-        metrics.close()
-        if notifier is not None:
-            notifier.close()
-        status_server.stop()
-        log.info("Stopped CanaryApp reconciler")
-    return 1 if lost_leadership.is_set() else 0
+    return StatusServer(config.metrics_address, process.telemetry.registry, healthy, ready)
+
+
+def _log_started(config: RunConfig, process: _Process) -> None:
+    elector = process.elector
+    log.info(
+        "Started CanaryApp reconciler",
+        extra={
+            "namespace": config.namespace or "*",
+            "workers": config.workers,
+            "step_workers": config.step_workers,
+            "shard": str(config.shard_selector or "*"),
+            "backend": _redacted(config.backend_url),
+            "cleared_locks": process.stacks.clear_stale_locks(
+                _stack_names(process.cluster),
+                acquired_at=elector.acquired_at if elector is not None else None,
+            ),
+        },
+    )
+
+
+def _close(process: _Process, lost_leadership: threading.Event) -> None:
+    process.controller.stop()
+    process.stacks.close()
+    if process.elector is not None and not lost_leadership.is_set():
+        process.elector.release()
+    process.metrics.close()
+    if process.notifier is not None:
+        process.notifier.close()
 
 
 def _lead(

@@ -17,14 +17,11 @@ import pytest
 from devenv.reconciler_process import LOCAL_METRIC_URLS
 from reconciler.adapters.kube import KubeCluster, load_client_config
 from reconciler.adapters.prometheus import PrometheusMetrics
+from reconciler.cli import controller_for
 from reconciler.config import add_run_arguments, run_config
 from reconciler.core.desired import DesiredStack
-from reconciler.core.policy import RoutingPolicy
 from reconciler.core.ports import StepReport
 from reconciler.logs import TextFormatter
-from reconciler.runtime.cache import CanaryAppStore, WriteThrough
-from reconciler.runtime.loop import Controller
-from reconciler.runtime.reconcile import Reconciler
 
 pytestmark = pytest.mark.envtest
 
@@ -85,26 +82,7 @@ class InProcessReconciler:
             namespace=self.config.namespace,
             selector=self.config.shard_selector,
         )
-        cache = CanaryAppStore()
-        self.controller = Controller(
-            cluster,
-            Reconciler(
-                cache,
-                cluster,
-                WriteThrough(cluster, cache),
-                self.stacks,
-                self.metrics,
-                cluster,
-                policy=RoutingPolicy(self.config.allowed_gateways, self.config.allowed_hosts),
-                pod_policy=self.config.pod_policy,
-                pod_security_level=self.config.pod_security_level,
-                metrics_policy=self.config.metrics_policy,
-                max_concurrent_rollouts=self.config.max_concurrent_rollouts,
-            ),
-            cache,
-            workers=self.config.workers,
-            resync_seconds=self.config.resync_seconds,
-        )
+        self.controller = controller_for(self.config, cluster, self.stacks, self.metrics)
         self._handler: logging.FileHandler | None = None
         self._levels: dict[str, int] = {}
         self._excepthook = threading.excepthook

@@ -1,6 +1,6 @@
 """When a Deployment counts as rolled out: the predicate that decides when a canary gets traffic and when a
 promotion completes. Pure (a Deployment as the API server serves it, in, a small value out), so it is
-table-tested on its own (tests/unit/test_readiness.py), as Argo Rollouts tests its replica predicates."""
+table-tested on its own (tests/unit/core/test_readiness.py), as Argo Rollouts tests its replica predicates."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from reconciler.adapters.pulumi.runner import PulumiStacks
 from reconciler.core.errors import StepTimeoutError
 from tests.integration.helpers import wait_for
 from tests.integration.test_step_provider import desired, providers_of, stacks_for
-from tests.unit.test_step_timeouts import alive
+from tests.unit.adapters.pulumi.test_runner import alive
 
 pytestmark = pytest.mark.integration
 

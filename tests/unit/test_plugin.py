@@ -12,7 +12,7 @@ from reconciler.core.clock import timestamp
 from reconciler.core.model import CanaryApp
 from reconciler.core.wire import status_body
 from reconciler.plugin import exit_code, render_history, render_status, weight_bar
-from tests.unit.statuses import revision, written
+from tests.unit.core.statuses import revision, written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SPEC = {

@@ -1,5 +1,6 @@
 """Every use of the Pulumi Automation API's private surface, in one room, so that a Pulumi upgrade that
-changes it fails `tests/unit/test_pulumi_compat.py` (naming what moved) instead of breaking steps silently:
+changes it fails `tests/unit/adapters/pulumi/test_compat.py` (naming what moved) instead of breaking steps
+silently:
 
 - `StackInitMode` lives in `pulumi.automation._stack` and is not re-exported, yet `Stack`'s constructor takes
   it: a stack of our own class (below) is made through that constructor;

@@ -46,7 +46,7 @@ from reconciler.core.wire import status_body
 from reconciler.core.workload import shorthand_revision
 from stacks.program import route_of
 from stacks.routers.istio import virtual_service_spec
-from tests.unit.statuses import revision, written
+from tests.unit.core.statuses import revision, written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 CLEAN = CheckResult(CheckOutcome.CLEAN)

@@ -248,7 +248,7 @@ def test_a_step_timeout_that_is_not_a_number_stops_start_up_naming_the_flag(
 RECONCILER_THAT_DIES = """
 import sys, threading
 from pathlib import Path
-from tests.unit.test_step_timeouts import StandInStacks, settings
+from tests.unit.adapters.pulumi.test_runner import StandInStacks, settings
 stacks = StandInStacks(settings(Path(sys.argv[1])), workers=1, step_timeout=3600)
 threading.Thread(target=stacks.apply_stand_in, args=("ns.hang",), daemon=True).start()
 threading.Event().wait()
@@ -259,7 +259,7 @@ def test_a_reconciler_killed_outright_takes_its_workers_and_their_pulumi_runs_wi
     """The workers lead sessions of their own (so a step can be killed with all it started), which takes them
     out of the reconciler's process group: they watch their parent and end with it."""
     reconciler = subprocess.Popen(
-        [sys.executable, "-c", RECONCILER_THAT_DIES, str(tmp_path)], cwd=Path(__file__).parents[2]
+        [sys.executable, "-c", RECONCILER_THAT_DIES, str(tmp_path)], cwd=Path(__file__).parents[4]
     )
     started = tmp_path / "work" / "ns.hang.pids"
     try:

@@ -40,7 +40,7 @@ Stream = Callable[[str], Iterable[dict[str, Any]]]
 
 class FakeSource:
     """A CanaryAppSource whose watches yield what `stream(resource_version)` does; a 410 Gone ends a watch
-    (the adapter returns, tests/unit/test_kube_watch.py)."""
+    (the adapter returns, tests/unit/adapters/test_kube_watch.py)."""
 
     def __init__(self, items: list[dict[str, Any]], stream: Stream | None = None) -> None:
         self.items = items

@@ -10,7 +10,7 @@ from reconciler.core import workload
 from reconciler.core.model import CanaryApp
 from reconciler.core.upgrade import upgraded_app, upgraded_status
 from reconciler.core.wire import status_body
-from tests.unit.statuses import PORT, revision, written
+from tests.unit.core.statuses import PORT, revision, written
 
 
 def kept(*images: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from reconciler.core.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAp
 from reconciler.core.wire import status_body
 from reconciler.runtime.admission import describe_validation_error
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
 SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
 

@@ -23,7 +23,7 @@ from reconciler.core.machine import decide, seconds_until_check, wants_check
 from reconciler.core.model import Action, CanaryAppSpec, CanaryAppStatus, Phase, RolloutResult
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
-from tests.unit.statuses import written
+from tests.unit.core.statuses import written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

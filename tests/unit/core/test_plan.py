@@ -8,7 +8,7 @@ from reconciler.core import plan
 from reconciler.core.clock import timestamp
 from reconciler.core.decisions import Advance, Promote
 from reconciler.core.model import CanaryAppSpec
-from tests.unit.statuses import written
+from tests.unit.core.statuses import written
 
 NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=datetime.UTC)
 

@@ -88,7 +88,7 @@ def test_a_stack_is_made_with_the_mode_the_step_asks_for(monkeypatch: Any) -> No
 def test_the_import_contract_forbids_every_private_module_of_the_automation_api() -> None:
     """A private module a Pulumi upgrade adds is one the contract must name too, or it could be imported
     anywhere unnoticed."""
-    config = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    config = tomllib.loads((Path(__file__).parents[4] / "pyproject.toml").read_text())
     contract = next(
         contract
         for contract in config["tool"]["importlinter"]["contracts"]

@@ -52,7 +52,7 @@ from reconciler.runtime.telemetry import Telemetry
 from stacks.program import route_of
 from stacks.routers.istio import virtual_service_spec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
 STATUS_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
 

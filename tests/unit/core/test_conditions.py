@@ -11,7 +11,7 @@ from reconciler.core import reasons
 from reconciler.core.clock import timestamp
 from reconciler.core.conditions import with_phase_conditions, with_stack_sync
 from reconciler.core.model import CanaryAppStatus
-from tests.unit.statuses import written
+from tests.unit.core.statuses import written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

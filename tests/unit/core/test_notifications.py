@@ -15,7 +15,7 @@ import pytest
 from reconciler.adapters.webhook import WebhookNotifier
 from reconciler.core.decisions import Decision, Hold, Rollback, StartCanary
 from reconciler.core.notifications import rollout_event
-from tests.unit.statuses import written
+from tests.unit.core.statuses import written
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

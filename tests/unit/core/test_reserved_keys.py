@@ -21,7 +21,7 @@ from reconciler.core.reserved_keys import (
 )
 from reconciler.runtime.admission import describe_validation_error
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
 SPEC_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 ASSET_SIGNATURE = "c44067f5952c0a294b673a41bacd8c17"

@@ -13,7 +13,7 @@ from reconciler.core.machine import decide, wants_check
 from reconciler.core.model import CanaryApp, CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.wire import status_body
-from tests.unit.statuses import PORT, revision, written
+from tests.unit.core.statuses import PORT, revision, written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SPEC = {"image": "app:v2", "imageListenPort": PORT, "prometheusQuery": "q", "prometheusURL": "http://p"}

@@ -1,7 +1,7 @@
 """N CanaryApps rolling out at once on one reconciler, against the local cluster with the real engine, the
 real provider and a real Prometheus (whose answer is clean).
 
-    .venv/bin/python bench/scale.py --apps 20            (make bench-scale runs N = 20 and N = 100)
+    .venv/bin/python bench/scale.py --apps 20
 
 Creates N CanaryApps (interval `--interval`, otherwise defaults: five 10% steps, then the promotion), waits
 until all are Ready on v1, switches all of them to v2 at the same moment and waits until every one is

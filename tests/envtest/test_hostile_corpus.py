@@ -31,7 +31,7 @@ from reconciler.core.reserved_keys import PULUMI_SIGNATURE_KEY
 from tests.envtest.conftest import InProcessReconciler
 from tests.integration.helpers import canary_app
 
-pytestmark = [pytest.mark.envtest, pytest.mark.xdist_group("hostile-corpus")]
+pytestmark = pytest.mark.envtest
 
 NAMESPACE = "default"  # where the limited user may create CanaryApps
 ADMISSION, RECONCILER = "admission", "reconciler"

@@ -49,7 +49,7 @@ from reconciler.core.reasons import CONDITION_STACK_SYNCED
 from tests.integration.helpers import Apps, wait_for
 
 # One worker runs the whole module: its cluster and baseline are built once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("faults")]
+pytestmark = pytest.mark.integration
 
 APP = "web"
 IDENTITIES = ("replica-a", "replica-b")

@@ -18,7 +18,7 @@ from devenv.reconciler_process import ReconcilerProcess
 from reconciler.core.model import GROUP, PLURAL, VERSION
 from tests.integration.helpers import kubectl, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ownership")]
+pytestmark = pytest.mark.integration
 
 NAME_CONFLICT = "NameConflict"
 NAMESPACE = "default"  # where the limited user may create CanaryApps

@@ -37,11 +37,12 @@ lint: venv
 # Three tiers (docs: how the tests are organised). unit: no tool, only the venv; envtest: the reconciler
 # in-process against the local API server with a recording stack runner; e2e: everything real.
 UNIT_TESTS := tests/unit tests/stacks tests/devenv
-# Two test processes (pytest-xdist), each with its own local cluster in the tiers that have one. A test
+# Four test processes (pytest-xdist) on 2 cores, each with its own local cluster in the tiers that have one:
+# the e2e tests mostly wait (on the cluster, intervals, Prometheus), so four keep both cores busier. A test
 # module is one unit of work (its module fixtures start once); units go out in the order tests/conftest.py
 # sorts them, longest first. Not --dist loadgroup: xdist 3.8 marks a group by renaming item._nodeid, which
 # pytest 9 no longer reads, so its groups were split over both workers (the fault suite started two worlds).
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 4
 XDIST := -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 unit: venv
@@ -56,7 +57,7 @@ e2e: venv tools image
 integration: venv tools image
 	pytest $(XDIST) tests/envtest tests/integration
 
-# All three tiers in one run, so the cheap tests fill the gaps the e2e tests' waits leave on both workers.
+# All three tiers in one run, so the cheap tests fill the gaps the e2e tests' waits leave on the workers.
 test: venv tools lint image
 	pytest $(XDIST)
 

@@ -21,7 +21,7 @@ TESTS = Path(__file__).resolve().parent
 # The order in which make test's workers take modules (--dist loadscope --no-loadscope-reorder hands them out
 # in collection order): longest first, as one packs bins. The fault suite (minutes, a cluster of its own)
 # starts at once on one worker while the other runs the e2e modules; the envtest and unit tiers' short
-# modules come last and even out both workers' ends.
+# modules come last and even out the workers' ends.
 LONGEST_FIRST = ("integration/test_faults.py", "integration", "envtest")
 
 

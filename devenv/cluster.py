@@ -2,8 +2,11 @@
 
 etcd, kube-apiserver (TLS, RBAC), kube-controller-manager and kube-scheduler run from the pinned builds, and
 kwok plays kubelet for a few fake nodes, so Deployments really roll out and Pods become Ready. Istio's CRDs
-are installed from the pinned istio.io/api module, so VirtualServices are validated against Istio's schema.
-Everything listens on loopback, lives in one folder and is stopped when the cluster closes.
+are installed from the pinned istio.io/api module and the Gateway API's standard-channel CRDs from the pinned
+sigs.k8s.io/gateway-api module, so VirtualServices and HTTPRoutes are validated against their real schemas;
+the GatewayClass and Gateway of the local traffic layer (`devenv/mesh/`, which writes their status when it
+runs) are created with them. Everything listens on loopback, lives in one folder and is stopped when the
+cluster closes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/enforce": "baseline",
     "pod-security.kubernetes.io/warn": "baseline",
 }
+# The local traffic layer's Gateway API objects: its GatewayClass, and one Gateway of it whose HTTP listener
+# admits routes from every namespace (each test has its own). `devenv.mesh.gateway` implements the class.
+LOCAL_GATEWAY_CLASS = "canaryapp-local"
+LOCAL_GATEWAY_CONTROLLER = "canary.atze.io/local-traffic-layer"
+LOCAL_GATEWAY_NAMESPACE = "gateway-system"
+LOCAL_GATEWAY = "ingress"
+LOCAL_GATEWAY_LISTENER = "http"
+GATEWAY_API = "/apis/gateway.networking.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,9 @@ class LocalCluster:
         )
         self._start_kwok()
         self._create_nodes()
-        self._install_istio_crds()
+        self._install_crds(tools_share() / "istio-crds.yaml", "Istio CRDs")
+        self._install_crds(tools_share() / "gateway-api-crds", "Gateway API CRDs")
+        self._create_local_gateway()
         wait_until(self._default_service_account_exists, timeout=timeout, what="default ServiceAccount")
         self._enforce_pod_security("default")
         log.info(
@@ -316,17 +329,56 @@ class LocalCluster:
 
         wait_until(nodes_ready, timeout=60, what="kwok nodes")
 
-    def _install_istio_crds(self) -> None:
-        path = tools_share() / "istio-crds.yaml"
-        if not path.exists():
-            raise RuntimeError("Istio CRDs are missing from .tools/share: run `make tools`")
+    def _install_crds(self, path: Path, what: str) -> None:
+        """Creates every CRD of a YAML file, or of each YAML file in a folder, and waits until each is
+        established; other documents (the Gateway API bundle's admission policy guarding CRD upgrades) are
+        not installed."""
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        if not path.exists() or not files:
+            raise RuntimeError(f"{what} are missing from .tools/share ({path}): run `make tools`")
         names = []
-        for document in yaml.safe_load_all(path.read_text()):
-            if not document or document.get("kind") != "CustomResourceDefinition":
-                continue
-            self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document)
-            names.append(document["metadata"]["name"])
+        for file in files:
+            for document in yaml.safe_load_all(file.read_text()):
+                if not document or document.get("kind") != "CustomResourceDefinition":
+                    continue
+                self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document)
+                names.append(document["metadata"]["name"])
         self.wait_for_crds(names)
+
+    def _create_local_gateway(self) -> None:
+        """The GatewayClass the local traffic layer implements and its Gateway, as a cluster administrator
+        creates them for a Gateway API implementation."""
+        self.request(
+            "POST",
+            f"{GATEWAY_API}/gatewayclasses",
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": LOCAL_GATEWAY_CLASS},
+                "spec": {"controllerName": LOCAL_GATEWAY_CONTROLLER},
+            },
+        )
+        self.request("POST", "/api/v1/namespaces", {"metadata": {"name": LOCAL_GATEWAY_NAMESPACE}})
+        self.request(
+            "POST",
+            f"{GATEWAY_API}/namespaces/{LOCAL_GATEWAY_NAMESPACE}/gateways",
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": LOCAL_GATEWAY, "namespace": LOCAL_GATEWAY_NAMESPACE},
+                "spec": {
+                    "gatewayClassName": LOCAL_GATEWAY_CLASS,
+                    "listeners": [
+                        {
+                            "name": LOCAL_GATEWAY_LISTENER,
+                            "protocol": "HTTP",
+                            "port": 80,
+                            "allowedRoutes": {"namespaces": {"from": "All"}},
+                        }
+                    ],
+                },
+            },
+        )
 
     def apply_crd_file(self, path: Path) -> None:
         """Creates (or replaces) every CRD in a YAML file and waits until each is established."""

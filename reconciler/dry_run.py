@@ -35,7 +35,7 @@ class NextStep:
 
 def split_stack_name(stack: str) -> tuple[str, str]:
     namespace, dot, name = stack.partition(".")
-    if not dot or not name:
+    if not (namespace and dot and name):
         raise PermanentError(
             f"stack {stack!r} does not name a CanaryApp: "
             "use `--stack <namespace>.<name>`, e.g. default.canaryapp-sample"

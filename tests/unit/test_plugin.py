@@ -4,6 +4,7 @@ the status with its next step, the history and the exit code."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -147,3 +148,52 @@ def test_the_history_lists_rollouts_with_why_they_ended_and_the_checks() -> None
     assert lines[3] == "Checks (newest last):"
     assert "ErrorsFound" in lines[4]
     assert "5xx found" in lines[4]
+
+
+HOSTILE = "\x1b[2J\x1b[H\x1b[32mPromoted\x1b[0m\r\x1b]0;owned\x07"
+
+
+def hostile_app() -> CanaryApp:
+    check = {
+        "time": "2026-01-01T00:00:00Z",
+        "weight": 10,
+        "outcome": "ErrorsFound",
+        "message": f"query returned 1 series: {HOSTILE}",
+        "series": [{"labels": {"pod": HOSTILE}, "value": f"1{HOSTILE}"}],
+    }
+    rollout = {
+        "image": "web:v2",
+        "startedAt": "2026-01-01T00:00:00Z",
+        "result": "RolledBack",
+        "reason": f"errors found: {HOSTILE}",
+    }
+    return CanaryApp.model_validate(
+        {
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "image": "web:v2",
+                "imageListenPort": 80,
+                "prometheusQuery": "q",
+                "prometheusURL": "http://p",
+            },
+            "status": {
+                "phase": "Failed",
+                "message": f"Rolled back: {HOSTILE}",
+                "checks": [check],
+                "rollouts": [rollout],
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "render",
+    [
+        pytest.param(lambda app: render_status(app, T0), id="status"),
+        pytest.param(render_history, id="history"),
+    ],
+)
+def test_the_plugin_prints_no_escape_sequence_from_the_status(render: Callable[[CanaryApp], str]) -> None:
+    text = render(hostile_app())
+    assert "Promoted" in text
+    assert not any(character in text for character in "\x1b\r\x07")

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from devenv.mesh.gateway import CONTROLLER_NAME
 from devenv.pki import CertificateAuthority, KeyPair, write_service_account_keys
 from devenv.processes import ProcessGroup, free_port, tool, tools_share, wait_until
 
@@ -42,9 +43,8 @@ POD_SECURITY_LABELS = {
     "pod-security.kubernetes.io/warn": "baseline",
 }
 # The local traffic layer's Gateway API objects: its GatewayClass, and one Gateway of it whose HTTP listener
-# admits routes from every namespace (each test has its own). `devenv.mesh.gateway` implements the class.
+# admits routes from every namespace (each test has its own). `devenv.mesh` implements the class.
 LOCAL_GATEWAY_CLASS = "canaryapp-local"
-LOCAL_GATEWAY_CONTROLLER = "canary.atze.io/local-traffic-layer"
 LOCAL_GATEWAY_NAMESPACE = "gateway-system"
 LOCAL_GATEWAY = "ingress"
 LOCAL_GATEWAY_LISTENER = "http"
@@ -355,7 +355,7 @@ class LocalCluster:
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "GatewayClass",
                 "metadata": {"name": LOCAL_GATEWAY_CLASS},
-                "spec": {"controllerName": LOCAL_GATEWAY_CONTROLLER},
+                "spec": {"controllerName": CONTROLLER_NAME},
             },
         )
         self.request("POST", "/api/v1/namespaces", {"metadata": {"name": LOCAL_GATEWAY_NAMESPACE}})

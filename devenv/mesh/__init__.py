@@ -1,5 +1,5 @@
-"""A local stand-in for Istio's data plane, for the demo and the tests: it is NOT part of the reconciler, and
-nothing in `reconciler/` or `stacks/` imports it.
+"""A local stand-in for Istio's data plane, and for a Gateway API implementation, for the demo and the tests:
+it is NOT part of the reconciler, and nothing in `reconciler/` or `stacks/` imports it.
 
 The local cluster's pods are kwok fakes and there is no Envoy, so nothing would carry the traffic a
 VirtualService routes, and no sidecar would produce the metrics the reconciler's Prometheus query reads. This
@@ -20,6 +20,18 @@ module plays that part with real processes and real HTTP:
   pod is counted by both sidecars of a mesh-internal call, `reporter="source"` and `reporter="destination"`;
 - a load generator sends real requests through the proxy's own URL, the same path a curl takes.
 
+With the Gateway API (`router="gateway-api"`) the watcher follows an HTTPRoute instead: each backendRef is
+a Service (`<name>-primary`, `<name>-canary`) whose endpoints are the pods of the Deployments it selects,
+served only while a Gateway of the local GatewayClass (`canaryapp-local`, created by `devenv/cluster.py`)
+accepts the route. The proxy then plays that Gateway's pods, as Istio deploys them for a Gateway
+(`<gateway>-<gatewayClassName>`, in the Gateway's namespace): they are the `source_workload` of every
+request, and the backend Service the route names is its `destination_service` (so a canary request reads
+`destination_service_name="<name>-canary"`, `destination_workload="<name>-canary"`). The
+`GatewayController` writes what an implementation must: the GatewayClass Accepted, its Gateways Accepted and
+Programmed, and on every HTTPRoute naming one of them `status.parents[]` with Accepted and ResolvedRefs at the
+route's generation (`gateway` computes them, with the Gateway API's reasons). A backendRef that does not
+resolve is answered 500, as the Gateway API requires.
+
 Like Envoy, the proxy picks a destination by weight first and only then looks at its health. Its own refusals
 are counted by the source reporter only, as no destination sidecar ever sees them:
 
@@ -29,17 +41,19 @@ are counted by the source reporter only, as no destination sidecar ever sees the
   `no healthy upstream` (UH).
 
 The package keeps those parts apart, each importing only the ones below it: `cluster` (the API server reader
-and `LocalMesh`, the whole) → `proxy` and `load` → `backends` → `labels` (Istio's labelling rule) → `routing`
-(the pure route resolution and choice).
+and writer: `LocalMesh`, the whole, and `GatewayController`) → `proxy` and `load` → `backends` → `labels`
+(Istio's labelling rule) and `gateway` (the Gateway API statuses, pure) → `routing` (the pure route
+resolution and choice).
 
-Run it on its own with `python -m devenv.mesh --kubeconfig … --namespace … --virtual-service …`.
+Run it on its own with `python -m devenv.mesh --kubeconfig … --namespace … --route … [--router gateway-api]`.
 """
 
-from devenv.mesh.cluster import LocalMesh
+from devenv.mesh.cluster import ROUTERS, GatewayController, LocalMesh, Router
 from devenv.mesh.labels import GENERATOR_WORKLOAD, Reporter, request_labels
 from devenv.mesh.load import LoadGenerator, is_nothello
 from devenv.mesh.proxy import METRICS_PATH, MeshProxy
 from devenv.mesh.routing import (
+    INVALID_BACKEND,
     NO_CLUSTER,
     NO_HEALTHY_UPSTREAM,
     NO_ROUTE,
@@ -50,27 +64,33 @@ from devenv.mesh.routing import (
     SmoothWeightedRoundRobin,
     Workload,
     image_tag,
+    resolve_http_route,
     resolve_routes,
 )
 
 __all__ = [
     "GENERATOR_WORKLOAD",
+    "INVALID_BACKEND",
     "METRICS_PATH",
     "NO_CLUSTER",
     "NO_HEALTHY_UPSTREAM",
     "NO_ROUTE",
+    "ROUTERS",
     "Answer",
     "Destination",
+    "GatewayController",
     "LoadGenerator",
     "LocalMesh",
     "MeshProxy",
     "Reporter",
     "RouteTable",
+    "Router",
     "Selection",
     "SmoothWeightedRoundRobin",
     "Workload",
     "image_tag",
     "is_nothello",
     "request_labels",
+    "resolve_http_route",
     "resolve_routes",
 ]

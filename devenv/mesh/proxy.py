@@ -57,6 +57,7 @@ class MeshProxy:
             registry=self.registry,
         )
         self._client = httpx.Client(timeout=10.0, trust_env=False)
+        self._gateway_workload: tuple[str, str] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._serving: threading.Thread | None = None
 
@@ -91,8 +92,12 @@ class MeshProxy:
     def metrics_address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def apply(self, routes: tuple[Destination, ...] | None) -> None:
-        """Starts the backends `routes` need, switches traffic to them, then stops those no longer needed."""
+    def apply(
+        self, routes: tuple[Destination, ...] | None, gateway_workload: tuple[str, str] | None = None
+    ) -> None:
+        """Starts the backends `routes` need, switches traffic to them, then stops those no longer needed.
+        `gateway_workload` (name, namespace): the proxy plays that Gateway's pods, the source of every
+        request it forwards (Gateway API); None: it forwards as the sender's own sidecar (Istio)."""
         tags = {workload.image_tag for destination in routes or () for workload in destination.workloads}
         with self._apply_lock:
             self._backends.ensure(tags)
@@ -102,6 +107,7 @@ class MeshProxy:
                     extra={"routes": {d.name: d.weight for d in routes or ()}, "namespace": self.namespace},
                 )
             self.table.apply(routes, self._backends.addresses())
+            self._gateway_workload = gateway_workload
             self._backends.retain(tags)
 
     def backends(self) -> dict[str, str]:
@@ -127,20 +133,31 @@ class MeshProxy:
             answer = self._forward(selection.upstream or "", path)
             flags = {"source": NO_FLAGS, "destination": answer.response_flags}
         elapsed_ms = (time.perf_counter() - started) * 1000
-        from_generator = source_workload == GENERATOR_WORKLOAD
+        source = self._source(source_workload)
         for reporter, response_flags in flags.items():
             labels = request_labels(
                 reporter,
                 selection.destination,
                 selection.workload,
-                source_workload=GENERATOR_WORKLOAD if from_generator else UNKNOWN,
-                source_namespace=self.namespace if from_generator else UNKNOWN,
+                source_workload=source[0],
+                source_namespace=source[1],
                 response_code=answer.status,
                 response_flags=response_flags,
             )
             self._requests.labels(**labels).inc()
             self._durations.labels(**labels).observe(elapsed_ms)
         return answer
+
+    def _source(self, source_workload: str | None) -> tuple[str, str]:
+        """Who sent a request, as the reporting sidecars label it: the Gateway's pods when the proxy plays a
+        Gateway (they open the connection to the pod), else the generator when it named itself, else
+        unknown (a curl from outside the mesh)."""
+        gateway_workload = self._gateway_workload
+        if gateway_workload is not None:
+            return gateway_workload
+        if source_workload == GENERATOR_WORKLOAD:
+            return GENERATOR_WORKLOAD, self.namespace
+        return UNKNOWN, UNKNOWN
 
     def _forward(self, upstream: str, path: str) -> Answer:
         try:

@@ -1,7 +1,7 @@
-"""Where a request goes, as Istio's VirtualService and DestinationRule say: the routes resolved from the API
-objects into weighted destinations and their Deployments, and the choice per request by smooth weighted
-round-robin. Pure (no I/O, no thread beyond the `RouteTable` lock), so it is table-tested without a cluster
-or a process."""
+"""Where a request goes, as Istio's VirtualService and DestinationRule say, or a Gateway API HTTPRoute's
+backendRefs: the routes resolved from the API objects into weighted destinations and their Deployments, and
+the choice per request by smooth weighted round-robin. Pure (no I/O, no thread beyond the `RouteTable` lock),
+so it is table-tested without a cluster or a process."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ class Destination:
     workloads: tuple[Workload, ...] = ()
     # The route names a subset that no DestinationRule defines: Envoy would have no cluster to send it to.
     missing_subset: bool = False
+    # An HTTPRoute backendRef that does not resolve (no such Service, another kind, another namespace).
+    invalid_backend: bool = False
 
     @property
     def name(self) -> str:
@@ -62,6 +64,9 @@ NO_ROUTE = Answer(503, b"no route", "NR")
 # Envoy's local reply for a route to an unknown cluster has no body.
 NO_CLUSTER = Answer(503, b"", "NC")
 NO_HEALTHY_UPSTREAM = Answer(503, b"no healthy upstream", "UH")
+# The Gateway API's rule for a backendRef that does not resolve: requests it would get are answered 500
+# (Istio configures a direct response; no upstream is involved, so Envoy sets no response flag).
+INVALID_BACKEND = Answer(500, b"", NO_FLAGS)
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,45 @@ def resolve_routes(
         _resolve_destination(entry, default_weight, namespace, selectors, subsets, workloads)
         for entry in route
     )
+
+
+def resolve_http_route(
+    route: Mapping[str, Any], services: Sequence[Mapping[str, Any]], deployments: Sequence[Mapping[str, Any]]
+) -> tuple[Destination, ...] | None:
+    """The weighted destinations of an HTTPRoute's first rule (the one CanaryApp writes): each backendRef a
+    Service of the route's namespace, its endpoints the Deployments that Service selects, its weight the
+    backendRef's (the Gateway API's default is 1). A backendRef that does not resolve (not a core Service, in
+    another namespace, or no such Service) is an `invalid_backend` destination; None when there is no rule.
+    """
+    rules = (route.get("spec") or {}).get("rules") or []
+    if not rules:
+        return None
+    namespace = route["metadata"]["namespace"]
+    selectors: dict[str, Mapping[str, str]] = {
+        service["metadata"]["name"]: (service.get("spec") or {}).get("selector") or {} for service in services
+    }
+    workloads = [
+        _workload(deployment, selectors)
+        for deployment in sorted(deployments, key=lambda deployment: str(deployment["metadata"]["name"]))
+    ]
+    destinations = []
+    for backend in rules[0].get("backendRefs") or []:
+        name = str(backend["name"])
+        weight = int(backend.get("weight", 1))
+        resolvable = (
+            backend.get("group", "") == ""
+            and backend.get("kind", "Service") == "Service"
+            and backend.get("namespace", namespace) == namespace
+            and name in selectors
+        )
+        if not resolvable:
+            destinations.append(Destination(name, namespace, weight, invalid_backend=True))
+            continue
+        endpoints = tuple(
+            workload for workload in workloads if _selects(selectors[name], workload.pod_labels)
+        )
+        destinations.append(Destination(name, namespace, weight, workloads=endpoints))
+    return tuple(destinations)
 
 
 def _resolve_destination(
@@ -239,8 +283,9 @@ class RouteTable:
             if chosen is None:
                 return Selection(destination=None, workload=None, upstream=None, refusal=NO_ROUTE)
             destination = routes[chosen]
-            if destination.missing_subset:
-                return Selection(destination=destination, workload=None, upstream=None, refusal=NO_CLUSTER)
+            if destination.missing_subset or destination.invalid_backend:
+                refusal = NO_CLUSTER if destination.missing_subset else INVALID_BACKEND
+                return Selection(destination=destination, workload=None, upstream=None, refusal=refusal)
             # One balancer per destination, kept across `apply`, so the spread stays exact over time.
             endpoints = self._endpoint_balancers.setdefault(chosen, SmoothWeightedRoundRobin())
             picked = endpoints.pick([workload.available_replicas for workload in destination.workloads])

@@ -11,6 +11,7 @@ import pytest
 
 from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
+from devenv.mesh import GatewayController
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 
@@ -38,6 +39,17 @@ def prometheus(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_controller(cluster: LocalCluster) -> Iterator[GatewayController]:
+    """The local traffic layer's Gateway API controller, for the whole session: it writes the status of the
+    local GatewayClass, its Gateway and every HTTPRoute naming it, as an implementation in a real cluster
+    does (devenv/mesh/)."""
+    controller = GatewayController(cluster.kubeconfig)
+    controller.start()
+    yield controller
+    controller.stop()
 
 
 @pytest.fixture

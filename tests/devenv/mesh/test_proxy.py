@@ -120,6 +120,41 @@ def test_proxy_refuses_without_a_pod_and_only_the_source_reports_it(proxy: MeshP
     assert requests_total(proxy, reporter="destination", response_code="503") == 0
 
 
+def test_proxy_playing_a_gateway_labels_its_requests_as_istios_gateway_and_the_backend_service(
+    proxy: MeshProxy,
+) -> None:
+    """Istio as a Gateway API implementation: the Gateway's pods (`<gateway>-<class>`) send every request,
+    and each names the backend Service of the HTTPRoute, `x-canary` for the canary."""
+    primary = Destination(
+        "x-primary", NAMESPACE, 75, workloads=(workload("primary", "v1", 1, ("x", "x-primary")),)
+    )
+    canary = Destination(
+        "x-canary", NAMESPACE, 25, workloads=(workload("canary", "v2", 1, ("x", "x-canary")),)
+    )
+    proxy.apply((primary, canary), ("ingress-canaryapp-local", "gateway-system"))
+    assert bodies(proxy.url, "/hello", 8) == {(200, "Hello! v1"): 6, (200, "Hello! v2"): 2}
+    for reporter in REPORTERS:
+        gateway_to_canary = {
+            "reporter": reporter,
+            "source_workload": "ingress-canaryapp-local",
+            "source_workload_namespace": "gateway-system",
+            "destination_service": "x-canary.shop.svc.cluster.local",
+            "destination_service_name": "x-canary",
+            "destination_workload": "x-canary",
+        }
+        assert requests_total(proxy, **gateway_to_canary) == 2
+        assert requests_total(proxy, reporter=reporter, destination_service_name="x") == 0
+
+    invalid = Destination("x-canary", NAMESPACE, 25, invalid_backend=True)
+    proxy.apply((primary, invalid), ("ingress-canaryapp-local", "gateway-system"))
+    assert bodies(proxy.url, "/hello", 4) == {(200, "Hello! v1"): 3, (500, ""): 1}
+    assert (
+        requests_total(proxy, reporter="source", response_code="500", destination_service_name="x-canary")
+        == 1
+    )
+    assert requests_total(proxy, reporter="destination", response_code="500") == 0
+
+
 def test_proxy_restarts_a_backend_that_exited(proxy: MeshProxy) -> None:
     routes = (subset("primary", 100, workload("primary", "v1")),)
     proxy.apply(routes)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from devenv.mesh.routing import (
+    INVALID_BACKEND,
     NO_CLUSTER,
     NO_HEALTHY_UPSTREAM,
     NO_ROUTE,
@@ -21,6 +22,7 @@ from devenv.mesh.routing import (
     SmoothWeightedRoundRobin,
     Workload,
     image_tag,
+    resolve_http_route,
     resolve_routes,
 )
 from tests.devenv.mesh.builders import APP_SELECTOR, NAMESPACE, host, pod_labels, subset, workload
@@ -419,3 +421,75 @@ def test_resolve_routes_without_an_http_route_is_no_route() -> None:
 )
 def test_image_tag(image: str, tag: str) -> None:
     assert image_tag(image) == tag
+
+
+# HTTPRoute backendRefs -------------------------------------------------------------------------------------
+
+TRACK_SERVICES = [
+    *SERVICES,
+    service("x-primary", {**APP_SELECTOR, "canary.atze.io/track": "primary"}),
+    service("x-canary", {**APP_SELECTOR, "canary.atze.io/track": "canary"}),
+]
+
+
+def http_route(*backends: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "x", "namespace": NAMESPACE, "generation": 1},
+        "spec": {"parentRefs": [{"name": "ingress"}], "rules": [{"backendRefs": list(backends)}]},
+    }
+
+
+def test_resolve_http_route_follows_each_backend_service_to_the_deployments_it_selects() -> None:
+    route = http_route(
+        {"name": "x-primary", "port": 8088, "weight": 80}, {"name": "x-canary", "port": 8088, "weight": 20}
+    )
+    routes = resolve_http_route(route, TRACK_SERVICES, [PRIMARY, CANARY])
+    services = ("x", "x-primary")
+    primary = Workload("x-primary", NAMESPACE, pod_labels("primary"), "v1", 2, services)
+    canary = Workload("x-canary", NAMESPACE, pod_labels("canary"), "v2", 1, ("x", "x-canary"))
+    assert routes == (
+        Destination("x-primary", NAMESPACE, 80, workloads=(primary,)),
+        Destination("x-canary", NAMESPACE, 20, workloads=(canary,)),
+    )
+    assert {d.name: d.weight for d in routes or ()} == {"x-primary": 80, "x-canary": 20}
+
+
+def test_resolve_http_route_between_rollouts_keeps_the_canary_backend_at_weight_zero() -> None:
+    route = http_route({"name": "x-primary", "weight": 100}, {"name": "x-canary", "weight": 0})
+    routes = resolve_http_route(route, TRACK_SERVICES, [PRIMARY])
+    assert routes is not None
+    assert [(d.name, d.weight, len(d.workloads)) for d in routes] == [
+        ("x-primary", 100, 1),
+        ("x-canary", 0, 0),
+    ]
+
+
+def test_resolve_http_route_gives_a_backend_without_weight_the_apis_default_of_one() -> None:
+    routes = resolve_http_route(http_route({"name": "x-primary"}), TRACK_SERVICES, [PRIMARY])
+    assert routes is not None
+    assert routes[0].weight == 1
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param({"name": "x-gone", "weight": 100}, id="no-such-service"),
+        pytest.param({"name": "x-primary", "namespace": "other", "weight": 100}, id="other-namespace"),
+        pytest.param(
+            {"name": "x-primary", "group": "example.com", "kind": "Bucket", "weight": 100}, id="kind"
+        ),
+    ],
+)
+def test_resolve_http_route_marks_a_backend_that_does_not_resolve(backend: dict[str, Any]) -> None:
+    routes = resolve_http_route(http_route(backend), TRACK_SERVICES, [PRIMARY])
+    assert routes is not None
+    assert routes[0].invalid_backend
+    table = RouteTable()
+    table.apply(routes, {"v1": "127.0.0.1:1"})
+    assert table.select().refusal == INVALID_BACKEND
+
+
+def test_resolve_http_route_without_rules_is_no_route() -> None:
+    route = http_route()
+    route["spec"]["rules"] = []
+    assert resolve_http_route(route, TRACK_SERVICES, [PRIMARY]) is None

@@ -1,3 +1,3 @@
 # The pinned tools, in build order (the slow ones last so that the quick ones are ready early).
 # shellcheck disable=SC2034
-TOOLS=(istio-crds gateway-api-crds argocd-crds kubernetes-openapi etcd kwok kstatus versitygw kubernetes pulumi-kubernetes pulumi)
+TOOLS=(istio-crds gateway-api-crds argocd-crds kubernetes-openapi etcd kwok kstatus versitygw flux-kustomize-controller kubernetes pulumi-kubernetes pulumi)

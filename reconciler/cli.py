@@ -100,7 +100,7 @@ def controller_for(
         metrics,
         cluster,
         telemetry=telemetry,
-        policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts),
+        policy=RoutingPolicy(config.allowed_gateways, config.allowed_hosts, config.default_router),
         pod_policy=config.pod_policy,
         pod_security_level=config.pod_security_level,
         metrics_policy=config.metrics_policy,

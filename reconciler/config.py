@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reconciler.core import pod_security
 from reconciler.core.grants import GRANT_ANNOTATION
+from reconciler.core.names import Router
 from reconciler.core.pod_policy import DEFAULT_MAX_REPLICAS, DEFAULT_SERVICE_ACCOUNT, PodPolicy
 from reconciler.core.policy import (
     METRIC_URLS_FLAG,
@@ -41,6 +42,7 @@ class RunConfig:
     identity: str
     allowed_gateways: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    default_router: Router = Router.ISTIO
     max_concurrent_rollouts: int | None = None
     notify_url: str | None = None
     shard_selector: LabelSelector | None = None
@@ -135,6 +137,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("ALLOWED_HOSTS", ""),
         help="comma-separated host globs CanaryApps may claim besides their own service names "
         "(e.g. '*.{namespace}.example.com'); default: none",
+    )
+    parser.add_argument(
+        "--default-router",
+        choices=[router.value for router in Router],
+        default=_env("DEFAULT_ROUTER", Router.ISTIO.value),
+        help="the router of a CanaryApp whose spec names none (spec.router): istio (a VirtualService, as the "
+        "original operator) or gateway-api (an HTTPRoute); default: istio",
     )
     parser.add_argument(
         METRIC_URLS_FLAG,
@@ -308,6 +317,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             f"--step-timeout (or CANARYAPP_STEP_TIMEOUT) must be a number of seconds above 0, e.g. 300, "
             f"not {args.step_timeout}"
         )
+    if args.default_router not in {router.value for router in Router}:
+        raise SystemExit(
+            f"--default-router (or CANARYAPP_DEFAULT_ROUTER) must be one of "
+            f"{', '.join(router.value for router in Router)}, not {args.default_router!r}"
+        )
     return RunConfig(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
@@ -324,6 +338,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         identity=args.identity,
         allowed_gateways=_bounded("--allowed-gateways", _patterns(args.allowed_gateways), namespace_bounded),
         allowed_hosts=_bounded("--allowed-hosts", _patterns(args.allowed_hosts), namespace_bounded),
+        default_router=Router(args.default_router),
         max_concurrent_rollouts=args.max_concurrent_rollouts or None,
         notify_url=args.notify_url or None,
         shard_selector=shard_selector,

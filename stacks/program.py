@@ -24,11 +24,10 @@ from reconciler.core import reserved_keys, workload
 from reconciler.core.desired import AutoscalerSpec, DesiredStack
 from reconciler.core.model import API_VERSION, KIND
 from reconciler.core.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
-from stacks.routers import DEFAULT_ROUTER, router_named
-from stacks.routing import Route, Router
+from stacks.routers import router_named
+from stacks.routing import SKIP_AWAIT, Route, Router
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryapp"}
-SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 # Server-side apply wins field conflicts, so a stack whose state was lost (or a field someone edited by hand)
 # is taken back instead of failing the step. It is safe only because the reconciler runs no step while any
 # object of the stack exists without this CanaryApp's owner reference (reconciler/ownership.py).
@@ -47,7 +46,7 @@ def build_program(desired: DesiredStack) -> Callable[[], None]:
 
 def declare(desired: DesiredStack, router: Router | None = None) -> None:
     """Declares every resource of `desired` in the current Pulumi program; the traffic objects are `router`'s,
-    by default those of the router the registry picks for the CanaryApp."""
+    by default those of the router the CanaryApp names (`desired.router`)."""
     # The CRD and the model refuse the key in a spec; the pod templates come from the status too.
     reserved_keys.refuse_reserved_key(
         dataclasses.asdict(desired),
@@ -73,7 +72,7 @@ def declare(desired: DesiredStack, router: Router | None = None) -> None:
             desired.canary_autoscaler,
         )
     _service(desired)
-    (router or router_named(DEFAULT_ROUTER)).declare(route_of(desired), pulumi.ResourceOptions())
+    (router or router_named(desired.router)).declare(route_of(desired), pulumi.ResourceOptions())
     pulumi.export("primaryImage", desired.primary_image)
     pulumi.export("canaryImage", desired.canary_image or "")
     pulumi.export("canaryWeight", desired.canary_weight)
@@ -87,6 +86,7 @@ def route_of(desired: DesiredStack) -> Route:
         port=desired.port,
         hosts=desired.hosts,
         gateways=desired.gateways,
+        parent_refs=desired.parent_refs,
         primary_weight=desired.primary_weight,
         canary_weight=desired.canary_weight,
         metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),

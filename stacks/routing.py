@@ -2,8 +2,9 @@
 
 The program declares the Deployments and the apex Service; a router declares the objects that split the
 apex Service's traffic between the primary and the canary tracks at the desired weights (Istio's
-DestinationRule and VirtualService: stacks/routers/istio.py). The program never knows which objects those
-are, so a second router (Gateway API's HTTPRoute is next) is one new module in stacks/routers/.
+DestinationRule and VirtualService: stacks/routers/istio.py; Gateway API's per-track Services and HTTPRoute:
+stacks/routers/gateway_api.py). The program never knows which objects those are; which objects each router
+owns is data in the core (reconciler/core/names.py `router_objects`), for the ownership check.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pulumi
+
+from reconciler.core.routes import GatewayRef
+
+# Every `up` returns once the API server accepted the change; the reconciler watches readiness (and a route's
+# acceptance) itself.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,8 @@ class Route:
     namespace: str
     port: int
     hosts: tuple[str, ...]
-    gateways: tuple[str, ...]
+    gateways: tuple[str, ...]  # Istio's VirtualService gateways
+    parent_refs: tuple[GatewayRef, ...]  # Gateway API's parent Gateways
     primary_weight: int
     canary_weight: int
     # Name, namespace, labels, annotations and owner references of an object named after the CanaryApp.

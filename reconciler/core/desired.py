@@ -2,7 +2,8 @@
 
 The desired stack follows from the status, never from `spec.image` or `spec.template` directly: a new pod
 template reaches the cluster only through the decisions in `machine.py` (canary first, primary at promotion).
-Replicas, the autoscaler, the port and the routes follow the spec at once.
+Replicas, the autoscaler, the port and the routes follow the spec at once; the router is the spec's as
+admission resolved it (spec.router, else the reconciler's --default-router).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from reconciler.core import workload
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
-from reconciler.core.names import stack_name
+from reconciler.core.names import Router, stack_name
+from reconciler.core.routes import GatewayRef, gateway_refs
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class DesiredStack:
     # With spec.autoscaler: the Deployments' replicas are the autoscalers' (not declared).
     primary_autoscaler: AutoscalerSpec | None = None
     canary_autoscaler: AutoscalerSpec | None = None
+    router: Router = Router.ISTIO
+    # The Gateways of the gateway-api router's HTTPRoute.
+    parent_refs: tuple[GatewayRef, ...] = ()
 
     @property
     def primary_weight(self) -> int:
@@ -59,7 +64,11 @@ class DesiredStack:
 
     def fingerprint(self) -> str:
         """A hash of everything the program declares: equal fingerprints mean `up` changes nothing."""
-        encoded = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        data = dataclasses.asdict(self)
+        if self.router == Router.ISTIO:
+            # An Istio stack keeps the fingerprint it had before routers were named: no step after an upgrade.
+            del data["router"], data["parent_refs"]
+        encoded = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -70,6 +79,8 @@ class DesiredStack:
         data = json.loads(text)
         data["hosts"] = tuple(data["hosts"])
         data["gateways"] = tuple(data["gateways"])
+        data["router"] = Router(data.get("router", Router.ISTIO))
+        data["parent_refs"] = tuple(GatewayRef(**ref) for ref in data.get("parent_refs", ()))
         for field in ("primary_autoscaler", "canary_autoscaler"):
             if data.get(field) is not None:
                 data[field] = AutoscalerSpec(**data[field])
@@ -93,6 +104,7 @@ def desired_stack(
         canary_autoscaler = AutoscalerSpec(
             autoscaler.min_replicas, autoscaler.max_replicas, autoscaler.target_cpu_utilization_percentage
         )
+    router = spec.effective_router
     return DesiredStack(
         name=name,
         namespace=namespace,
@@ -100,7 +112,8 @@ def desired_stack(
         port=spec.image_listen_port,
         replicas=spec.replicas,
         test_replicas=spec.test_replicas,
-        hosts=spec.service_hosts(name),
+        # An HTTPRoute without hostnames takes its parents' (a VirtualService needs one: the apex Service).
+        hosts=spec.hosts if router == Router.GATEWAY_API else spec.service_hosts(name),
         gateways=spec.gateways,
         primary_image=workload.template_image(primary_template) or "",
         canary_image=status.canary_image if canary_template is not None else None,
@@ -111,4 +124,6 @@ def desired_stack(
         canary_revision=status.canary_revision if canary_template is not None else None,
         primary_autoscaler=primary_autoscaler,
         canary_autoscaler=canary_autoscaler if canary_template is not None else None,
+        router=router,
+        parent_refs=gateway_refs(namespace, spec.parent_refs),
     )

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from reconciler.core import reserved_keys, templates, upgrade, workload
+from reconciler.core.names import Router
 
 GROUP = "canary.atze.io"
 VERSION = "v1"
@@ -78,6 +79,7 @@ MAX_HOSTS = 256
 MAX_HOST_LENGTH = 253  # a DNS name
 MAX_GATEWAYS = 64
 MAX_GATEWAY_LENGTH = 63 + 1 + 253  # <namespace>/<name>
+MAX_PARENT_REFS = 32  # Gateway API's own bound on an HTTPRoute's parentRefs
 
 
 class _Model(BaseModel):
@@ -103,6 +105,23 @@ class Autoscaler(_Model):
                 f"({self.max_replicas}): lower minReplicas or raise maxReplicas"
             )
         return self
+
+
+# What a CanaryApp that names no router, read by anything but the reconciler (which has --default-router),
+# means: what it meant before spec.router existed.
+DEFAULT_ROUTER = Router.ISTIO
+
+
+class ParentRef(_Model):
+    """A Gateway an HTTPRoute attaches to (group gateway.networking.k8s.io, kind Gateway): Gateway API's
+    ParentReference without group and kind. No namespace: the CanaryApp's."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    namespace: Annotated[str, Field(min_length=1, max_length=63)] | None = None
+    section_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
 
 class SecretRef(_Model):
@@ -164,6 +183,9 @@ class CanaryAppSpec(_Model):
         tuple[Annotated[str, Field(min_length=1, max_length=MAX_GATEWAY_LENGTH)], ...],
         Field(max_length=MAX_GATEWAYS),
     ] = ()
+    # None: the reconciler's --default-router (Istio unless its operator says otherwise).
+    router: Router | None = None
+    parent_refs: Annotated[tuple[ParentRef, ...], Field(max_length=MAX_PARENT_REFS)] = ()
     canary_traffic_query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)] | None = None
     min_canary_requests: Annotated[int, Field(ge=0)] = DEFAULT_MIN_CANARY_REQUESTS
     progress_deadline_seconds: Annotated[int, Field(ge=1)] = DEFAULT_PROGRESS_DEADLINE_SECONDS
@@ -239,8 +261,45 @@ class CanaryAppSpec(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _fields_of_its_router(self) -> CanaryAppSpec:
+        """The CRD's rules for a spec that names its router (the policy checks the router in effect)."""
+        problems = router_field_problems(self, self.router)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def service_hosts(self, name: str) -> tuple[str, ...]:
         return self.hosts or (name,)
+
+    def with_router(self, default: Router) -> CanaryAppSpec:
+        """The spec with its router in effect written in: its own, else `default` (--default-router)."""
+        return self if self.router is not None else self.model_copy(update={"router": default})
+
+    @property
+    def effective_router(self) -> Router:
+        return self.router or DEFAULT_ROUTER
+
+
+def router_field_problems(spec: CanaryAppSpec, router: Router | None) -> list[str]:
+    """The fields `spec` sets that `router` has no use for (None: no router named, nothing to say)."""
+    if router == Router.ISTIO and spec.parent_refs:
+        return [
+            "spec.parentRefs: only the gateway-api router attaches to Gateways; with spec.router istio name "
+            "Istio gateways in spec.gateways, or set spec.router: gateway-api"
+        ]
+    problems = []
+    if router == Router.GATEWAY_API and spec.gateways:
+        problems.append(
+            "spec.gateways: only the istio router binds VirtualService gateways; with spec.router "
+            "gateway-api name the Gateways in spec.parentRefs, or set spec.router: istio"
+        )
+    if router == Router.GATEWAY_API and not spec.parent_refs:
+        problems.append(
+            "spec.parentRefs: the gateway-api router needs at least one Gateway to attach its HTTPRoute "
+            "to (a route attached to nothing serves nothing): name one, e.g. [{name: public, namespace: gw}]"
+        )
+    return problems
 
 
 class Phase(enum.StrEnum):
@@ -367,6 +426,9 @@ class CanaryAppStatus(_Model):
     paused: bool = False
     queued_at: str | None = None  # waiting for a rollout slot (--max-concurrent-rollouts) since
     last_applied_hash: str | None = None
+    # The router whose objects the last applied stack declared (None: none applied, or applied before
+    # spec.router existed, i.e. Istio's): a switch of routers is refused while a canary runs on the old one.
+    router: Router | None = None
     checks: tuple[CheckRecord, ...] = ()
     rollouts: tuple[RolloutRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
@@ -382,6 +444,12 @@ class CanaryAppStatus(_Model):
     @property
     def successful_image(self) -> str | None:
         return workload.template_image(self.pod_template(self.successful_revision))
+
+    @property
+    def applied_router(self) -> Router | None:
+        """The router whose objects the stack holds: the one recorded, else (a stack applied before routers
+        were recorded) Istio's; None when no stack was applied."""
+        return self.router or (Router.ISTIO if self.last_applied_hash else None)
 
     def condition(self, condition_type: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == condition_type), None)

@@ -9,8 +9,11 @@ own objects:
   conflict, reported on the CanaryApp, and no step runs until it is resolved.
 - **Reserved names.** Some names are never a CanaryApp's, whoever created what (`RESERVED_SERVICES`: the API
   server's own Service).
-- **Routing.** Which gateways a CanaryApp may bind and which hosts it may claim (`RoutingPolicy`): by
-  default the mesh only, and the CanaryApp's own service names only.
+- **Routing.** Which gateways a CanaryApp may bind (Istio gateways, or the Gateways of Gateway API
+  parentRefs) and which hosts it may claim (`RoutingPolicy`): by default the mesh only (no Gateway at all),
+  and the CanaryApp's own service names only. The router a CanaryApp names no router gets is the
+  operator's too (`--default-router`), and a query that could never see the canary's errors under its
+  router is refused (`apex_service_filters`).
 - **Metric endpoints.** Which URLs the reconciler may query for a CanaryApp (`MetricsPolicy`): by default
   Istio's Prometheus add-on only. A URL outside it is never contacted, nor is a redirect to one followed; a
   CanaryApp whose own Service would be one of those endpoints is refused (it would receive the other
@@ -26,7 +29,10 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
-from reconciler.core.model import CanaryAppSpec
+from reconciler.core import templates
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, router_field_problems
+from reconciler.core.names import Router, canary_name, primary_name
+from reconciler.core.routes import gateway_refs
 from reconciler.core.text import shown_url
 
 MESH_GATEWAY = "mesh"
@@ -98,10 +104,21 @@ class RoutingPolicy:
 
     allowed_gateways: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    default_router: Router = Router.ISTIO
 
-    def violations(self, namespace: str, name: str, spec: CanaryAppSpec) -> list[str]:
-        """Every way `spec` asks for more than this policy allows, each naming the field and the fix."""
-        problems = []
+    def routed(self, spec: CanaryAppSpec) -> CanaryAppSpec:
+        """`spec` with the router in effect written in (its own, else `default_router`)."""
+        return spec.with_router(self.default_router)
+
+    def violations(
+        self, namespace: str, name: str, spec: CanaryAppSpec, status: CanaryAppStatus | None = None
+    ) -> list[str]:
+        """Every way `spec` (routed: its router resolved) asks for more than this policy allows, each naming
+        the field and the fix; with the `status`, a router switch the stack cannot make now."""
+        router = spec.effective_router
+        problems = router_field_problems(spec, router)
+        if status is not None:
+            problems.extend(router_switch_problems(router, status))
         if (namespace, name) in RESERVED_SERVICES:
             problems.append(
                 f"metadata.name: the Service {namespace}/{name} is reserved (it is the API server's own "
@@ -123,7 +140,66 @@ class RoutingPolicy:
                     f"permits {_shown(self.allowed_gateways)} besides the mesh; ask its operator or remove "
                     "the gateway"
                 )
+        for parent in gateway_refs(namespace, spec.parent_refs):
+            reference = f"{parent.namespace}/{parent.name}".lower()
+            if not _matches(reference, self.allowed_gateways, namespace):
+                problems.append(
+                    f"spec.parentRefs: Gateway {parent.namespace}/{parent.name} is not allowed: the "
+                    f"reconciler's --allowed-gateways permits {_shown(self.allowed_gateways)}; ask its "
+                    "operator or name another Gateway"
+                )
+        if router == Router.GATEWAY_API:
+            problems.extend(apex_service_filters(namespace, name, spec))
         return problems
+
+
+def router_switch_problems(router: Router, status: CanaryAppStatus) -> list[str]:
+    """A change of router while a canary runs is refused: the new router's objects would start at the
+    current weight with no Gateway having accepted them, and the old ones would be deleted mid-rollout. On a
+    steady CanaryApp the next step declares the new router's objects and deletes the old router's."""
+    applied = status.applied_router
+    if applied is None or applied == router or status.canary_revision is None:
+        return []
+    return [
+        f"spec.router: the canary {status.canary_image or status.canary_revision} runs with the {applied} "
+        f"router; set spec.router back to {applied} until the rollout ends (or abort it: kubectl canaryapp "
+        f"abort), then change it to {router}"
+    ]
+
+
+# A label matcher on the Service a request was routed to, as Istio's stats name it.
+_SERVICE_MATCHER = re.compile(r'\b(destination_service_name|destination_service)\s*(=~?)\s*"([^"]*)"')
+
+
+def apex_service_filters(namespace: str, name: str, spec: CanaryAppSpec) -> list[str]:
+    """Under the gateway-api router a request to the canary is labelled with the backend Service the route
+    chose, `<name>-canary`; a query that filters on the apex Service `<name>` would match nothing, and a
+    check whose error query matches nothing is Clean although it could never have failed. So such a query is
+    refused, with the label to use instead."""
+    values = {
+        "name": name,
+        "namespace": namespace,
+        "canary": canary_name(name),
+        "primary": primary_name(name),
+        "interval": "1m",
+        "window": "1m",
+    }
+    apex = {name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"}
+    problems = []
+    for field, query in (
+        ("prometheusQuery", spec.prometheus_query),
+        ("canaryTrafficQuery", spec.canary_traffic_query),
+    ):
+        for label, operator, value in _SERVICE_MATCHER.findall(templates.render(query or "", values)):
+            if value in apex:
+                problems.append(
+                    f'spec.{field}: it filters on {label}{operator}"{value}", but under the gateway-api '
+                    f"router a canary's requests carry {label}=\"{canary_name(name)}"
+                    f'{"" if label == "destination_service_name" else f".{namespace}.svc.cluster.local"}" '
+                    "(the backend Service the route chose), so it would match nothing and no check could "
+                    f'fail; filter on destination_workload="{{{{ canary }}}}" instead (docs/routing.md)'
+                )
+    return problems
 
 
 def _matches(value: str, patterns: tuple[str, ...], namespace: str) -> bool:

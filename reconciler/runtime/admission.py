@@ -62,9 +62,10 @@ class Admission:
             app = CanaryApp.model_validate(raw)
         except ValidationError as error:
             return Refused(describe_validation_error(error))
+        app = app.model_copy(update={"spec": self.policy.routed(app.spec)})
         namespace, name = app.metadata.namespace, app.metadata.name
         refused = [
-            *self.policy.violations(namespace, name, app.spec),
+            *self.policy.violations(namespace, name, app.spec, app.status),
             *self._pod_violations(app),
             *self.metrics_policy.violations(namespace, name, app.spec),
             *self._endpoint_violations(app),

@@ -72,7 +72,9 @@ class StatusWrites:
     def applied(self, app: CanaryApp, record: Recorded, now: datetime.datetime) -> None:
         """Records that the decision's stack is applied, with its fingerprint."""
         fingerprint = record.desired.fingerprint()
-        synced = record.status.model_copy(update={"last_applied_hash": fingerprint})
+        synced = record.status.model_copy(
+            update={"last_applied_hash": fingerprint, "router": record.desired.router}
+        )
         self.write(app, with_stack_sync(synced, True, now))
 
     def invalid(self, raw: dict[str, Any], problem: str) -> bool:

@@ -33,7 +33,7 @@ from reconciler.core.ports import (
     StackRunner,
 )
 from reconciler.runtime.admission import Admission, Refused
-from reconciler.runtime.apply import Applier
+from reconciler.runtime.apply import Applier, stack_routers
 from reconciler.runtime.observe import Observer
 from reconciler.runtime.persist import Recorded, StatusWrites, failed_step, recorded
 from reconciler.runtime.report import Reporter
@@ -136,7 +136,7 @@ class Reconciler:
 
     def _apply(self, raw: dict[str, Any], app: CanaryApp, record: Recorded, now: datetime.datetime) -> None:
         try:
-            step = self.applier.apply(app.metadata.uid, record.desired)
+            step = self.applier.apply(app.metadata.uid, record.desired, app.status.applied_router)
         except ReconcileError as error:
             conflict = isinstance(error, NameConflictError)
             failure = str(error) if conflict else f"Stack update failed: {error}"
@@ -174,7 +174,8 @@ class Reconciler:
             return
         metadata = raw["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
-        keep = self.applier.not_ours(namespace, name, metadata.get("uid", ""))
+        routers = stack_routers(raw, self.admission.policy.default_router)
+        keep = self.applier.not_ours(namespace, name, metadata.get("uid", ""), routers)
         if keep:
             self.report.left_alone(raw, keep)
         self.report.destroyed(raw, self.applier.destroy(namespace, name, keep))

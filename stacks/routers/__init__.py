@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stacks.routers import istio
+from reconciler.core.names import Router as RouterName
+from stacks.routers import gateway_api, istio
 from stacks.routing import Router
 
-ROUTERS: Mapping[str, Router] = {"istio": istio}
-# The CanaryApp names no router yet (issue 23 adds the field with Gateway API's router): every one is Istio's.
-DEFAULT_ROUTER = "istio"
+ROUTERS: Mapping[str, Router] = {RouterName.ISTIO: istio, RouterName.GATEWAY_API: gateway_api}
 
 
 def router_named(name: str) -> Router:

@@ -248,6 +248,7 @@ def test_the_cluster_role_grants_exactly_what_the_reconciler_uses(
         ("", "namespaces", frozenset({"get"})),
         ("networking.istio.io", "virtualservices", writes),
         ("networking.istio.io", "destinationrules", writes),
+        ("gateway.networking.k8s.io", "httproutes", writes),
         ("autoscaling", "horizontalpodautoscalers", writes),
     }
     for rule in rules:

@@ -527,6 +527,49 @@ ROUTING_CASES = [
     ),
     case("every-host", RECONCILER, "spec.hosts: '*'", hosts=["*"]),
     case("kubernetes", RECONCILER, "metadata.name: the Service default/kubernetes is reserved"),
+    case(
+        "public-parent",
+        RECONCILER,
+        "spec.parentRefs: Gateway istio-system/public is not allowed",
+        router="gateway-api",
+        parentRefs=[{"name": "public", "namespace": "istio-system"}],
+    ),
+    case(
+        "apex-service-query",
+        RECONCILER,
+        'spec.prometheusQuery: it filters on destination_service_name="apex-service-query"',
+        router="gateway-api",
+        parentRefs=[{"name": "own"}],
+        prometheusQuery='sum(rate(istio_requests_total{destination_service_name="{{ name }}"}[1m])) > 0',
+    ),
+    case(
+        "parent-refs-with-istio",
+        ADMISSION,
+        "spec.parentRefs: only the gateway-api router attaches to Gateways",
+        router="istio",
+        parentRefs=[{"name": "public", "namespace": "istio-system"}],
+    ),
+    case(
+        "gateways-with-gateway-api",
+        ADMISSION,
+        "spec.gateways: only the istio router binds VirtualService gateways",
+        router="gateway-api",
+        parentRefs=[{"name": "own"}],
+        gateways=["istio-system/public"],
+    ),
+    case(
+        "route-attached-to-nothing",
+        ADMISSION,
+        "spec.parentRefs: the gateway-api router needs at least one Gateway",
+        router="gateway-api",
+    ),
+    case(
+        "too-many-parents",
+        ADMISSION,
+        "spec.parentRefs: Too many",
+        router="gateway-api",
+        parentRefs=[{"name": f"g{index}"} for index in range(33)],
+    ),
 ]
 
 NOT_ALLOWED_URL = "is not allowed: the reconciler queries only what its --allowed-metric-urls"

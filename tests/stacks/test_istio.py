@@ -23,6 +23,7 @@ ROUTE = Route(
     port=8088,
     hosts=("shop",),
     gateways=(),
+    parent_refs=(),
     primary_weight=70,
     canary_weight=30,
     metadata={"name": "shop", "namespace": "team-a", "labels": {"canary.atze.io/app": "shop"}},

@@ -125,6 +125,7 @@ def test_the_program_declares_what_its_router_declares(recorder: Recorder) -> No
             port=8088,
             hosts=("shop",),
             gateways=(),
+            parent_refs=(),
             primary_weight=70,
             canary_weight=30,
             metadata={

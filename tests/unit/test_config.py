@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import add_run_arguments, available_cpus, run_config
+from reconciler.core.names import Router
 from reconciler.core.pod_policy import PodPolicy
 
 
@@ -176,3 +177,16 @@ def test_bounded_namespace_patterns_start(monkeypatch: pytest.MonkeyPatch) -> No
     )
     assert config.allowed_gateways == ("{namespace}/*",)
     assert config.metrics_policy.allowed_urls == ("http://prometheus.{namespace}.svc:9090",)
+
+
+def test_the_default_router_is_istio_unless_the_flag_or_variable_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CANARYAPP_DEFAULT_ROUTER", raising=False)
+    assert run_config(config_of()).default_router == Router.ISTIO
+    assert run_config(config_of("--default-router", "gateway-api")).default_router == Router.GATEWAY_API
+    monkeypatch.setenv("CANARYAPP_DEFAULT_ROUTER", "gateway-api")
+    assert run_config(config_of()).default_router == Router.GATEWAY_API
+    monkeypatch.setenv("CANARYAPP_DEFAULT_ROUTER", "linkerd")
+    with pytest.raises(SystemExit, match=r"--default-router \(or CANARYAPP_DEFAULT_ROUTER\) must be one of"):
+        run_config(config_of())

@@ -145,6 +145,19 @@ BOUNDS = [
         ("gateways", "maxItems"), lambda n: {"gateways": [f"g{index}" for index in range(n)]}, id="gateways"
     ),
     pytest.param(("gateways", "items", "maxLength"), lambda n: {"gateways": ["g" * n]}, id="gateway"),
+    pytest.param(
+        ("parentRefs", "maxItems"),
+        lambda n: {"parentRefs": [{"name": f"g{index}"} for index in range(n)]},
+        id="parent refs",
+    ),
+    *(
+        pytest.param(
+            ("parentRefs", "items", "properties", field, "maxLength"),
+            lambda n, field=field: {"parentRefs": [{"name": "g", field: "x" * n}]},
+            id=f"parent ref {field}",
+        )
+        for field in ("name", "namespace", "sectionName")
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
-"""What a CanaryApp may make the reconciler do (policy.py): ownership, reserved names, gateways
-and hosts, `{namespace}` standing for one namespace only, and no CanaryApp becoming a metric endpoint,
-table-driven."""
+"""What a CanaryApp may make the reconciler do (policy.py): ownership, reserved names, gateways (Istio's and
+Gateway API parents) and hosts, `{namespace}` standing for one namespace only, the router in effect and a
+switch of routers, queries that could never see a canary's errors, and no CanaryApp becoming a metric
+endpoint, table-driven."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.core.model import CanaryAppSpec
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
+from reconciler.core.names import Router
 from reconciler.core.policy import (
     DEFAULT_METRIC_URLS,
     MetricsPolicy,
@@ -17,6 +19,7 @@ from reconciler.core.policy import (
     is_ours,
     metric_url_bounded,
     namespace_bounded,
+    router_switch_problems,
 )
 
 
@@ -224,3 +227,154 @@ def test_the_refusal_names_the_canaryapp_the_pattern_and_the_fix() -> None:
         "'http://prometheus.{namespace}.svc:9090', which the reconciler's --allowed-metric-urls allows, and "
         "so would receive other CanaryApps' queries and credentials; rename the CanaryApp"
     )
+
+
+GATEWAY_API = RoutingPolicy(
+    allowed_gateways=("{namespace}/*", "gateways/public"), default_router=Router.GATEWAY_API
+)
+CLEAN_QUERY = (
+    'sum(rate(istio_requests_total{destination_workload="{{ canary }}",response_code=~"5.."}[1m])) > 0'
+)
+
+
+@pytest.mark.parametrize(
+    ("policy", "fields", "problem_fields"),
+    [
+        pytest.param(
+            GATEWAY_API,
+            {"parentRefs": [{"name": "public", "namespace": "gateways"}]},
+            [],
+            id="allowed gateway",
+        ),
+        pytest.param(GATEWAY_API, {"parentRefs": [{"name": "own"}]}, [], id="a gateway of its own namespace"),
+        pytest.param(
+            GATEWAY_API,
+            {"parentRefs": [{"name": "internal", "namespace": "gateways"}]},
+            ["spec.parentRefs"],
+            id="gateway not allowed",
+        ),
+        pytest.param(
+            GATEWAY_API,
+            {"parentRefs": [{"name": "gw", "namespace": "other"}]},
+            ["spec.parentRefs"],
+            id="{namespace}/* is the canaryapp's namespace only",
+        ),
+        pytest.param(
+            RoutingPolicy(default_router=Router.GATEWAY_API),
+            {"parentRefs": [{"name": "own"}]},
+            ["spec.parentRefs"],
+            id="no pattern: no gateway at all",
+        ),
+        pytest.param(GATEWAY_API, {}, ["spec.parentRefs"], id="by default: a route attached to nothing"),
+        pytest.param(
+            GATEWAY_API,
+            {"parentRefs": [{"name": "own"}], "gateways": ["mesh"]},
+            ["spec.gateways"],
+            id="istio gateways under the default gateway-api router",
+        ),
+        pytest.param(
+            RoutingPolicy(allowed_gateways=("{namespace}/*",)),
+            {"parentRefs": [{"name": "own"}]},
+            ["spec.parentRefs"],
+            id="parentRefs under the default istio router",
+        ),
+        pytest.param(
+            RoutingPolicy(allowed_gateways=("{namespace}/*",)),
+            {"parentRefs": [{"name": "own"}], "router": "gateway-api"},
+            [],
+            id="the spec's router over the default",
+        ),
+    ],
+)
+def test_routing_policy_of_gateway_api(
+    policy: RoutingPolicy, fields: dict[str, Any], problem_fields: list[str]
+) -> None:
+    routed = policy.routed(spec(prometheusQuery=CLEAN_QUERY, **fields))
+    problems = policy.violations("shop", "web", routed)
+    assert [problem.split(":", 1)[0] for problem in problems] == problem_fields
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        pytest.param(
+            'istio_requests_total{destination_service_name="web",response_code=~"5.."}', True, id="name"
+        ),
+        pytest.param(
+            'istio_requests_total{destination_service_name = "{{ name }}"}', True, id="name template"
+        ),
+        pytest.param(
+            'istio_requests_total{destination_service="web.shop.svc.cluster.local"}', True, id="fqdn"
+        ),
+        pytest.param(
+            'istio_requests_total{destination_service=~"{{ name }}.{{ namespace }}.svc.cluster.local"}',
+            True,
+            id="fqdn template as a regex",
+        ),
+        pytest.param(
+            'istio_requests_total{destination_service_name="web-canary"}', False, id="canary service"
+        ),
+        pytest.param(
+            'istio_requests_total{destination_workload="{{ canary }}"}', False, id="canary workload"
+        ),
+        pytest.param('istio_requests_total{destination_service_name="webshop"}', False, id="another service"),
+    ],
+)
+def test_a_query_on_the_apex_service_is_refused_under_gateway_api(query: str, refused: bool) -> None:
+    routed = GATEWAY_API.routed(spec(prometheusQuery=query, parentRefs=[{"name": "own"}]))
+    problems = GATEWAY_API.violations("shop", "web", routed)
+    assert bool(problems) is refused
+    if refused:
+        [problem] = problems
+        assert problem.startswith("spec.prometheusQuery: it filters on destination_service")
+        assert "web-canary" in problem
+        assert 'destination_workload="{{ canary }}"' in problem
+    # The same query means what it says under Istio, where the apex Service labels both tracks' requests.
+    assert RoutingPolicy().violations("shop", "web", spec(prometheusQuery=query)) == []
+
+
+def test_a_traffic_query_on_the_apex_service_is_refused_too() -> None:
+    routed = GATEWAY_API.routed(
+        spec(
+            prometheusQuery=CLEAN_QUERY,
+            canaryTrafficQuery='sum(increase(istio_requests_total{destination_service_name="web"}[1m]))',
+            parentRefs=[{"name": "own"}],
+        )
+    )
+    [problem] = GATEWAY_API.violations("shop", "web", routed)
+    assert problem.startswith("spec.canaryTrafficQuery:")
+
+
+def applied(router: Router | None, canary: bool) -> CanaryAppStatus:
+    return CanaryAppStatus(
+        router=router,
+        last_applied_hash="h" if router else None,
+        canary_revision="r2" if canary else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "router", "refused"),
+    [
+        pytest.param(applied(Router.ISTIO, canary=True), Router.GATEWAY_API, True, id="switch mid-rollout"),
+        pytest.param(applied(Router.GATEWAY_API, canary=True), Router.ISTIO, True, id="and back"),
+        pytest.param(
+            CanaryAppStatus(last_applied_hash="h", canary_revision="r2"),
+            Router.GATEWAY_API,
+            True,
+            id="a stack applied before routers were recorded is Istio's",
+        ),
+        pytest.param(applied(Router.ISTIO, canary=False), Router.GATEWAY_API, False, id="steady: switched"),
+        pytest.param(applied(Router.ISTIO, canary=True), Router.ISTIO, False, id="same router"),
+        pytest.param(applied(None, canary=False), Router.GATEWAY_API, False, id="nothing applied yet"),
+    ],
+)
+def test_a_router_switch_waits_for_the_rollout_to_end(
+    status: CanaryAppStatus, router: Router, refused: bool
+) -> None:
+    problems = router_switch_problems(router, status)
+    assert bool(problems) is refused
+    if refused:
+        [problem] = problems
+        assert problem.startswith(f"spec.router: the canary r2 runs with the {status.applied_router} router")
+        assert f"set spec.router back to {status.applied_router}" in problem

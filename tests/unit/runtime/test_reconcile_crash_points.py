@@ -312,7 +312,9 @@ class World:
     def declares(self, ref: ObjectRef) -> bool:
         if self.stack is None:
             return False
-        return ref in owned_objects(NAME, with_canary=self.stack.canary_template is not None)
+        return ref in owned_objects(
+            NAME, (self.stack.router,), with_canary=self.stack.canary_template is not None
+        )
 
     def other_rollouts(self) -> list[dict[str, Any]]:
         if self.slot_taken_until is None or self.now >= self.slot_taken_until:

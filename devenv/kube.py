@@ -1,6 +1,6 @@
 """Small Kubernetes helpers shared by the demo, the benchmarks and the tests: one place to build a client
-from a kubeconfig, read a VirtualService's weights, look at a CanaryApp's conditions and wait for a
-Deployment a step deleted to be gone."""
+from a kubeconfig, read a CanaryApp's route (VirtualService or HTTPRoute) and its weights, look at a
+CanaryApp's conditions and wait for a Deployment a step deleted to be gone."""
 
 from __future__ import annotations
 
@@ -12,32 +12,47 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.adapters.kube import load_client_config
+from reconciler.core.names import Router
 from reconciler.core.reasons import CONDITION_STACK_SYNCED
 
 ISTIO = ("networking.istio.io", "v1")
+GATEWAY_API = ("gateway.networking.k8s.io", "v1")
+# The route object of each router: (group, version) and plural.
+ROUTE_RESOURCES = {Router.ISTIO: (ISTIO, "virtualservices"), Router.GATEWAY_API: (GATEWAY_API, "httproutes")}
 
 
 def api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
     return load_client_config(str(kubeconfig))
 
 
-def route_weights(virtual_service: dict[str, Any]) -> tuple[int, int]:
-    """(primary, canary) weights of the route a CanaryApp's VirtualService carries."""
-    route = virtual_service["spec"]["http"][0]["route"]
-    return int(route[0].get("weight", 0)), int(route[1].get("weight", 0))
+def route_weights(route: dict[str, Any]) -> tuple[int, int]:
+    """(primary, canary) weights of a CanaryApp's route: its VirtualService's HTTP route, or its HTTPRoute's
+    rule (backendRefs `<name>-primary`, `<name>-canary`)."""
+    spec = route["spec"]
+    entries = spec["http"][0]["route"] if "http" in spec else spec["rules"][0]["backendRefs"]
+    return int(entries[0].get("weight", 0)), int(entries[1].get("weight", 0))
 
 
-def read_weights(
-    custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str
-) -> tuple[int, int] | None:
-    """The weights of VirtualService `name`; None while it does not exist."""
+def read_route(
+    custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str, router: Router = Router.ISTIO
+) -> dict[str, Any] | None:
+    """The route object `name` of `router` (VirtualService or HTTPRoute); None while it does not exist."""
+    (group, version), plural = ROUTE_RESOURCES[router]
     try:
-        found: Any = custom.get_namespaced_custom_object(*ISTIO, namespace, "virtualservices", name)
+        found: Any = custom.get_namespaced_custom_object(group, version, namespace, plural, name)
     except ApiException as error:
         if error.status == 404:
             return None
         raise
-    return route_weights(found)
+    return dict(found)
+
+
+def read_weights(
+    custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str, router: Router = Router.ISTIO
+) -> tuple[int, int] | None:
+    """The weights of the route `name` of `router`; None while it does not exist."""
+    found = read_route(custom, namespace, name, router)
+    return None if found is None else route_weights(found)
 
 
 def condition(status: dict[str, Any], condition_type: str) -> dict[str, Any] | None:

@@ -48,7 +48,7 @@ resolution and choice).
 Run it on its own with `python -m devenv.mesh --kubeconfig … --namespace … --route … [--router gateway-api]`.
 """
 
-from devenv.mesh.cluster import ROUTERS, GatewayController, LocalMesh, Router
+from devenv.mesh.cluster import ROUTERS, GatewayController, LocalMesh
 from devenv.mesh.labels import GENERATOR_WORKLOAD, Reporter, request_labels
 from devenv.mesh.load import LoadGenerator, is_nothello
 from devenv.mesh.proxy import METRICS_PATH, MeshProxy
@@ -84,7 +84,6 @@ __all__ = [
     "MeshProxy",
     "Reporter",
     "RouteTable",
-    "Router",
     "Selection",
     "SmoothWeightedRoundRobin",
     "Workload",

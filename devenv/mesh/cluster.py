@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -29,8 +29,8 @@ ISTIO_VERSION = "v1"
 VIRTUAL_SERVICE_PLURAL = "virtualservices"
 DESTINATION_RULE_PLURAL = "destinationrules"
 HTTP_ROUTE_PLURAL = "httproutes"
-Router = Literal["istio", "gateway-api"]
-ROUTERS: tuple[Router, ...] = ("istio", "gateway-api")
+# The values of CanaryApp's spec.router: the kind of route the stand-in follows.
+ROUTERS = ("istio", "gateway-api")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class ClusterRoutes:
     """Reads the route and the Services and Deployments of its namespace from the API server: a
     VirtualService with the DestinationRules (istio), or an HTTPRoute with the Gateways (gateway-api)."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, route: str, router: Router = "istio") -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, route: str, router: str = "istio") -> None:
+        if router not in ROUTERS:
+            raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {router!r}")
         self.namespace = namespace
         self.route = route
         self.router = router
@@ -259,7 +261,7 @@ class LocalMesh:
         route: str,
         workdir: Path,
         *,
-        router: Router = "istio",
+        router: str = "istio",
         listen_port: int = 0,
         request_rate: float = 20.0,
         nothello_fraction: float = 0.0,

@@ -14,6 +14,8 @@ from devenv.exporter import ControlledExporter
 from devenv.mesh import GatewayController
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
+from reconciler.core.names import Router
+from tests.integration.helpers import reconciler_flags
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +55,22 @@ def gateway_controller(cluster: LocalCluster) -> Iterator[GatewayController]:
 
 
 @pytest.fixture
-def reconciler(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[ReconcilerProcess]:
-    process = ReconcilerProcess(cluster.kubeconfig, namespace, tmp_path / "reconciler")
+def router() -> Router:
+    """The router of a test's CanaryApps: Istio, unless the test is parametrized by `router`."""
+    return Router.ISTIO
+
+
+@pytest.fixture
+def reconciler(
+    cluster: LocalCluster, namespace: str, tmp_path: Path, router: Router, request: pytest.FixtureRequest
+) -> Iterator[ReconcilerProcess]:
+    """`canaryapp run` for the test's namespace; for the Gateway API with the local Gateway allowed and its
+    controller running (it accepts the routes the reconciler waits for)."""
+    if router == Router.GATEWAY_API:
+        request.getfixturevalue("gateway_controller")
+    process = ReconcilerProcess(
+        cluster.kubeconfig, namespace, tmp_path / "reconciler", *reconciler_flags(router)
+    )
     process.start()
     yield process
     process.stop()

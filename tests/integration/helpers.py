@@ -13,16 +13,18 @@ from typing import Any, TypeVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from devenv.cluster import LocalCluster, write_kubeconfig
+from devenv.cluster import LOCAL_GATEWAY, LOCAL_GATEWAY_NAMESPACE, LocalCluster, write_kubeconfig
 from devenv.kube import (
     DELETION_TIMEOUT_SECONDS,
     read_deployment,
+    read_route,
     read_weights,
     stack_synced,
     wait_deployment_gone,
 )
 from devenv.processes import REPO_ROOT, tool
 from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core.names import Router
 
 T = TypeVar("T")
 
@@ -103,6 +105,25 @@ def traffic_query() -> str:
     return 'canary_requests{namespace="{{ namespace }}", canaryapp="{{ name }}"}'
 
 
+# The local Gateway (devenv/cluster.py) every gateway-api CanaryApp of the tests attaches to, and the flag
+# that lets the reconciler attach to it.
+LOCAL_PARENT_REFS = [{"name": LOCAL_GATEWAY, "namespace": LOCAL_GATEWAY_NAMESPACE}]
+ALLOW_LOCAL_GATEWAY = f"--allowed-gateways={LOCAL_GATEWAY_NAMESPACE}/{LOCAL_GATEWAY}"
+
+
+def router_spec(router: Router) -> dict[str, Any]:
+    """The spec fields that route a test CanaryApp with `router`: none for Istio (the default), the router and
+    the local Gateway as its parent for the Gateway API."""
+    if router == Router.ISTIO:
+        return {}
+    return {"router": router.value, "parentRefs": LOCAL_PARENT_REFS}
+
+
+def reconciler_flags(router: Router) -> tuple[str, ...]:
+    """The reconciler's flags a test CanaryApp of `router` needs."""
+    return () if router == Router.ISTIO else (ALLOW_LOCAL_GATEWAY,)
+
+
 def canary_app(name: str, image: str, query: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
     """A test CanaryApp. Its traffic check is off (minCanaryRequests 0) unless the test sets one: most tests
     drive only the error gauge of the exporter, which reports no requests; test_rollouts.py and
@@ -129,10 +150,13 @@ def canary_app(name: str, image: str, query: str, prometheus_url: str, **spec: A
 
 
 class Apps:
-    """CanaryApps and the objects they own in one namespace."""
+    """CanaryApps and the objects they own in one namespace, routed by `router`."""
 
-    def __init__(self, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    def __init__(
+        self, api: kubernetes.client.ApiClient, namespace: str, router: Router = Router.ISTIO
+    ) -> None:
         self.namespace = namespace
+        self.router = router
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.apps = kubernetes.client.AppsV1Api(api)
         self.core = kubernetes.client.CoreV1Api(api)
@@ -141,7 +165,9 @@ class Apps:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
 
     def create_ready(self, name: str, prometheus_url: str, **spec: Any) -> None:
-        """Creates a CanaryApp on app:v1 with the test query and waits until it is Ready."""
+        """Creates a CanaryApp on app:v1 with the test query, routed by the router, and waits until it is
+        Ready."""
+        spec = {**router_spec(self.router), **spec}
         self.create(canary_app(name, "app:v1", error_query(self.namespace, name), prometheus_url, **spec))
         wait_for(lambda: self.phase_is(name, "Ready"), READY_TIMEOUT, f"{name} Ready")
 
@@ -175,7 +201,25 @@ class Apps:
         return True
 
     def weights(self, name: str) -> tuple[int, int] | None:
-        return read_weights(self.custom, self.namespace, name)
+        return read_weights(self.custom, self.namespace, name, self.router)
+
+    def route(self, name: str) -> dict[str, Any] | None:
+        """The CanaryApp's route object (VirtualService or HTTPRoute); None while it does not exist."""
+        return read_route(self.custom, self.namespace, name, self.router)
+
+    def route_accepted(self, name: str) -> bool:
+        """Whether the HTTPRoute `name` is Accepted, with its references resolved, by every parent, at its
+        current generation (what the reconciler waits for before it counts a weight)."""
+        route = self.route(name)
+        if route is None:
+            return False
+        generation = route["metadata"]["generation"]
+        entries = (route.get("status") or {}).get("parents") or []
+        wanted = {("Accepted", "True", generation), ("ResolvedRefs", "True", generation)}
+        return len(entries) == len(route["spec"]["parentRefs"]) and all(
+            wanted <= {(c["type"], c["status"], c["observedGeneration"]) for c in entry["conditions"]}
+            for entry in entries
+        )
 
     def deployment(self, name: str) -> Any | None:
         return read_deployment(self.apps, self.namespace, name)
@@ -196,7 +240,7 @@ class Apps:
 
 
 class WeightRecorder:
-    """Polls a VirtualService and records every distinct (primary, canary) weight pair, in order."""
+    """Polls a CanaryApp's route and records every distinct (primary, canary) weight pair, in order."""
 
     def __init__(self, apps: Apps, name: str, interval: float = 0.1) -> None:
         self.apps = apps

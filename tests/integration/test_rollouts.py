@@ -1,7 +1,11 @@
 """Whole rollouts on the local cluster: the reconciler process, the Pulumi engine and Kubernetes provider,
 and a real Prometheus scraping an exporter whose error and canary-request gauges each test sets (the traffic
 check is on: a check is clean only with canary requests). Assertions read the world: Deployments, the
-VirtualService's weights and the CanaryApp status."""
+route's weights (Istio's VirtualService, or the Gateway API's HTTPRoute) and the CanaryApp status.
+
+The whole story (create, advance, promote, roll back, retry) and the deletion run with both routers; under
+the Gateway API the local traffic layer's controller accepts the HTTPRoute on the local Gateway, as an
+implementation would. The other tests are about the rollout, not the router, and run with Istio."""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from kubernetes.client.exceptions import ApiException
 
 from devenv.cluster import LocalCluster
 from devenv.exporter import ControlledExporter
+from devenv.kube import read_route
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
+from reconciler.core.names import Router
 from tests.integration.helpers import (
     Apps,
     WeightRecorder,
@@ -27,6 +33,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 ROLLOUT_TIMEOUT = 180
+BOTH_ROUTERS = pytest.mark.parametrize("router", list(Router), ids=[router.value for router in Router])
 
 
 def set_errors(exporter: ControlledExporter, namespace: str, name: str, value: float) -> None:
@@ -34,8 +41,8 @@ def set_errors(exporter: ControlledExporter, namespace: str, name: str, value: f
 
 
 @pytest.fixture
-def apps(kube: object, namespace: str) -> Apps:
-    return Apps(kube, namespace)  # type: ignore[arg-type]
+def apps(kube: object, namespace: str, router: Router) -> Apps:
+    return Apps(kube, namespace, router)  # type: ignore[arg-type]
 
 
 def set_requests(exporter: ControlledExporter, namespace: str, name: str, value: float) -> None:
@@ -68,10 +75,23 @@ def test_create_makes_primary_ready_with_all_traffic(
     assert apps.core.read_namespaced_service("web", apps.namespace).spec.ports[0].port == 8088
 
 
+def assert_routed(apps: Apps, name: str) -> None:
+    """The route carries all traffic to the primary; under the Gateway API each track has its Service and the
+    HTTPRoute is accepted by its Gateway at its current generation."""
+    assert apps.weights(name) == (100, 0)
+    if apps.router == Router.GATEWAY_API:
+        assert wait_for(lambda: apps.route_accepted(name), 10, f"HTTPRoute {name} accepted")
+        services = {s.metadata.name for s in apps.core.list_namespaced_service(apps.namespace).items}
+        assert {name, f"{name}-primary", f"{name}-canary"} <= services
+        assert read_route(apps.custom, apps.namespace, name, Router.ISTIO) is None, "no VirtualService"
+
+
+@BOTH_ROUTERS
 def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     apps: Apps, reconciler: ReconcilerProcess, exporter: ControlledExporter, prometheus: PrometheusServer
 ) -> None:
     create_ready(apps, exporter, prometheus.url, "web")
+    assert_routed(apps, "web")
     with WeightRecorder(apps, "web") as recorder:
         apps.patch_spec("web", image="app:v2")
         wait_for(lambda: apps.phase_is("web", "Succeeded"), ROLLOUT_TIMEOUT, "v2 promoted")
@@ -91,6 +111,7 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert last_check["query"] == error_query(apps.namespace, "web")
     rollout = status["rollouts"][-1]
     assert (rollout["image"], rollout["result"], rollout["weights"]) == ("app:v2", "Promoted", [20, 40])
+    assert_routed(apps, "web")
 
     set_errors(exporter, apps.namespace, "web", 1)
     wait_for(lambda: _prometheus_sees_errors(prometheus, apps.namespace, "web"), 30, "errors scraped")
@@ -108,7 +129,7 @@ def test_clean_rollout_steps_up_and_promotes_then_failing_one_rolls_back(
     assert failed["rollouts"][-1]["result"] == "RolledBack"
     assert apps.deployment_image("web-primary") == "app:v2"
     apps.wait_deleted("web-canary")
-    assert apps.weights("web") == (100, 0)
+    assert_routed(apps, "web")
 
     # Applying v3 again (here: touching the spec while it still names v3) starts no canary.
     apps.patch_spec("web", image="app:v3", replicas=3)
@@ -223,6 +244,7 @@ def test_newer_image_mid_canary_wins(
     assert apps.weights("cart") == (100, 0)
 
 
+@BOTH_ROUTERS
 def test_delete_removes_everything_and_the_stack(
     apps: Apps, reconciler: ReconcilerProcess, exporter: ControlledExporter, prometheus: PrometheusServer
 ) -> None:
@@ -234,7 +256,7 @@ def test_delete_removes_everything_and_the_stack(
     apps.delete("gone")
     wait_for(lambda: not apps.exists("gone"), 120, "CanaryApp released by its finalizer")
     apps.wait_deleted("gone-primary")
-    assert apps.weights("gone") is None
+    assert apps.route("gone") is None
     services = apps.core.list_namespaced_service(apps.namespace).items
     assert [s.metadata.name for s in services if s.metadata.name.startswith("gone")] == []
     assert not stack_file.exists()

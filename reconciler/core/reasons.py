@@ -39,9 +39,11 @@ CONDITION_PROGRESSING = "Progressing"
 CONDITION_PROMOTED = "Promoted"
 CONDITION_STACK_SYNCED = "StackSynced"
 CONDITION_PAUSED = "Paused"
+# kstatus' conditions (sigs.k8s.io/cli-utils), which Flux, Helm and `kubectl wait` read; see conditions.py
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"
 
 # Condition reasons
-PRIMARY_AVAILABLE = "PrimaryAvailable"
 INITIALIZING = "Initializing"
 CANARY_PROGRESSING = "CanaryProgressing"
 PROMOTING = "Promoting"
@@ -51,3 +53,8 @@ APPLYING = "Applying"
 NOT_PROMOTED = "NotPromoted"
 PAUSED_BY_REQUEST = "PausedByRequest"
 NOT_PAUSED = "NotPaused"
+# Ready, Reconciling and Stalled share one reason: the standing of the spec's release
+ROLLED_OUT = "RolledOut"
+ROLLOUT_PENDING = "RolloutPending"
+RETRYING = "Retrying"
+POLICY_DENIED = "PolicyDenied"

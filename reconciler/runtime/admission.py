@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.core import pod_security, workload
+from reconciler.core import pod_security, reasons, workload
 from reconciler.core.endpoints import EndpointError, endpoint_for
 from reconciler.core.grants import granted
 from reconciler.core.model import CanaryApp
@@ -26,9 +26,11 @@ POD_SECURITY_CACHE_SIZE = 512
 
 @dataclass(frozen=True)
 class Refused:
-    """Why a CanaryApp is not acted on: each field and what is wrong with it, `; `-separated."""
+    """Why a CanaryApp is not acted on: each field and what is wrong with it, `; `-separated, and the reason
+    of its Stalled condition (a spec that does not parse, or one a policy refuses)."""
 
     problems: str
+    reason: str = reasons.POLICY_DENIED
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -61,7 +63,7 @@ class Admission:
         try:
             app = CanaryApp.model_validate(raw)
         except ValidationError as error:
-            return Refused(describe_validation_error(error))
+            return Refused(describe_validation_error(error), reasons.INVALID_SPEC)
         app = app.model_copy(update={"spec": self.policy.routed(app.spec)})
         namespace, name = app.metadata.namespace, app.metadata.name
         refused = [

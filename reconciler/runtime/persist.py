@@ -8,8 +8,10 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from reconciler.core import reasons
-from reconciler.core.conditions import with_stack_sync
+from reconciler.core.conditions import with_stack_sync, with_standing
 from reconciler.core.decisions import Decision
 from reconciler.core.desired import DesiredStack, desired_stack
 from reconciler.core.model import CanaryApp, CanaryAppStatus, Condition
@@ -36,6 +38,7 @@ def recorded(app: CanaryApp, decision: Decision, now: datetime.datetime) -> Reco
     failed = None if in_sync else failed_sync(app.status)
     status = with_stack_sync(
         decision.status,
+        app.spec.revision,
         in_sync,
         now,
         failed.message if failed else "",
@@ -51,13 +54,14 @@ def failed_sync(status: CanaryAppStatus) -> Condition | None:
 
 
 def failed_step(
-    status: CanaryAppStatus, now: datetime.datetime, reason: str, failure: str
+    status: CanaryAppStatus, revision: str, now: datetime.datetime, reason: str, failure: str
 ) -> CanaryAppStatus | None:
-    """The status reporting a failed step, or None when it reports this very failure already."""
+    """The status reporting a failed step of the spec's release `revision`, or None when it reports this very
+    failure already."""
     last = failed_sync(status)
     if last is not None and last.message == failure:
         return None
-    return with_stack_sync(status, False, now, failure, reason)
+    return with_stack_sync(status, revision, False, now, failure, reason)
 
 
 class StatusWrites:
@@ -75,14 +79,27 @@ class StatusWrites:
         synced = record.status.model_copy(
             update={"last_applied_hash": fingerprint, "router": record.desired.router}
         )
-        self.write(app, with_stack_sync(synced, True, now))
+        self.write(app, with_stack_sync(synced, app.spec.revision, True, now))
 
-    def invalid(self, raw: dict[str, Any], problem: str) -> bool:
-        """Records why the CanaryApp's generation is not acted on; False when the status says so already."""
+    def invalid(self, raw: dict[str, Any], problem: str, reason: str, now: datetime.datetime) -> bool:
+        """Records why the CanaryApp's generation is not acted on, as Stalled for that generation (the user
+        must change something; kstatus reads Failed); False when the status says so already."""
         metadata = raw["metadata"]
-        if (raw.get("status") or {}).get("message") == problem:
+        stored = raw.get("status") or {}
+        generation = metadata.get("generation")
+        if stored.get("message") == problem and stored.get("invalidGeneration") == generation:
             return False
-        update = {"message": problem, "invalidGeneration": metadata.get("generation")}
+        try:
+            previous = CanaryAppStatus.model_validate({"conditions": stored.get("conditions") or []})
+        except ValidationError:
+            previous = CanaryAppStatus()  # conditions of no known shape are replaced
+        stalled = with_standing(previous, reasons.CONDITION_STALLED, reason, problem, generation or 0, now)
+        update = {
+            "message": problem,
+            "invalidGeneration": generation,
+            "observedGeneration": generation,
+            "conditions": [c.model_dump(by_alias=True, mode="json") for c in stalled.conditions],
+        }
         self.writes.write_status(metadata["namespace"], metadata["name"], update)
         return True
 

@@ -141,7 +141,7 @@ class Reconciler:
             conflict = isinstance(error, NameConflictError)
             failure = str(error) if conflict else f"Stack update failed: {error}"
             reason = reasons.NAME_CONFLICT if conflict else reasons.STACK_UPDATE_FAILED
-            failed = failed_step(record.status, now, reason, failure)
+            failed = failed_step(record.status, app.spec.revision, now, reason, failure)
             if failed is not None:  # a repeated failure is already reported
                 self.report.stack_failed(raw, reason, failure)
                 self.status.write(app, failed)
@@ -166,7 +166,7 @@ class Reconciler:
             )
         )
         self.report.refused(raw, problem)
-        if self.status.invalid(raw, problem):
+        if self.status.invalid(raw, problem, refused.reason, self.clock()):
             self.report.invalid_recorded(raw, problem)
 
     def _finalize(self, raw: dict[str, Any], finalizers: list[str]) -> None:

@@ -16,6 +16,7 @@ import yaml
 from lupa import lua51  # type: ignore[import-untyped]
 
 from reconciler.core.analysis import CheckResult
+from reconciler.core.conditions import with_stack_sync
 from reconciler.core.decisions import Observations
 from reconciler.core.machine import decide
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
@@ -79,7 +80,8 @@ def spec(image: str) -> CanaryAppSpec:
 
 @dataclasses.dataclass
 class Rollout:
-    """Drives the real decide() tick by tick, so the health check sees the statuses the reconciler writes."""
+    """Drives the real decide() tick by tick, each step applied, so the health check sees the statuses the
+    reconciler writes."""
 
     status: CanaryAppStatus = dataclasses.field(default_factory=CanaryAppStatus)
     generation: int = 1
@@ -89,7 +91,8 @@ class Rollout:
         self.seconds += 100
         now = T0 + datetime.timedelta(seconds=self.seconds)
         observations = Observations(generation=self.generation, **observed)
-        self.status = decide(spec(image), self.status, observations, now).status
+        decided = decide(spec(image), self.status, observations, now).status
+        self.status = with_stack_sync(decided, spec(image).revision, True, now)
         return argocd_health(canaryapp(self.status, self.generation))
 
 
@@ -116,6 +119,15 @@ def test_a_promoted_rollout_is_progressing_until_it_is_healthy() -> None:
     promoted = rollout.tick("web:v2", primary=ready("web:v2"), canary=ready("web:v2"))
     assert rollout.status.phase == "Succeeded"
     assert promoted == {"status": "Healthy", "message": "Promoted web:v2"}
+
+
+def test_a_paused_rollout_is_suspended() -> None:
+    rollout = Rollout()
+    rollout.tick("web:v1")
+    rollout.tick("web:v1", primary=ready("web:v1"))
+    rollout.tick("web:v2", primary=ready("web:v1"))
+    rollout.status = rollout.status.model_copy(update={"paused": True})
+    assert rollout.tick("web:v2", primary=ready("web:v1"))["status"] == "Suspended"
 
 
 def test_a_rolled_back_rollout_is_degraded_and_names_the_image_and_the_reason() -> None:
@@ -145,6 +157,16 @@ def condition(status: str) -> dict[str, str]:
         "status": status,
         "reason": "PrimaryUnavailable",
         "message": "web-primary has 0/2 available pods",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def standing(condition_type: str, status: str, reason: str, message: str) -> dict[str, str]:
+    return {
+        "type": condition_type,
+        "status": status,
+        "reason": reason,
+        "message": message,
         "lastTransitionTime": "2026-01-01T00:00:00Z",
     }
 
@@ -199,6 +221,45 @@ def condition(status: str) -> dict[str, str]:
             1,
             {"status": "Degraded", "message": "The last rollout was rolled back"},
             id="failed-without-message",
+        ),
+        pytest.param(
+            {
+                "phase": "Ready",
+                "observedGeneration": 2,
+                "message": "Primary serves web:v1",
+                "conditions": [
+                    standing("Ready", "False", "PolicyDenied", "spec.gateways: not allowed"),
+                    standing("Stalled", "True", "PolicyDenied", "spec.gateways: not allowed"),
+                ],
+            },
+            2,
+            {"status": "Degraded", "message": "spec.gateways: not allowed"},
+            id="stalled-in-a-steady-phase",
+        ),
+        pytest.param(
+            {
+                "phase": "Succeeded",
+                "observedGeneration": 1,
+                "message": "Promoted web:v1",
+                "conditions": [
+                    standing("Ready", "False", "WaitingForSlot", "web:v2 waits for a rollout slot"),
+                    standing("Reconciling", "True", "WaitingForSlot", "web:v2 waits for a rollout slot"),
+                ],
+            },
+            1,
+            {"status": "Progressing", "message": "web:v2 waits for a rollout slot"},
+            id="reconciling-in-a-steady-phase",
+        ),
+        pytest.param(
+            {
+                "phase": "Ready",
+                "observedGeneration": 1,
+                "message": "Primary serves web:v1",
+                "conditions": [standing("Reconciling", "False", "Applying", "m")],
+            },
+            1,
+            {"status": "Progressing", "message": "Primary serves web:v1"},
+            id="neither-ready-nor-reconciling-nor-stalled",
         ),
         pytest.param(
             {"phase": "Paused", "observedGeneration": 1, "message": "m"},

@@ -421,7 +421,7 @@ def test_conditions_follow_the_phase() -> None:
         at(20),
     )
     conditions = {c.type: c.status.value for c in decision.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Paused": "False"}
+    assert conditions == {"Progressing": "False", "Paused": "False"}
     assert status_body(decision.status)["testRunning"] is False
     assert decision.status.observed_generation == 0
 
@@ -429,7 +429,7 @@ def test_conditions_follow_the_phase() -> None:
 def test_condition_transition_time_is_kept_while_unchanged() -> None:
     first = decide(spec(), status(**STEADY_V1), Observations(primary=ready("app:v1")), at(1)).status
     later = decide(spec(image="app:v1"), first, Observations(primary=ready("app:v1")), at(50)).status
-    assert later.condition("Ready") == first.condition("Ready")
+    assert later.condition("Paused") == first.condition("Paused")
 
 
 # --- invariants over random runs --------------------------------------------------------------------------

@@ -44,11 +44,15 @@ def test_a_decision_whose_stack_was_not_applied_yet_is_recorded_as_still_to_appl
 
 def test_a_failed_step_is_recorded_once_per_failure() -> None:
     status = ready_app().status
-    failed = failed_step(status, NOW, reasons.STACK_UPDATE_FAILED, "Stack update failed: boom")
+    v1 = ready_app().spec.revision
+    failed = failed_step(status, v1, NOW, reasons.STACK_UPDATE_FAILED, "Stack update failed: boom")
     assert failed is not None
     condition = failed_sync(failed)
     assert condition is not None
     assert condition.message == "Stack update failed: boom"
-    assert failed_step(failed, NOW, reasons.STACK_UPDATE_FAILED, "Stack update failed: boom") is None
-    assert failed_step(failed, NOW, reasons.NAME_CONFLICT, "Service ns/web already exists") is not None
+    reconciling = failed.condition(reasons.CONDITION_RECONCILING)
+    assert reconciling is not None
+    assert (reconciling.status, reconciling.reason) == ("True", reasons.RETRYING)
+    assert failed_step(failed, v1, NOW, reasons.STACK_UPDATE_FAILED, "Stack update failed: boom") is None
+    assert failed_step(failed, v1, NOW, reasons.NAME_CONFLICT, "Service ns/web already exists") is not None
     assert failed_sync(status) is None

@@ -226,6 +226,17 @@ def test_invalid_spec_is_reported_with_the_field_and_nothing_applied() -> None:
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
     assert "stepWeight" in cluster.app["status"]["message"]
+    assert conditions(cluster) == {
+        "Ready": ("False", "InvalidSpec"),
+        "Reconciling": ("False", "InvalidSpec"),
+        "Stalled": ("True", "InvalidSpec"),
+    }
+    assert cluster.app["status"]["observedGeneration"] == 1
+    assert {c["observedGeneration"] for c in cluster.app["status"]["conditions"]} == {1}
+    cluster.app["metadata"]["generation"] = 2  # another spec change, as wrong: the new generation is stalled
+    subject.reconcile("ns", "web")
+    assert events.reasons == ["InvalidSpec", "InvalidSpec"]
+    assert {c["observedGeneration"] for c in cluster.app["status"]["conditions"]} == {2}
 
 
 def test_step_errors_keep_the_cause_and_drop_the_engines_noise() -> None:
@@ -247,12 +258,14 @@ def test_an_object_owned_by_someone_else_stops_every_step_and_is_reported_once()
     assert stacks.applied == []
     assert events.reasons.count("NameConflict") == 1
     assert conditions(cluster)["StackSynced"] == ("False", "NameConflict")
+    assert conditions(cluster)["Stalled"] == ("True", "NameConflict")
     assert cluster.app is not None
     message = next(c for c in cluster.app["status"]["conditions"] if c["type"] == "StackSynced")["message"]
     assert "Service ns/web" in message
     del cluster.owners[("Service", "web")]
     subject.reconcile("ns", "web")
     assert conditions(cluster)["StackSynced"] == ("True", "StackApplied")
+    assert conditions(cluster)["Stalled"] == ("False", "Initializing")
 
 
 def test_objects_this_canaryapp_owns_are_adopted() -> None:
@@ -304,6 +317,7 @@ def test_a_disallowed_gateway_is_refused_before_anything_is_applied() -> None:
     assert events.reasons == ["InvalidSpec"]
     assert cluster.app is not None
     assert "spec.gateways" in cluster.app["status"]["message"]
+    assert conditions(cluster)["Stalled"] == ("True", "PolicyDenied")
 
 
 def test_a_namespace_without_pod_security_is_refused_naming_the_labels_and_the_fix() -> None:

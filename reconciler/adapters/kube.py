@@ -24,7 +24,7 @@ from reconciler.core import pod_security
 from reconciler.core.endpoints import SecretData
 from reconciler.core.errors import TransientError
 from reconciler.core.model import GROUP, PLURAL, VERSION
-from reconciler.core.names import ObjectRef
+from reconciler.core.names import HTTP_ROUTE, ObjectRef
 from reconciler.core.ports import EventHandler
 from reconciler.core.readiness import DeploymentState, deployment_state
 from reconciler.core.selectors import LabelSelector
@@ -380,6 +380,23 @@ class KubeCluster:
                 return None
             raise _transient(error, f"reading Deployment {namespace}/{name}") from error
         return deployment_state(self.api_client.sanitize_for_serialization(deployment))
+
+    # HTTPRoutes ------------------------------------------------------------------------------------------
+
+    def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One HTTPRoute by name (RBAC: `get` on httproutes), read live: its status.parents says whether its
+        Gateways accepted the weights the last step declared (one read per pass while a canary carries
+        weight, bounded like every call)."""
+        group, version = HTTP_ROUTE[1].split("/")
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(
+                group, version, namespace, "httproutes", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading HTTPRoute {namespace}/{name}") from error
+        return dict(found)
 
     # Secrets ---------------------------------------------------------------------------------------------
 

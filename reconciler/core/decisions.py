@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from reconciler.core.analysis import CheckResult
 from reconciler.core.model import Action, CanaryAppStatus
 from reconciler.core.readiness import DeploymentState
+from reconciler.core.routes import RouteState
 
 # The longest a CanaryApp waiting for a Deployment goes without a pass: the loop's watch of Deployments wakes
 # it as soon as one of them changes, so this is only a safety net (a missed event, a watch that is down).
@@ -46,6 +47,9 @@ class Observations:
     check: CheckResult | None = None
     requests: Mapping[Action, str] = dataclasses.field(default_factory=dict)  # action -> its token
     slots: RolloutSlots | None = None  # None: no limit on concurrent rollouts
+    route: RouteState | None = (
+        None  # None: the router has nothing to confirm (Istio), or no weight to confirm
+    )
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,16 @@ class Resume(Decision):
 @dataclass(frozen=True)
 class IgnoreRequest(Decision):
     """A request that does not apply now (promote with no rollout in progress): recorded, not acted on."""
+
+    @property
+    def is_warning(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class WaitForRoute(Hold):
+    """The weight is declared but not yet accepted by every parent Gateway of the HTTPRoute: it does not
+    count (no check, no step) until it is, within progressDeadlineSeconds of the weight change."""
 
     @property
     def is_warning(self) -> bool:

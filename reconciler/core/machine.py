@@ -27,6 +27,7 @@ from reconciler.core.decisions import (
     READINESS_RECHECK_SECONDS,
     SLOT_POLL_SECONDS,
     AbandonCanary,
+    Advance,
     BecomeReady,
     CompletePromotion,
     Decision,
@@ -37,6 +38,7 @@ from reconciler.core.decisions import (
     Observations,
     RolloutSlots,
     StartCanary,
+    WaitForRoute,
     WaitForSlot,
 )
 from reconciler.core.model import (
@@ -51,8 +53,10 @@ from reconciler.core.model import (
     RolloutRecord,
     RolloutResult,
 )
+from reconciler.core.names import Router
 from reconciler.core.readiness import ready_with
 from reconciler.core.requests import pending_request
+from reconciler.core.routes import ACCEPTANCE_RECHECK_SECONDS, RouteState
 from reconciler.core.transitions import (
     advance,
     describe_release,
@@ -125,7 +129,7 @@ def _decide(
     if status.phase == Phase.INITIALIZING:
         return _initializing(spec, status, obs)
     if status.phase == Phase.PROGRESSING:
-        return _progressing(spec, status, obs, now)
+        return _to_confirm(spec, _progressing(spec, status, obs, now), now)
     if status.phase == Phase.PROMOTING:
         return _promoting(spec, status, obs, now)
     replicas = obs.primary.replicas if obs.primary is not None and spec.autoscaler else None
@@ -246,6 +250,8 @@ def _progressing(
         return Hold(status, None, reasons.WAITING, status.message)
     if status.canary_weight == 0:
         return _waiting_for_canary(spec, status, obs, now)
+    if obs.route is not None and (not obs.route.accepted or status.route_pending_since):
+        return _confirming_route(spec, status, obs.route, now)
     remaining = seconds_until_check(spec, status, now)
     if remaining > 0 or obs.check is None:
         return Hold(status, max(remaining, 0.0), reasons.WAITING, status.message)
@@ -271,6 +277,62 @@ def _waiting_for_canary(
     remaining = spec.deployment_ready_wait_time - waited
     new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
     return Hold(new, min(READINESS_RECHECK_SECONDS, remaining), reasons.WAITING, new.message)
+
+
+def _to_confirm(spec: CanaryAppSpec, decision: Decision, now: datetime.datetime) -> Decision:
+    """With the gateway-api router a new weight is pending until a pass sees every parent Gateway accept the
+    HTTPRoute that carries it (`_confirming_route`): the window of its first check starts then, never at the
+    step, so it holds only traffic the Gateways split that way. Passes look again every
+    ACCEPTANCE_RECHECK_SECONDS meanwhile."""
+    if spec.effective_router != Router.GATEWAY_API or not isinstance(decision, Advance):
+        return decision
+    pending = decision.status.model_copy(update={"route_pending_since": timestamp(now)})
+    return dataclasses.replace(decision, status=pending, requeue_after=ACCEPTANCE_RECHECK_SECONDS)
+
+
+def _confirming_route(
+    spec: CanaryAppSpec, status: CanaryAppStatus, route: RouteState, now: datetime.datetime
+) -> Decision:
+    """A weight counts once every parent Gateway accepted the HTTPRoute that carries it (routes.py): until
+    then no check runs and no step is taken, and past progressDeadlineSeconds from the weight change the
+    canary is rolled back; on acceptance the check window starts afresh."""
+    weight = status.canary_weight
+    if route.accepted:
+        waited = seconds_since(status.route_pending_since, now)
+        message = (
+            f"The HTTPRoute carrying weight {weight}% was accepted by every parent after {int(waited)}s; "
+            f"the first check at this weight is due in {spec.traffic_shift_update_interval}s"
+        )
+        new = status.model_copy(
+            update={
+                "route_pending_since": None,
+                "last_traffic_shift": timestamp(now),
+                "last_check_time": timestamp(now),
+                "message": message,
+            }
+        )
+        return Hold(new, float(spec.traffic_shift_update_interval), reasons.ROUTE_ACCEPTED, message)
+    stalled = seconds_since(status.last_traffic_shift or timestamp(now), now)
+    refused = "rejected" if route.rejected else "not yet accepted"
+    if stalled >= spec.progress_deadline_seconds:
+        why = (
+            f"the HTTPRoute carrying weight {weight}% was {refused} by its Gateways within "
+            f"progressDeadlineSeconds ({spec.progress_deadline_seconds}s): {route.describe()}"
+        )
+        return rollback(status, why, now, reasons.ROUTE_NOT_ACCEPTED)
+    message = (
+        f"Holding weight {weight}%: the HTTPRoute is {refused} by its Gateways ({route.describe()}); "
+        "the weight counts once they accept it, and the canary is rolled back if they have not "
+        f"{spec.progress_deadline_seconds}s (progressDeadlineSeconds) after the weight changed"
+    )
+    new = status.model_copy(
+        update={"route_pending_since": status.route_pending_since or timestamp(now), "message": message}
+    )
+    recheck = min(ACCEPTANCE_RECHECK_SECONDS, spec.progress_deadline_seconds - stalled)
+    if not route.rejected and stalled < READINESS_RECHECK_SECONDS:
+        # A controller that answers within seconds is no news; a refusal or a longer wait is (an Event).
+        return Hold(new, recheck, reasons.WAITING, message)
+    return WaitForRoute(new, recheck, reasons.ROUTE_NOT_ACCEPTED, message)
 
 
 def _judge(

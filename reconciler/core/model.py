@@ -425,6 +425,9 @@ class CanaryAppStatus(_Model):
     handled_requests: dict[str, str] = Field(default_factory=dict)
     paused: bool = False
     queued_at: str | None = None  # waiting for a rollout slot (--max-concurrent-rollouts) since
+    # The gateway-api router: since when the current weight waits for its HTTPRoute's acceptance (None: it
+    # does not); on acceptance the check window starts afresh.
+    route_pending_since: str | None = None
     last_applied_hash: str | None = None
     # The router whose objects the last applied stack declared (None: none applied, or applied before
     # spec.router existed, i.e. Istio's): a switch of routers is refused while a canary runs on the old one.

@@ -154,16 +154,17 @@ class RoutingPolicy:
 
 
 def router_switch_problems(router: Router, status: CanaryAppStatus) -> list[str]:
-    """A change of router while a canary runs is refused: the new router's objects would start at the
-    current weight with no Gateway having accepted them, and the old ones would be deleted mid-rollout. On a
-    steady CanaryApp the next step declares the new router's objects and deletes the old router's."""
+    """A change of router while a canary carries traffic is refused: the new router's objects would start at
+    that weight with no Gateway having accepted them, and the old ones would be deleted under traffic. With no
+    traffic split (a steady CanaryApp, or a canary still at weight 0) the next step declares the new router's
+    objects and deletes the old router's."""
     applied = status.applied_router
-    if applied is None or applied == router or status.canary_revision is None:
+    if applied is None or applied == router or not status.canary_weight:
         return []
     return [
-        f"spec.router: the canary {status.canary_image or status.canary_revision} runs with the {applied} "
-        f"router; set spec.router back to {applied} until the rollout ends (or abort it: kubectl canaryapp "
-        f"abort), then change it to {router}"
+        f"spec.router: the canary {status.canary_image or status.canary_revision} carries "
+        f"{status.canary_weight}% of the traffic through the {applied} router; set spec.router back to "
+        f"{applied} until the rollout ends (or abort it: kubectl canaryapp abort), then change it to {router}"
     ]
 
 

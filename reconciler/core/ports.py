@@ -90,6 +90,10 @@ class ClusterReader(SecretReader, Protocol):
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
 
+    def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Gateway API HTTPRoute as the API server serves it (JSON; None: it does not exist), by name."""
+        ...
+
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
         """The UIDs in the object's owner references; None when it does not exist."""
         ...

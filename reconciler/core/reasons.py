@@ -19,6 +19,7 @@ PAUSED = "Paused"
 RESUMED = "Resumed"
 REQUEST_IGNORED = "RequestIgnored"
 WAITING_FOR_SLOT = "WaitingForSlot"
+ROUTE_ACCEPTED = "RouteAccepted"
 
 # Causes of a rollback (the reason of a status.rollouts record)
 CHECKS_FAILED = "ChecksFailed"
@@ -26,6 +27,7 @@ CANARY_NOT_READY = "CanaryNotReady"
 ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
 ABORTED = "Aborted"
 PRIMARY_NOT_READY = "PrimaryNotReady"
+ROUTE_NOT_ACCEPTED = "RouteNotAccepted"  # also the Event of a weight waiting for its route's acceptance
 
 # Errors (Event reasons)
 INVALID_SPEC = "InvalidSpec"

@@ -17,6 +17,9 @@ from typing import Any
 from reconciler.core.model import MAX_EVIDENCE_TEXT, ParentRef
 from reconciler.core.text import printable
 
+# How often a pass looks at a route whose weight is not confirmed yet: a read by name, for a few seconds after
+# each step (bounded by progressDeadlineSeconds when a Gateway never answers).
+ACCEPTANCE_RECHECK_SECONDS = 1.0
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_KIND = "Gateway"
 ACCEPTED = "Accepted"

@@ -120,6 +120,7 @@ def without_canary(status: CanaryAppStatus) -> CanaryAppStatus:
             "canary_started_at": None,
             "promotion_started_at": None,
             "primary_min_replicas": None,
+            "route_pending_since": None,
             "pod_templates": status.with_pod_templates(kept),
         }
     )

@@ -1,6 +1,8 @@
-"""What a pass observes before `decide()`: both Deployments, the metrics when a check is due, and the rollout
-slots when the CanaryApp is about to start one. Every read comes from a port: Deployments and CanaryApps from
-the caches, the metrics Secret by name (so a rotated credential counts at once)."""
+"""What a pass observes before `decide()`: both Deployments, the HTTPRoute of a gateway-api canary carrying
+weight (whether its Gateways accepted it), the metrics when a check is due and the weight counts, and the
+rollout slots when the CanaryApp is about to start one. Every read comes from a port: Deployments and
+CanaryApps from the caches, the HTTPRoute and the metrics Secret by name (read live, so an acceptance or a
+rotated credential counts at once)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from reconciler.core.decisions import Observations, RolloutSlots
 from reconciler.core.endpoints import EndpointError, endpoint_for
 from reconciler.core.machine import about_to_start, wants_check
 from reconciler.core.model import Action, CanaryApp, CanaryAppStatus, CheckOutcome, Phase
-from reconciler.core.names import canary_name, primary_name
+from reconciler.core.names import Router, canary_name, primary_name
 from reconciler.core.ports import CanaryAppCache, ClusterReader, MetricsSource, SecretReader
+from reconciler.core.routes import RouteState, gateway_refs, route_state
 from reconciler.runtime.telemetry import Telemetry
 
 ACTIVE_PHASES = frozenset({Phase.PROGRESSING.value, Phase.PROMOTING.value})
@@ -30,15 +33,35 @@ def observe(
 ) -> Observations:
     """Reads what `decide()` needs: both Deployments and, only when a check is due, the metrics."""
     namespace, name, status = app.metadata.namespace, app.metadata.name, app.status
+    route = observe_route(app, cluster)
+    counts = route is None or (route.accepted and status.route_pending_since is None)
     return Observations(
         generation=app.metadata.generation,
         primary=cluster.deployment_state(namespace, primary_name(name)),
         canary=cluster.deployment_state(namespace, canary_name(name)) if status.canary_image else None,
-        check=check(app, now) if wants_check(app.spec, status, now) else None,
+        check=check(app, now) if counts and wants_check(app.spec, status, now) else None,
+        route=route,
         requests={
             action: token for action in Action if (token := app.metadata.annotations.get(action.annotation))
         },
         slots=slots(app) if slots is not None and about_to_start(app.spec, status) else None,
+    )
+
+
+def observe_route(app: CanaryApp, cluster: ClusterReader) -> RouteState | None:
+    """The HTTPRoute's state for the weight the status declares, when there is one to confirm: a gateway-api
+    CanaryApp whose canary carries weight (None otherwise: Istio's router confirms nothing)."""
+    spec, status = app.spec, app.status
+    if (
+        spec.effective_router != Router.GATEWAY_API
+        or status.phase != Phase.PROGRESSING
+        or not status.canary_weight
+    ):
+        return None
+    namespace, name = app.metadata.namespace, app.metadata.name
+    weights = (100 - status.canary_weight, status.canary_weight)
+    return route_state(
+        cluster.http_route(namespace, name), gateway_refs(namespace, spec.parent_refs), weights
     )
 
 

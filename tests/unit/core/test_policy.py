@@ -350,6 +350,7 @@ def applied(router: Router | None, canary: bool) -> CanaryAppStatus:
         router=router,
         last_applied_hash="h" if router else None,
         canary_revision="r2" if canary else None,
+        canary_weight=10 if canary else 0,
     )
 
 
@@ -359,7 +360,7 @@ def applied(router: Router | None, canary: bool) -> CanaryAppStatus:
         pytest.param(applied(Router.ISTIO, canary=True), Router.GATEWAY_API, True, id="switch mid-rollout"),
         pytest.param(applied(Router.GATEWAY_API, canary=True), Router.ISTIO, True, id="and back"),
         pytest.param(
-            CanaryAppStatus(last_applied_hash="h", canary_revision="r2"),
+            CanaryAppStatus(last_applied_hash="h", canary_revision="r2", canary_weight=10),
             Router.GATEWAY_API,
             True,
             id="a stack applied before routers were recorded is Istio's",
@@ -367,6 +368,12 @@ def applied(router: Router | None, canary: bool) -> CanaryAppStatus:
         pytest.param(applied(Router.ISTIO, canary=False), Router.GATEWAY_API, False, id="steady: switched"),
         pytest.param(applied(Router.ISTIO, canary=True), Router.ISTIO, False, id="same router"),
         pytest.param(applied(None, canary=False), Router.GATEWAY_API, False, id="nothing applied yet"),
+        pytest.param(
+            CanaryAppStatus(router=Router.ISTIO, last_applied_hash="h", canary_revision="r2"),
+            Router.GATEWAY_API,
+            False,
+            id="a canary at weight 0 carries no traffic: switched with it",
+        ),
     ],
 )
 def test_a_router_switch_waits_for_the_rollout_to_end(
@@ -376,5 +383,6 @@ def test_a_router_switch_waits_for_the_rollout_to_end(
     assert bool(problems) is refused
     if refused:
         [problem] = problems
-        assert problem.startswith(f"spec.router: the canary r2 runs with the {status.applied_router} router")
+        carried = f"carries 10% of the traffic through the {status.applied_router} router"
+        assert problem.startswith(f"spec.router: the canary r2 {carried}")
         assert f"set spec.router back to {status.applied_router}" in problem

@@ -43,13 +43,15 @@ from reconciler.core.desired import DesiredStack
 from reconciler.core.endpoints import MetricsEndpoint, SecretData
 from reconciler.core.errors import TransientError
 from reconciler.core.model import Action, CanaryApp, CheckOutcome, Series
-from reconciler.core.names import ObjectRef, canary_name, owned_objects, primary_name
+from reconciler.core.names import ObjectRef, Router, canary_name, owned_objects, primary_name
+from reconciler.core.policy import RoutingPolicy
 from reconciler.core.ports import StepReport
 from reconciler.core.readiness import DeploymentState
 from reconciler.core.workload import shorthand_revision
 from reconciler.runtime.reconcile import Reconciler
 from reconciler.runtime.telemetry import Telemetry
 from stacks.program import route_of
+from stacks.routers.gateway_api import http_route_spec
 from stacks.routers.istio import virtual_service_spec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -253,6 +255,11 @@ class World:
         self.slot_taken_until: datetime.datetime | None = None  # another CanaryApp's rollout, until then
         self.failed: set[str] = set()  # revisions the stored status has recorded as failed
         self.retries: set[str] = set()  # revisions a user asked to retry
+        # The gateway-api router: the parent Gateway accepts each new generation of the HTTPRoute this long
+        # after it was applied; the split follows only then.
+        self.route_accept_after = 0.0
+        self.route_generation = 0
+        self.route_changed_at = START
         self.violations: list[str] = []
 
     # The clock and the user ------------------------------------------------------------------------------
@@ -272,6 +279,12 @@ class World:
     def set_image(self, image: str) -> None:
         app = self._stored()
         app["spec"]["image"] = image
+        app["metadata"]["generation"] += 1
+
+    def route_through_gateway(self) -> None:
+        """The user moves the CanaryApp to the gateway-api router (and its Gateway)."""
+        app = self._stored()
+        app["spec"].update(router="gateway-api", parentRefs=[{"name": "public", "namespace": "gateways"}])
         app["metadata"]["generation"] += 1
 
     def request(self, action: Action, token: str) -> None:
@@ -347,8 +360,18 @@ class World:
     # The stack ---------------------------------------------------------------------------------------------
 
     def apply(self, desired: DesiredStack) -> None:
+        routed = desired.router == Router.GATEWAY_API
+        new_route = routed and (
+            self.stack is None
+            or self.stack.router != desired.router
+            or self.stack.canary_weight != desired.canary_weight
+        )
+        if new_route:
+            self.route_generation += 1
+            self.route_changed_at = self.now
         if self.stack is None or self.stack.canary_weight != desired.canary_weight:
-            self.weight_since = self.now
+            accepted_after = self.route_accept_after if routed else 0.0
+            self.weight_since = self.now + datetime.timedelta(seconds=accepted_after)
         self.stack = desired
         self._roll(primary_name(NAME), desired.primary_revision, desired.primary_image)
         if desired.canary_template is None or desired.canary_revision is None:
@@ -371,6 +394,28 @@ class World:
             self.violation(
                 f"a check judged weight {weight}% while the world sent {applied}% for {sent_for:.0f}s"
             )
+
+    def http_route(self) -> dict[str, Any] | None:
+        """The HTTPRoute of a gateway-api stack, with its parent's verdict on the generation it has seen."""
+        if self.stack is None or self.stack.router != Router.GATEWAY_API:
+            return None
+        accepted = (self.now - self.route_changed_at).total_seconds() >= self.route_accept_after
+        seen = self.route_generation if accepted else self.route_generation - 1
+        conditions = [
+            {"type": kind, "status": "True", "reason": kind, "observedGeneration": seen}
+            for kind in ("Accepted", "ResolvedRefs")
+        ]
+        parent = {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "namespace": "gateways",
+            "name": "public",
+        }
+        return {
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "generation": self.route_generation},
+            "spec": http_route_spec(route_of(self.stack)),
+            "status": {"parents": [{"parentRef": parent, "conditions": conditions}] if seen else []},
+        }
 
     def _roll(self, name: str, revision: str, image: str) -> bool:
         """Gives the Deployment its template; True when that is new (it is not ready for a while then)."""
@@ -448,6 +493,9 @@ class ApiServer:
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None:
         return self.world.deployment_state(name)
+
+    def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.world.http_route())
 
     def owner_uids(self, namespace: str, ref: ObjectRef) -> frozenset[str] | None:
         return frozenset({UID}) if self.world.declares(ref) else None
@@ -570,6 +618,7 @@ def run(scenario: Scenario, crash: CrashPoint | None = None) -> Run:
             clock=lambda: world.now,
             telemetry=Decisions(decisions),
             max_concurrent_rollouts=scenario.max_concurrent_rollouts,
+            policy=RoutingPolicy(allowed_gateways=("gateways/*",)),
         )
 
     reconciler, settled = restarted(), False
@@ -604,15 +653,24 @@ def _ready_world() -> World:
 
 
 def ready_then(
-    image: str, *, errors_found: bool = False, quiet_checks: int = 0, slot_taken_for: float | None = None
+    image: str,
+    *,
+    errors_found: bool = False,
+    quiet_checks: int = 0,
+    slot_taken_for: float | None = None,
+    route_accepted_after: float | None = None,
 ) -> Callable[[], World]:
-    """A CanaryApp that became Ready with V1, then given `image`."""
+    """A CanaryApp that became Ready with V1, then given `image` (and with `route_accepted_after`, moved to
+    the gateway-api router at the same time, its Gateway accepting each route that long after it changed)."""
 
     def start() -> World:
         world = copy.deepcopy(_ready_world())
         world.errors_found, world.quiet_checks = errors_found, quiet_checks
         if slot_taken_for is not None:
             world.slot_taken_until = world.now + datetime.timedelta(seconds=slot_taken_for)
+        if route_accepted_after is not None:
+            world.route_accept_after = route_accepted_after
+            world.route_through_gateway()
         world.set_image(image)
         return world
 
@@ -770,6 +828,16 @@ ALL_SCENARIOS = (
         transitions=frozenset({"WaitForSlot", "StartCanary", "CompletePromotion"}),
         min_crash_points=42,
         max_concurrent_rollouts=1,
+    ),
+    Scenario(
+        # Each weight counts once the Gateway accepted its route, 20 s after the step: the audit of every
+        # check (a whole interval of traffic at the judged weight) fails if a check counts from the step.
+        name="gateway-api-routes-accepted-late",
+        start=ready_then(V2, route_accepted_after=20),
+        events=(),
+        outcome=settled_as("Succeeded", V2),
+        transitions=frozenset({"StartCanary", "WaitForRoute", "Hold", "Advance", "CompletePromotion"}),
+        min_crash_points=50,
     ),
     Scenario(
         name="deleted-mid-rollout",

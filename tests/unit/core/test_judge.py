@@ -6,9 +6,11 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats as scipy_stats
 
 from reconciler.core.judge import (
     CheckVerdict,
@@ -85,6 +87,20 @@ def test_hodges_lehmann_and_its_interval_on_hollander_and_wolfes_permeability_da
     assert (comparison.low, comparison.high) == pytest.approx((low, high))
     assert (comparison.low, comparison.high) == pytest.approx((-0.15, 0.76))
     assert result.verdict is Verdict.PASS
+
+
+def test_the_interval_of_large_samples_is_the_textbooks_normal_approximation() -> None:
+    """Hollander & Wolfe (1999), eq. 4.41: for large samples k = mn/2 - z(alpha/2) sqrt(mn(m+n+1)/12); scipy's
+    continuity correction may move k by one."""
+    generator = np.random.default_rng(7)
+    canary, baseline = generator.normal(103, 10, 60), generator.normal(100, 10, 50)
+    comparison = only(SampleMetric(name="latency", canary=tuple(canary), baseline=tuple(baseline))).comparison
+    m, n = canary.size, baseline.size
+    k = math.floor(m * n / 2 - scipy_stats.norm.ppf(0.99) * math.sqrt(m * n * (m + n + 1) / 12))
+    differences = np.sort(np.subtract.outer(canary, baseline), axis=None)
+    assert comparison is not None
+    assert comparison.low in differences[k - 2 : k + 1]
+    assert comparison.high in differences[m * n - k - 1 : m * n - k + 2]
 
 
 def test_fisher_exact_on_the_lady_tasting_tea() -> None:
@@ -439,6 +455,21 @@ def test_a_shift_beyond_the_allowed_effect_fails_in_the_bad_direction_only(
     ]:
         metric = SampleMetric(name="latency", canary=canary, baseline=tuple(values), direction=direction)
         assert only(metric).verdict is verdict
+
+
+@settings(max_examples=60, deadline=None)
+@given(baseline_failures=st.integers(0, 20), extra=st.integers(60, 200), direction=directions)
+def test_many_more_failures_fail_only_where_an_increase_is_bad(
+    baseline_failures: int, extra: int, direction: Direction
+) -> None:
+    """Of 1000 requests, the canary fails at least 60 more than the baseline: significant and beyond 10 %."""
+    metric = CountMetric(
+        name="errors",
+        canary=Counts(baseline_failures + extra, 1000),
+        baseline=Counts(baseline_failures, 1000),
+        direction=direction,
+    )
+    assert only(metric).verdict is (Verdict.PASS if direction is Direction.DECREASE else Verdict.HIGH)
 
 
 @settings(max_examples=100, deadline=None)

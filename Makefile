@@ -1,6 +1,8 @@
 # The README's commands are the truth: `make test` and `make demo`. Every target builds what it needs.
 SHELL := /bin/bash
 PYTHON ?= python3
+# The router `make demo` tells the story with: istio (a VirtualService) or gateway-api (an HTTPRoute).
+ROUTER ?= istio
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
@@ -65,7 +67,7 @@ cluster: venv tools
 	canaryapp-dev cluster
 
 demo: venv tools
-	canaryapp-dev demo
+	canaryapp-dev demo --router $(ROUTER)
 
 demo-up: venv tools
 	canaryapp-dev demo-up

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from devenv.cluster import running
 from devenv.processes import REPO_ROOT
+from reconciler.core.names import Router
 
 CRD_FILE = REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml"
 
@@ -38,7 +39,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
     if args.command == "demo":
         workdir = Path(args.dir).resolve() if args.dir else demo.DEMO_DIR / f"demo-{int(time.time())}"
-        code = demo.run_demo(workdir)
+        code = demo.run_demo(workdir, Router(args.router))
         if code == 0 and not args.dir:
             shutil.rmtree(workdir, ignore_errors=True)
         return code
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     cluster.set_defaults(handler=cluster_command)
     run_demo = commands.add_parser("demo", help="tell the whole canary story with real traffic, then stop")
     run_demo.add_argument("--dir", help="keep the demo's files (logs) in this folder")
+    run_demo.add_argument(
+        "--router",
+        choices=[router.value for router in Router],
+        default=Router.ISTIO.value,
+        help="spec.router",
+    )
     commands.add_parser("demo-up", help="start the demo environment in the background")
     commands.add_parser("demo-down", help="stop the demo environment")
     serve = commands.add_parser("demo-serve", help="(used by demo-up) run the demo environment until SIGTERM")

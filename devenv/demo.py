@@ -1,12 +1,15 @@
 """`make demo`: the canary story of the original project, told on this machine with real parts.
 
 A local cluster, Prometheus, the reconciler (`canaryapp run`) and the local traffic layer (the stand-in for
-Istio's data plane, `devenv/mesh/`) start. The story is told twice: with the sample CanaryApp (its query
-counts the canary workload's own errors), then with the original operator's manifest and its query unchanged
-(it filters on `destination_service_name`). Each time v2 is rolled out with clean traffic and promoted, and v3
-is rolled out while a share of the traffic hits `/nothello`, and rolled back. Each step is printed as it
-happens with the check's value and the canary's request count, a summary at the end, and the exit code is 0
-only if the story happened.
+Istio's data plane, `devenv/mesh/`) start. With the Istio router the story is told twice: with the sample
+CanaryApp (its query counts the canary workload's own errors), then with the original operator's manifest and
+its query unchanged (it filters on `destination_service_name`). With the Gateway API router
+(`make demo ROUTER=gateway-api`) it is told with the Gateway API example attached to the local Gateway, whose
+controller (the traffic layer's) accepts its HTTPRoute; the original's query cannot serve there (under that
+router the apex Service's name labels no canary request). Each time v2 is rolled out with clean traffic and
+promoted, and v3 is rolled out while a share of the traffic hits `/nothello`, and rolled back. Each step is
+printed as it happens with the check's value and the canary's request count, a summary at the end, and the
+exit code is 0 only if the story happened.
 `demo-up` / `demo-down` keep the same environment running for the walkthrough by hand.
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 import kubernetes
 import yaml
 
-from devenv.cluster import LocalCluster, running
+from devenv.cluster import LOCAL_GATEWAY, LOCAL_GATEWAY_NAMESPACE, LocalCluster, running
 from devenv.kube import (
     DELETION_TIMEOUT_SECONDS,
     api_client,
@@ -38,11 +41,12 @@ from devenv.kube import (
     stack_synced,
     wait_deployment_gone,
 )
-from devenv.mesh import LocalMesh
+from devenv.mesh import GatewayController, LocalMesh
 from devenv.processes import REPO_ROOT, tools_bin, wait_until
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core.names import Router
 
 NAMESPACE = "default"
 # How long the traffic layer may take to apply the VirtualService's last weights before the demo says so.
@@ -51,24 +55,33 @@ NAME = "canaryapp-sample"
 SAMPLE = REPO_ROOT / "examples" / "canaryapp-sample.yaml"
 ORIGINAL_NAME = "canaryapp-original"
 ORIGINAL = REPO_ROOT / "examples" / "original-operator-sample.yaml"
+GATEWAY_API_SAMPLE = REPO_ROOT / "examples" / "canaryapp-gateway-api.yaml"
+# The manifests each router's story is told with, in order; the first is the one the walkthrough curls.
+MANIFESTS = {Router.ISTIO: (SAMPLE, ORIGINAL), Router.GATEWAY_API: (GATEWAY_API_SAMPLE,)}
 IMAGE = "status-code-server"
 DEMO_INTERVAL_SECONDS = 3
+LOCAL_PARENT = f"{LOCAL_GATEWAY_NAMESPACE}/{LOCAL_GATEWAY}"
 ROLLOUT_TIMEOUT_SECONDS = 240
+
+
+def manifest_name(path: Path) -> str:
+    return str(yaml.safe_load(path.read_text())["metadata"]["name"])
 
 
 @dataclass
 class Environment:
     cluster: LocalCluster
     prometheus: PrometheusServer
-    meshes: dict[str, LocalMesh]  # the traffic layer of each CanaryApp, by name
+    meshes: dict[str, LocalMesh]  # the traffic layer of each CanaryApp, by name, in the story's order
     reconciler: ReconcilerProcess
     custom: kubernetes.client.CustomObjectsApi
     apps: kubernetes.client.AppsV1Api
+    router: Router = Router.ISTIO
 
     @property
     def mesh(self) -> LocalMesh:
-        """The sample's traffic layer (the one the walkthrough curls)."""
-        return self.meshes[NAME]
+        """The first CanaryApp's traffic layer (the one the walkthrough curls)."""
+        return next(iter(self.meshes.values()))
 
     def env_lines(self) -> dict[str, str]:
         return {
@@ -81,16 +94,29 @@ class Environment:
 
 
 @contextmanager
-def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> Iterator[Environment]:
-    """Starts every part of the demo in `workdir`; stops all of them on exit."""
+def environment(
+    workdir: Path, prometheus_port: int = 0, mesh_port: int = 0, router: Router = Router.ISTIO
+) -> Iterator[Environment]:
+    """Starts every part of the demo in `workdir` for the story of `router`; stops all of them on exit."""
     os.environ["PATH"] = f"{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
     workdir.mkdir(parents=True, exist_ok=True)
     with running(workdir / "cluster") as cluster:
         cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+        names = [manifest_name(manifest) for manifest in MANIFESTS[router]]
         meshes = {
-            NAME: LocalMesh(cluster.kubeconfig, NAMESPACE, NAME, workdir / "mesh", listen_port=mesh_port),
-            ORIGINAL_NAME: LocalMesh(cluster.kubeconfig, NAMESPACE, ORIGINAL_NAME, workdir / "mesh-original"),
+            name: LocalMesh(
+                cluster.kubeconfig,
+                NAMESPACE,
+                name,
+                workdir / f"mesh-{name}",
+                router=router.value,
+                listen_port=mesh_port if index == 0 else 0,
+            )
+            for index, name in enumerate(names)
         }
+        gateway_controller = GatewayController(cluster.kubeconfig) if router == Router.GATEWAY_API else None
+        if gateway_controller is not None:
+            gateway_controller.start()
         for mesh in meshes.values():
             mesh.start()
         prometheus = PrometheusServer(
@@ -99,7 +125,8 @@ def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> 
             metrics_paths={f"local-mesh-{name}": "/stats/prometheus" for name in meshes},
             port=prometheus_port,
         )
-        reconciler = ReconcilerProcess(cluster.kubeconfig, NAMESPACE, workdir / "reconciler")
+        allowed = () if router == Router.ISTIO else (f"--allowed-gateways={LOCAL_PARENT}",)
+        reconciler = ReconcilerProcess(cluster.kubeconfig, NAMESPACE, workdir / "reconciler", *allowed)
         try:
             prometheus.start()
             reconciler.start()
@@ -111,20 +138,25 @@ def environment(workdir: Path, prometheus_port: int = 0, mesh_port: int = 0) -> 
                 reconciler,
                 kubernetes.client.CustomObjectsApi(api),
                 kubernetes.client.AppsV1Api(api),
+                router,
             )
         finally:
             reconciler.stop()
             prometheus.stop()
             for mesh in meshes.values():
                 mesh.stop()
+            if gateway_controller is not None:
+                gateway_controller.stop()
 
 
 def local_manifest(path: Path, prometheus_url: str) -> dict[str, Any]:
-    """A CanaryApp manifest with the local Prometheus and a short interval, so the demo takes minutes; the
-    rest, its query included, as written."""
+    """A CanaryApp manifest with the local Prometheus and a short interval, so the demo takes minutes, and a
+    Gateway API manifest attached to the local Gateway; the rest, its query included, as written."""
     manifest: dict[str, Any] = yaml.safe_load(path.read_text())
     manifest["spec"]["prometheusURL"] = prometheus_url
     manifest["spec"]["trafficShiftUpdateInterval"] = DEMO_INTERVAL_SECONDS
+    if manifest["spec"].get("parentRefs"):
+        manifest["spec"]["parentRefs"] = [{"name": LOCAL_GATEWAY, "namespace": LOCAL_GATEWAY_NAMESPACE}]
     return manifest
 
 
@@ -147,18 +179,22 @@ class Story:
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
-    def status(self, name: str = NAME) -> dict[str, Any]:
+    @property
+    def names(self) -> list[str]:
+        return list(self.env.meshes)
+
+    def status(self, name: str) -> dict[str, Any]:
         app: Any = self.env.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
         return dict(app.get("status") or {})
 
-    def weights(self, name: str = NAME) -> tuple[int, int]:
-        return read_weights(self.env.custom, NAMESPACE, name) or (100, 0)
+    def weights(self, name: str) -> tuple[int, int]:
+        return read_weights(self.env.custom, NAMESPACE, name, self.env.router) or (100, 0)
 
-    def settled(self, phase: str, name: str = NAME) -> bool:
+    def settled(self, phase: str, name: str) -> bool:
         status = self.status(name)
         return status.get("phase") == phase and stack_synced(status)
 
-    def curl(self, path: str, name: str = NAME) -> tuple[int, str]:
+    def curl(self, path: str, name: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(self.env.meshes[name].url + path, timeout=5) as response:
                 return response.status, response.read().decode()
@@ -176,7 +212,7 @@ class Story:
         self.say(f"Ready: primary serves {body['spec']['image']}; curl /hello -> {self.curl('/hello', name)}")
         return name
 
-    def roll_out(self, version: str, until: str, name: str = NAME) -> Rollout:
+    def roll_out(self, version: str, until: str, name: str) -> Rollout:
         rollout = Rollout(name, f"{IMAGE}:{version}", time.monotonic())
         self.env.custom.patch_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, name, {"spec": {"image": rollout.image}}
@@ -208,7 +244,7 @@ class Story:
     def check_world(self) -> list[str]:
         """What the story promised, read from the world; returns the broken promises."""
         problems = []
-        for name in (NAME, ORIGINAL_NAME):
+        for name in self.names:
             status = self.status(name)
             primary: Any = self.env.apps.read_namespaced_deployment(f"{name}-primary", NAMESPACE)
             if primary.spec.template.spec.containers[0].image != f"{IMAGE}:v2":
@@ -235,8 +271,8 @@ class Story:
         return problems
 
     def mesh_follows_rollback(self, name: str) -> bool:
-        """Waits, bounded, until the traffic layer applies what the VirtualService says (it reads it every
-        half second; on a busy machine later): nothing to the canary any more."""
+        """Waits, bounded, until the traffic layer applies what the route says (it reads it every half
+        second; on a busy machine later): nothing to the canary any more."""
         deadline = time.monotonic() + MESH_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             routes = self.env.meshes[name].routes()
@@ -253,9 +289,9 @@ class Story:
                 f"  {rollout.app} {rollout.image}: {rollout.result} after {rollout.seconds:.0f}s; "
                 f"canary weights {steps}"
             )
-        for name in (NAME, ORIGINAL_NAME):
+        for name in self.names:
             print(f"  {name}: failedImages {self.status(name).get('failedImages', [])}")
-        print(f"  /hello through the traffic layer: {self.curl('/hello')}")
+        print(f"  /hello through the traffic layer: {self.curl('/hello', self.names[0])}")
         print(f"  total: {time.monotonic() - self.started:.0f}s")
         print("  story: " + ("as told" if not problems else "BROKEN: " + "; ".join(problems)), flush=True)
 
@@ -281,11 +317,17 @@ def short_number(value: str) -> str:
 
 
 def tell_story(env: Environment) -> Story:
-    """The story, twice: v1, a clean v2 promoted, a v3 under failing traffic rolled back — first with the
-    sample's canary-scoped query, then with the original operator's manifest and query as written."""
+    """The story of each manifest of the router: v1, a clean v2 promoted, a v3 under failing traffic rolled
+    back. With Istio: first the sample's canary-scoped query, then the original operator's manifest and query
+    as written; with the Gateway API: its example, through the local Gateway."""
     story = Story(env)
-    story.say(f"up: local cluster, Prometheus {env.prometheus.url}, reconciler, traffic layer {env.mesh.url}")
-    for manifest in (SAMPLE, ORIGINAL):
+    story.say(
+        f"up: local cluster, Prometheus {env.prometheus.url}, reconciler, traffic layer {env.mesh.url} "
+        f"(router {env.router.value})"
+    )
+    if env.router == Router.GATEWAY_API:
+        story.say(f"  its HTTPRoute attaches to the Gateway {LOCAL_PARENT} (GatewayClass canaryapp-local)")
+    for manifest in MANIFESTS[env.router]:
         name = story.apply(manifest)
         mesh = env.meshes[name]
         story.roll_out("v2", until="Succeeded", name=name)
@@ -296,8 +338,8 @@ def tell_story(env: Environment) -> Story:
     return story
 
 
-def run_demo(workdir: Path) -> int:
-    with environment(workdir) as env:
+def run_demo(workdir: Path, router: Router = Router.ISTIO) -> int:
+    with environment(workdir, router=router) as env:
         story = tell_story(env)
         problems = story.check_world()
         story.summary(problems)

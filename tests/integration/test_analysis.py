@@ -6,6 +6,10 @@ Istio's stats filter does), a real Prometheus scraping it, the reconciler proces
 - `canaryapp backtest` over the recorded history reaches the same verdicts at the same intervals.
 - A query whose window starts at the last weight change ({{ window }}) promotes a healthy rollout started
   right after a failed one, where a fixed one-minute window still sees the old errors.
+- The Gateway API example (examples/canaryapp-gateway-api.yaml), its query unchanged (it filters on the
+  canary's workload), attached to the local Gateway: the HTTPRoute's weights split real traffic, the
+  requests carry the labels Istio gives them as a Gateway API implementation, and a healthy canary is
+  promoted, a failing one rolled back.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from devenv.mesh import METRICS_PATH, LocalMesh
 from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import LOCAL_METRIC_URLS, ReconcilerProcess
-from tests.integration.helpers import Apps, wait_for
+from reconciler.core.names import Router
+from tests.integration.helpers import LOCAL_PARENT_REFS, Apps, reconciler_flags, wait_for
 
 pytestmark = pytest.mark.integration
 
 INTERVAL = 3
 ROLLOUT_TIMEOUT = 180
 ORIGINAL = REPO_ROOT / "examples" / "original-operator-sample.yaml"
+GATEWAY_API_SAMPLE = REPO_ROOT / "examples" / "canaryapp-gateway-api.yaml"
 # Shown when a rollout does not end as expected: which answers were errors, from where, and why.
 ERRORS_BY_CAUSE = (
     "sum by (destination_workload, response_code, response_flags, reporter) "
@@ -53,14 +59,23 @@ class World:
 
 @pytest.fixture
 def world_for(
-    cluster: LocalCluster, kube: kubernetes.client.ApiClient, namespace: str, tmp_path: Path
+    cluster: LocalCluster,
+    kube: kubernetes.client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Any]:
-    """Starts, for one CanaryApp name: the traffic layer following its VirtualService, a Prometheus scraping
-    the traffic layer, and the reconciler for the namespace."""
+    """Starts, for one CanaryApp name and router: the traffic layer following its route (for the Gateway API
+    with the local Gateway's controller), a Prometheus scraping the traffic layer, and the reconciler for the
+    namespace."""
     started: list[Any] = []
 
-    def start(name: str) -> World:
-        mesh = LocalMesh(cluster.kubeconfig, namespace, name, tmp_path / "mesh", request_rate=20)
+    def start(name: str, router: Router = Router.ISTIO) -> World:
+        if router == Router.GATEWAY_API:
+            request.getfixturevalue("gateway_controller")
+        mesh = LocalMesh(
+            cluster.kubeconfig, namespace, name, tmp_path / "mesh", router=router.value, request_rate=20
+        )
         mesh.start()
         started.append(mesh)
         prometheus = PrometheusServer(
@@ -68,10 +83,12 @@ def world_for(
         )
         prometheus.start()
         started.append(prometheus)
-        reconciler = ReconcilerProcess(cluster.kubeconfig, namespace, tmp_path / "reconciler")
+        reconciler = ReconcilerProcess(
+            cluster.kubeconfig, namespace, tmp_path / "reconciler", *reconciler_flags(router)
+        )
         reconciler.start()
         started.append(reconciler)
-        return World(Apps(kube, namespace), mesh, prometheus, cluster.kubeconfig)
+        return World(Apps(kube, namespace, router), mesh, prometheus, cluster.kubeconfig)
 
     yield start
     for part in reversed(started):
@@ -234,3 +251,48 @@ def test_a_window_from_the_last_weight_change_promotes_a_healthy_rollout_right_a
     assert len(clean) == 5
     windows = [int(re.search(r"\[(\d+)s\]", check["query"]).group(1)) for check in clean]  # type: ignore[union-attr]
     assert all(INTERVAL <= window <= 3 * INTERVAL for window in windows), windows
+
+
+def test_the_gateway_api_example_promotes_a_healthy_canary_and_rolls_back_a_failing_one(
+    world_for: Any,
+) -> None:
+    manifest = yaml.safe_load(GATEWAY_API_SAMPLE.read_text())
+    name = manifest["metadata"]["name"]
+    world: World = world_for(name, Router.GATEWAY_API)
+    manifest["spec"]["parentRefs"] = LOCAL_PARENT_REFS
+    manifest["spec"]["prometheusURL"] = world.prometheus.url
+    manifest["spec"]["trafficShiftUpdateInterval"] = INTERVAL
+    assert "{{ canary }}" in manifest["spec"]["prometheusQuery"]
+    world.apps.create(manifest)
+    wait_for(lambda: world.apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, "v1 Ready")
+    assert world.apps.route_accepted(name)
+
+    promoted = roll_out(world, name, "status-code-server:v2", "Succeeded")
+    v2_checks = [check for check in promoted["checks"] if check["outcome"] == "Clean"]
+    assert [check["weight"] for check in v2_checks] == [10, 20, 30, 40, 50]
+    assert all(check["canaryRequests"] >= 1 for check in v2_checks)
+    assert world.apps.weights(name) == (100, 0)
+    # The canary's requests passed the local Gateway and carry the backend Service's name, never the apex's.
+    through_gateway = (
+        f'sum by (destination_service_name) (istio_requests_total{{reporter="destination",'
+        f'source_workload="ingress-canaryapp-local",destination_workload="{name}-canary"}})'
+    )
+    labelled = world.prometheus.query(through_gateway)
+    assert [series["metric"]["destination_service_name"] for series in labelled] == [f"{name}-canary"]
+    assert not world.prometheus.query(f'istio_requests_total{{destination_service_name="{name}"}}')
+
+    world.mesh.set_mix(0.5)
+    failed = roll_out(world, name, "status-code-server:v3", "Failed")
+    world.mesh.set_mix(0.0)
+    assert failed["failedImages"] == ["status-code-server:v3"]
+    assert world.apps.deployment_image(f"{name}-primary") == "status-code-server:v2"
+    assert world.apps.weights(name) == (100, 0)
+    v3_check = failed["checks"][-1]
+    # Its window starts at the last weight change, so the first check may come before Prometheus holds two
+    # samples of the canary's errors: the failing check is the one at the rollout's last weight.
+    assert v3_check["outcome"] == "ErrorsFound"
+    assert v3_check["weight"] == failed["rollouts"][-1]["weights"][-1]
+    assert f'destination_workload="{name}-canary"' in v3_check["query"]
+    assert v3_check["series"][0]["labels"] == {"destination_workload": f"{name}-canary"}
+    assert failed["rollouts"][-1]["reason"].startswith("ChecksFailed")
+    wait_for(lambda: world.apps.route_accepted(name), 10, "the 100/0 HTTPRoute accepted")

@@ -23,7 +23,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from reconciler.core.judge.inputs import (
     CountMetric,
@@ -121,14 +120,10 @@ def judge(metrics: Sequence[Metric], config: JudgeConfig = DEFAULT_CONFIG) -> Ju
 def _judge_samples(metric: SampleMetric, config: JudgeConfig) -> MetricResult:
     canary = finite_samples(metric.canary, config.max_samples)
     baseline = finite_samples(metric.baseline, config.max_samples)
-    sizes = {
-        "canary_size": canary.size,
-        "baseline_size": baseline.size,
-        "ignored": len(metric.canary) + len(metric.baseline) - canary.size - baseline.size,
-    }
+    ignored = len(metric.canary) + len(metric.baseline) - canary.size - baseline.size
     missing = _missing(metric, canary.size, baseline.size, config.min_samples, "finite samples")
     if missing:
-        return _result(metric, Verdict.NO_DATA, missing, **sizes)
+        return _result(metric, (Verdict.NO_DATA, missing), canary.size, baseline.size, ignored)
     comparison = compare_samples(canary, baseline, config.confidence) if metric.compare_to_baseline else None
     spread = compare_spread(canary, baseline) if metric.compare_to_baseline else None
     level = comparison.canary_level if comparison else median(canary)
@@ -137,24 +132,34 @@ def _judge_samples(metric: SampleMetric, config: JudgeConfig) -> MetricResult:
         _threshold_finding(metric, level),
         _spread_finding(metric, spread, config),
     ]
-    return _verdict(
-        metric, findings, config=config, canary_level=level, comparison=comparison, spread=spread, **sizes
+    return _result(
+        metric,
+        _verdict(metric, findings, level, comparison, config),
+        canary.size,
+        baseline.size,
+        ignored,
+        canary_level=level,
+        comparison=comparison,
+        spread=spread,
     )
 
 
 def _judge_counts(metric: CountMetric, config: JudgeConfig) -> MetricResult:
     canary, baseline = metric.canary, metric.baseline
-    sizes = {"canary_size": canary.trials, "baseline_size": baseline.trials}
     missing = _missing(metric, canary.trials, baseline.trials, config.min_trials, "trials")
     if missing:
-        return _result(metric, Verdict.NO_DATA, missing, **sizes)
+        return _result(metric, (Verdict.NO_DATA, missing), canary.trials, baseline.trials)
     comparison = compare_counts(canary, baseline, config.confidence) if metric.compare_to_baseline else None
     level = canary.failures / canary.trials
-    findings = [
-        _shift_finding(metric, comparison, config),
-        _threshold_finding(metric, level),
-    ]
-    return _verdict(metric, findings, config=config, canary_level=level, comparison=comparison, **sizes)
+    findings = [_shift_finding(metric, comparison, config), _threshold_finding(metric, level)]
+    return _result(
+        metric,
+        _verdict(metric, findings, level, comparison, config),
+        canary.trials,
+        baseline.trials,
+        canary_level=level,
+        comparison=comparison,
+    )
 
 
 _ESTIMATE = {MetricKind.CONTINUOUS: "Hodges-Lehmann shift", MetricKind.COUNTS: "difference of rates"}
@@ -197,9 +202,13 @@ def _shift_finding(metric: Metric, comparison: Comparison | None, config: JudgeC
 
 def _describe_shift(metric: Metric, comparison: Comparison, config: JudgeConfig, p_value: float) -> str:
     relative = comparison.relative
-    amount = f"{relative:+.1%}" if relative is not None else f"{comparison.estimate:+.4g} from 0"
+    amount = (
+        f"{relative:+.1%} against the baseline"
+        if relative is not None
+        else f"{comparison.estimate:+.4g} against a baseline at 0"
+    )
     return (
-        f"canary {amount} against the baseline ({_evidence(metric, comparison, config)}, p={p_value:.2g}), "
+        f"canary {amount} ({_evidence(metric, comparison, config)}, p={p_value:.2g}), "
         f"beyond the allowed {metric.allowed_effect:.0%}"
     )
 
@@ -231,37 +240,44 @@ def _spread_finding(metric: SampleMetric, spread: Spread | None, config: JudgeCo
 
 
 def _verdict(
-    metric: Metric,
-    findings: list[Finding],
-    comparison: Comparison | None,
-    config: JudgeConfig,
-    **evidence: Any,
-) -> MetricResult:
+    metric: Metric, findings: list[Finding], level: float, comparison: Comparison | None, config: JudgeConfig
+) -> tuple[Verdict, str]:
     found = [finding for finding in findings if finding]
     if found:
-        return _result(
-            metric, found[0][0], "; ".join(reason for _, reason in found), comparison=comparison, **evidence
-        )
+        return found[0][0], "; ".join(reason for _, reason in found)
     if comparison is None:
-        reason = f"canary {_LEVEL[metric.kind]} {evidence['canary_level']:.4g} within the threshold"
-    else:
-        reason = (
-            f"no significant shift beyond the allowed {metric.allowed_effect:.0%} "
-            f"({_evidence(metric, comparison, config)}, two-sided p={comparison.p_two_sided:.2g})"
-        )
-    return _result(metric, Verdict.PASS, reason, comparison=comparison, **evidence)
+        return Verdict.PASS, f"canary {_LEVEL[metric.kind]} {level:.4g} within the threshold"
+    return Verdict.PASS, (
+        f"no significant shift beyond the allowed {metric.allowed_effect:.0%} "
+        f"({_evidence(metric, comparison, config)}, two-sided p={comparison.p_two_sided:.2g})"
+    )
 
 
-def _result(metric: Metric, verdict: Verdict, reason: str, **evidence: Any) -> MetricResult:
+def _result(
+    metric: Metric,
+    verdict: tuple[Verdict, str],
+    canary_size: int,
+    baseline_size: int,
+    ignored: int = 0,
+    *,
+    canary_level: float | None = None,
+    comparison: Comparison | None = None,
+    spread: Spread | None = None,
+) -> MetricResult:
     return MetricResult(
         name=metric.name,
         kind=metric.kind,
-        verdict=verdict,
-        reason=reason,
+        verdict=verdict[0],
+        reason=verdict[1],
         weight=metric.weight,
         critical=metric.critical,
         optional=metric.optional,
-        **evidence,
+        canary_size=canary_size,
+        baseline_size=baseline_size,
+        ignored=ignored,
+        canary_level=canary_level,
+        comparison=comparison,
+        spread=spread,
     )
 
 

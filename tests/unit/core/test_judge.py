@@ -138,6 +138,9 @@ def test_three_errors_in_twenty_requests_against_none_in_two_hundred_fail() -> N
     assert result.comparison.p_increase == pytest.approx(math.comb(20, 3) / math.comb(220, 3))
     assert result.comparison.low > 0
     assert (result.canary_size, result.baseline_size) == (20, 200)
+    assert result.reason.startswith(
+        "canary +0.15 against a baseline at 0 (difference of rates 0.15, 98% interval"
+    )
 
 
 # --- a metric's verdict -------------------------------------------------------------------------------------

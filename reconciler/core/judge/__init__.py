@@ -125,6 +125,15 @@ def _judge_samples(metric: SampleMetric, config: JudgeConfig) -> MetricResult:
     if missing:
         return _result(metric, (Verdict.NO_DATA, missing), canary.size, baseline.size, ignored)
     comparison = compare_samples(canary, baseline, config.confidence) if metric.compare_to_baseline else None
+    if comparison and math.isinf(comparison.low):
+        # Even samples wholly apart would not be significant: a metric that cannot fail has no data.
+        too_few = (
+            f"{canary.size} and {baseline.size} samples are too few to reject any shift "
+            f"at {config.confidence:.0%}"
+        )
+        return _result(
+            metric, (Verdict.NO_DATA, too_few), canary.size, baseline.size, ignored, comparison=comparison
+        )
     spread = compare_spread(canary, baseline) if metric.compare_to_baseline else None
     level = comparison.canary_level if comparison else median(canary)
     findings = [

@@ -26,8 +26,9 @@ _PROBES = 32
 class Comparison:
     """The canary against the baseline. `level` is the median of the samples or the failure rate;
     `estimate` is canary minus baseline (the Hodges-Lehmann shift, or the difference of the rates) and
-    `low`..`high` its interval at the check's confidence. The p-values are the two-sided test's and the
-    one-sided tests' that the canary is higher (`p_increase`) or lower (`p_decrease`)."""
+    `low`..`high` its interval at the check's confidence (unbounded when the samples are too few for the test
+    to reject any shift). The p-values are the two-sided test's and the one-sided tests' that the canary is
+    higher (`p_increase`) or lower (`p_decrease`)."""
 
     canary_level: float
     baseline_level: float

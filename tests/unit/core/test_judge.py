@@ -274,6 +274,17 @@ def test_too_little_data_is_no_data_with_its_cause(metric: Metric, reason: str) 
     assert result.comparison is None
 
 
+def test_samples_too_few_for_the_test_to_reject_anything_are_no_data() -> None:
+    """4 against 4: the smallest two-sided p is 2/70 = 0.029, so at 98 % no shift, however large, counts."""
+    metric = SampleMetric(name="latency", canary=(500.0, 501.0, 502.0, 503.0), baseline=(1.0, 2.0, 3.0, 4.0))
+    result = only(metric, JudgeConfig(min_samples=4))
+    assert result.verdict is Verdict.NO_DATA
+    assert result.reason == "4 and 4 samples are too few to reject any shift at 98%"
+    assert result.comparison is not None
+    assert (result.comparison.low, result.comparison.high) == (-math.inf, math.inf)
+    assert only(metric, JudgeConfig(confidence=0.95, min_samples=4)).verdict is Verdict.HIGH
+
+
 def test_samples_that_are_not_finite_are_left_out_and_counted() -> None:
     result = only(samples(canary=(*BASELINE, math.nan, math.inf, -math.inf)))
     assert result.verdict is Verdict.PASS

@@ -106,9 +106,9 @@ def traffic_query() -> str:
 
 
 # The local Gateway (devenv/cluster.py) every gateway-api CanaryApp of the tests attaches to, and the flag
-# that lets the reconciler attach to it.
+# that lets the reconciler attach to the Gateways of its namespace.
 LOCAL_PARENT_REFS = [{"name": LOCAL_GATEWAY, "namespace": LOCAL_GATEWAY_NAMESPACE}]
-ALLOW_LOCAL_GATEWAY = f"--allowed-gateways={LOCAL_GATEWAY_NAMESPACE}/{LOCAL_GATEWAY}"
+ALLOW_LOCAL_GATEWAY = f"--allowed-gateways={LOCAL_GATEWAY_NAMESPACE}/*"
 
 
 def router_spec(router: Router) -> dict[str, Any]:

@@ -5,7 +5,8 @@ route's weights (Istio's VirtualService, or the Gateway API's HTTPRoute) and the
 
 The whole story (create, advance, promote, roll back, retry) and the deletion run with both routers; under
 the Gateway API the local traffic layer's controller accepts the HTTPRoute on the local Gateway, as an
-implementation would. The other tests are about the rollout, not the router, and run with Istio."""
+implementation would, and a route no Gateway accepts never counts. The other tests are about the rollout,
+not the router, and run with Istio."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 from reconciler.core.names import Router
 from tests.integration.helpers import (
+    LOCAL_PARENT_REFS,
     Apps,
     WeightRecorder,
     canary_app,
@@ -286,6 +288,35 @@ def test_restart_mid_rollout_completes(
     assert recorder.canary_weights == [0, 20, 40, 0]
     assert apps.deployment_image("shop-primary") == "app:v2"
     apps.wait_deleted("shop-canary")
+
+
+@pytest.mark.parametrize("router", [Router.GATEWAY_API], ids=["gateway-api"])
+def test_a_weight_no_gateway_accepts_never_counts_and_the_canary_is_rolled_back(
+    apps: Apps, reconciler: ReconcilerProcess, exporter: ControlledExporter, prometheus: PrometheusServer
+) -> None:
+    """The parent named is no Gateway of the cluster: the local traffic layer's controller answers
+    Accepted=False (NoMatchingParent) for it, the weight never counts (no check is judged at it), and the
+    canary is rolled back at the progress deadline with the parent's own reason as evidence."""
+    missing = [{**LOCAL_PARENT_REFS[0], "name": "missing"}]
+    create_ready(apps, exporter, prometheus.url, "lost", parentRefs=missing, progressDeadlineSeconds=12)
+    apps.patch_spec("lost", image="app:v2")
+    held = wait_for(
+        lambda: (
+            (s := apps.status("lost")).get("routePendingSince") and "NoMatchingParent" in s["message"] and s
+        ),
+        ROLLOUT_TIMEOUT,
+        "the weight held for a route no Gateway accepts",
+    )
+    assert held["canaryWeight"] == 20
+    status = wait_for(lambda: apps.phase_is("lost", "Failed"), ROLLOUT_TIMEOUT, "rolled back")
+    rollout = status["rollouts"][-1]
+    assert (rollout["result"], rollout["weights"]) == ("RolledBack", [20])
+    assert rollout["reason"].startswith("RouteNotAccepted")
+    assert "NoMatchingParent" in rollout["reason"]
+    assert [check for check in status.get("checks", []) if check["weight"] == 20] == []
+    assert apps.weights("lost") == (100, 0)
+    assert apps.deployment_image("lost-primary") == "app:v1"
+    apps.wait_deleted("lost-canary")
 
 
 def test_bad_spec_is_rejected_with_the_field_named(apps: Apps) -> None:

@@ -193,9 +193,8 @@ def test_flux_applies_a_canaryapp_from_git_and_health_checks_its_rollouts(
     first = flux.commit_app("app:v1", prometheus.url)
     flux.create_kustomization()
     wait_for(lambda: flux.ready(first), FLUX_WAIT_SECONDS, f"Kustomization Ready at {first}")
-    # A CanaryApp with no status yet reads Current in kstatus (nothing says otherwise), so Flux may be Ready
-    # before the reconciler's first status write; from then on the status speaks for the rollout.
-    wait_for(lambda: apps.phase_is(APP, "Ready"), FLUX_WAIT_SECONDS, f"{APP} Ready")
+    # Not Ready before the reconciler: a new CanaryApp's defaulted observedGeneration 0 reads InProgress.
+    assert apps.phase_is(APP, "Ready"), apps.status(APP)
     assert apps.deployment_image(f"{APP}-primary") == "app:v1"
     applied = apps.get(APP)["metadata"]
     assert applied["labels"]["kustomize.toolkit.fluxcd.io/name"] == ARTIFACT

@@ -87,7 +87,12 @@ class StatusWrites:
         metadata = raw["metadata"]
         stored = raw.get("status") or {}
         generation = metadata.get("generation")
-        if stored.get("message") == problem and stored.get("invalidGeneration") == generation:
+        recorded_already = (
+            stored.get("message"),
+            stored.get("invalidGeneration"),
+            stored.get("observedGeneration"),
+        )
+        if recorded_already == (problem, generation, generation):
             return False
         try:
             previous = CanaryAppStatus.model_validate({"conditions": stored.get("conditions") or []})

@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.core import reasons
 from reconciler.core.clock import timestamp
 from reconciler.core.conditions import with_phase_conditions, with_stack_sync, with_standing
-from reconciler.core.model import CanaryAppStatus
+from reconciler.core.model import STEADY_PHASES, CanaryAppStatus, Phase
 from tests.unit.core.statuses import revision, written
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -251,3 +253,50 @@ def test_a_condition_keeps_its_transition_time_until_its_value_changes() -> None
     for condition_type, changed_at in (("StackSynced", at(9)), ("Reconciling", at(9)), ("Stalled", at(1))):
         times = [s.condition(condition_type).last_transition_time for s in (applying, failed, applied)]  # type: ignore[union-attr]
         assert times == [timestamp(at(1)), timestamp(at(1)), timestamp(changed_at)], condition_type
+
+
+IMAGES = ["app:v1", "app:v2", "app:v3"]
+
+
+@given(
+    phase=st.sampled_from(list(Phase)),
+    primary=st.sampled_from(IMAGES),
+    spec_image=st.sampled_from(IMAGES),
+    failed=st.lists(st.sampled_from(IMAGES), unique=True, max_size=2),
+    paused=st.booleans(),
+    queued=st.booleans(),
+    step=st.sampled_from(
+        [(True, "", reasons.STACK_UPDATE_FAILED), (False, "", reasons.STACK_UPDATE_FAILED)]
+        + [(False, "it failed", reason) for reason in (reasons.STACK_UPDATE_FAILED, reasons.NAME_CONFLICT)]
+    ),
+    generation=st.integers(min_value=1, max_value=9),
+)
+def test_ready_only_for_a_rolled_out_release_and_exactly_one_of_the_three(
+    phase: Phase,
+    primary: str,
+    spec_image: str,
+    failed: list[str],
+    paused: bool,
+    queued: bool,
+    step: tuple[bool, str, str],
+    generation: int,
+) -> None:
+    synced, failure, failure_reason = step
+    rolled_back = [image for image in failed if image != primary]
+    status = written(
+        phase=phase,
+        primary=primary,
+        failed=rolled_back,
+        paused=paused,
+        queuedAt="2026-01-01T00:00:00Z" if queued else None,
+        observedGeneration=generation,
+    )
+    marked = with_stack_sync(status, revision(spec_image), synced, at(1), failure, failure_reason)
+    true_condition, _ = standing_of(marked)
+    trio = [c for c in marked.conditions if c.type in STANDING]
+    assert {c.observed_generation for c in trio} == {marked.observed_generation}
+    if true_condition == "Ready":
+        assert phase in STEADY_PHASES
+        assert (spec_image, synced, queued) == (primary, True, False)
+    if true_condition == "Stalled":
+        assert (failure_reason == reasons.NAME_CONFLICT and failure) or spec_image in rolled_back

@@ -237,6 +237,13 @@ def test_invalid_spec_is_reported_with_the_field_and_nothing_applied() -> None:
     subject.reconcile("ns", "web")
     assert events.reasons == ["InvalidSpec", "InvalidSpec"]
     assert {c["observedGeneration"] for c in cluster.app["status"]["conditions"]} == {2}
+    subject.reconcile("ns", "web")
+    assert events.reasons == ["InvalidSpec", "InvalidSpec"]  # recorded already
+    # As an earlier version recorded it: the message and the mark, no conditions; they are added once.
+    cluster.app["status"] = {key: cluster.app["status"][key] for key in ("message", "invalidGeneration")}
+    subject.reconcile("ns", "web")
+    assert conditions(cluster)["Stalled"] == ("True", "InvalidSpec")
+    assert cluster.app["status"]["observedGeneration"] == 2
 
 
 def test_step_errors_keep_the_cause_and_drop_the_engines_noise() -> None:

@@ -20,7 +20,7 @@ from reconciler.core.decisions import Decision
 from reconciler.core.desired import DesiredStack, desired_stack
 from reconciler.core.errors import PermanentError
 from reconciler.core.machine import decide
-from reconciler.core.model import CanaryApp
+from reconciler.core.model import DEFAULT_ROUTER, CanaryApp
 from reconciler.core.policy import METRIC_URLS_VARIABLE, MetricsPolicy
 from reconciler.core.ports import Cluster
 from reconciler.runtime.observe import check_canary, observe
@@ -58,6 +58,8 @@ def next_step_of(
             f"CanaryApp {namespace}/{name} does not exist: check the stack name and KUBECONFIG"
         )
     app = CanaryApp.model_validate(raw)
+    # The router in effect: the spec's, else the one the reconciler applied last (its --default-router then).
+    app = app.model_copy(update={"spec": app.spec.with_router(app.status.router or DEFAULT_ROUTER)})
     refused = metrics_policy.violations(namespace, name, app.spec)
     if refused:
         raise PermanentError(

@@ -14,6 +14,7 @@ from reconciler.core.endpoints import CREDENTIALS_LABEL, SecretData
 from reconciler.core.errors import PermanentError
 from reconciler.core.grants import GRANT_ANNOTATION
 from reconciler.core.model import CanaryApp
+from reconciler.core.names import Router
 from reconciler.core.policy import MetricsPolicy
 from reconciler.core.readiness import DeploymentState
 from reconciler.dry_run import next_step_of, split_stack_name
@@ -59,6 +60,9 @@ class DryRunCluster:
 
     def read_secret(self, namespace: str, name: str) -> SecretData | None:
         return self.secret if (namespace, name) == ("shop", "creds") else None
+
+    def http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
 
 
 @pytest.fixture
@@ -123,3 +127,17 @@ def test_the_next_step_is_what_the_reconciler_would_declare(echo: HostileEndpoin
     assert (step.desired.namespace, step.desired.name) == ("shop", "web")
     assert step.desired.canary_weight == step.decision.status.canary_weight
     assert step.desired.primary_weight + step.desired.canary_weight == 100
+
+
+def test_the_dry_run_previews_the_router_the_reconciler_applied_when_the_spec_names_none(
+    echo: HostileEndpoint,
+) -> None:
+    """A CanaryApp that names no router has the one of the reconciler's --default-router, which the dry run
+    cannot know but the status records."""
+    cluster = DryRunCluster(echo.url("echo"), GRANTED)
+    assert next_step_of(cluster, "shop", "web", LOCAL, DUE).desired.router == Router.ISTIO  # type: ignore[arg-type]
+    cluster.app["spec"]["parentRefs"] = [{"name": "own"}]
+    cluster.app["status"]["router"] = "gateway-api"
+    step = next_step_of(cluster, "shop", "web", LOCAL, DUE)  # type: ignore[arg-type]
+    assert step.desired.router == Router.GATEWAY_API
+    assert step.desired.parent_refs[0].name == "own"

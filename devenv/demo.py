@@ -183,18 +183,22 @@ class Story:
     def names(self) -> list[str]:
         return list(self.env.meshes)
 
-    def status(self, name: str) -> dict[str, Any]:
+    def status(self, name: str | None = None) -> dict[str, Any]:
+        """The status of CanaryApp `name`, by default the story's first."""
+        name = name or self.names[0]
         app: Any = self.env.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
         return dict(app.get("status") or {})
 
-    def weights(self, name: str) -> tuple[int, int]:
+    def weights(self, name: str | None = None) -> tuple[int, int]:
+        name = name or self.names[0]
         return read_weights(self.env.custom, NAMESPACE, name, self.env.router) or (100, 0)
 
     def settled(self, phase: str, name: str) -> bool:
         status = self.status(name)
         return status.get("phase") == phase and stack_synced(status)
 
-    def curl(self, path: str, name: str) -> tuple[int, str]:
+    def curl(self, path: str, name: str | None = None) -> tuple[int, str]:
+        name = name or self.names[0]
         try:
             with urllib.request.urlopen(self.env.meshes[name].url + path, timeout=5) as response:
                 return response.status, response.read().decode()
@@ -291,7 +295,7 @@ class Story:
             )
         for name in self.names:
             print(f"  {name}: failedImages {self.status(name).get('failedImages', [])}")
-        print(f"  /hello through the traffic layer: {self.curl('/hello', self.names[0])}")
+        print(f"  /hello through the traffic layer: {self.curl('/hello')}")
         print(f"  total: {time.monotonic() - self.started:.0f}s")
         print("  story: " + ("as told" if not problems else "BROKEN: " + "; ".join(problems)), flush=True)
 

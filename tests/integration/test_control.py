@@ -173,6 +173,9 @@ def test_pause_holds_the_weight_resume_goes_on_promote_skips_the_remaining_steps
 
 def test_abort_rolls_back_and_retry_rolls_out_again(controlled: Controlled) -> None:
     apps = controlled.apps
+    # Steps far enough apart that the abort (a plugin process, seconds on a loaded machine) reaches the
+    # rollout before it promotes: at 2 s a step it once came after the promotion and was rightly ignored.
+    apps.patch_spec("web", trafficShiftUpdateInterval=10)
     controlled.at_weight("app:v2", 20)
     assert controlled.plugin("abort", "web").returncode == 0
     failed = wait_for(lambda: apps.phase_is("web", "Failed"), TIMEOUT, "v2 aborted")
@@ -183,6 +186,7 @@ def test_abort_rolls_back_and_retry_rolls_out_again(controlled: Controlled) -> N
     apps.wait_deleted("web-canary")
     assert controlled.plugin("status", "web").returncode == 1  # the last rollout failed
     assert "Aborted: aborted on request" in controlled.plugin("history", "web").stdout
+    apps.patch_spec("web", trafficShiftUpdateInterval=2)
     assert controlled.plugin("retry", "web").returncode == 0
     wait_for(
         lambda: apps.phase_is("web", "Succeeded") and apps.deployment_image("web-primary") == "app:v2",

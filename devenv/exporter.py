@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from devenv.processes import free_port
+from devenv.loopback import LoopbackServer
 
 
-class ControlledExporter:
+class ControlledExporter(LoopbackServer):
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.address = f"127.0.0.1:{self.port}"
         self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
@@ -28,15 +28,7 @@ class ControlledExporter:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.serve(Handler)
 
     def set(self, name: str, labels: dict[str, str], value: float) -> None:
         with self._lock:

@@ -19,13 +19,14 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from devenv.loopback import LoopbackServer
 from devenv.processes import ProcessGroup, free_port, tool, tools_share, wait_until
 
 log = logging.getLogger(__name__)
@@ -130,13 +131,13 @@ def artifact_status(url: str, path: str, commit: str, content: bytes, generation
     }
 
 
-class ArtifactServer:
+class ArtifactServer(LoopbackServer):
     """Serves the archives of a Git repository's commits over HTTP on loopback and publishes each as the
     artifact of an ExternalArtifact (created when missing)."""
 
     def __init__(self, repository: GitRepository) -> None:
+        super().__init__()
         self.repository = repository
-        self.port = free_port()
         self._archives: dict[str, bytes] = {}
         self._lock = threading.Lock()
         server = self
@@ -157,15 +158,7 @@ class ArtifactServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("Served artifact request", extra={"request": format % args})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.serve(Handler)
 
     def publish(self, kube: kubernetes.client.ApiClient, namespace: str, name: str, commit: str) -> str:
         """Packs `commit`, serves it and writes it into ExternalArtifact `name`'s status; returns the

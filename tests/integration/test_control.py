@@ -147,7 +147,9 @@ def test_pause_holds_the_weight_resume_goes_on_promote_skips_the_remaining_steps
     controlled: Controlled,
 ) -> None:
     apps = controlled.apps
-    interval = 6  # long enough that no step falls between the plugin's resume and promote, even under load
+    # Long enough that the plugin's pause, resume and promote (processes of seconds each at a load of 20)
+    # fall between steps: at 6 s the rollout once promoted itself before the promote request arrived.
+    interval = 12
     apps.patch_spec("web", trafficShiftUpdateInterval=interval)
     controlled.at_weight("app:v2", 20)
     paused = controlled.plugin("pause", "web")
@@ -157,7 +159,7 @@ def test_pause_holds_the_weight_resume_goes_on_promote_skips_the_remaining_steps
     assert {c["type"]: c["status"] for c in held["conditions"]}["Paused"] == "True"
     checks_when_paused = len(held.get("checks", []))
     with WeightRecorder(apps, "web") as recorder:
-        threading.Event().wait(2 * interval)
+        threading.Event().wait(1.5 * interval)
     assert len(set(recorder.seen)) == 1  # the weight held
     assert len(apps.status("web").get("checks", [])) == checks_when_paused  # and no check ran
     assert "(paused)" in controlled.plugin("status", "web").stdout

@@ -259,13 +259,18 @@ class WeightRecorder:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # One more reading after the stop: the caller stops once it saw the final state, which the last
+        # reading before may have missed (on a loaded machine this thread can lag a whole step behind).
+        while True:
+            stopping = self._stop.is_set()
             try:
                 weights = self.apps.weights(self.name)
             except ApiException:
                 weights = None
             if weights is not None and (not self.seen or self.seen[-1] != weights):
                 self.seen.append(weights)
+            if stopping:
+                return
             self._stop.wait(self.interval)
 
     @property

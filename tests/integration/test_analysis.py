@@ -265,7 +265,8 @@ def test_the_gateway_api_example_promotes_a_healthy_canary_and_rolls_back_a_fail
     assert "{{ canary }}" in manifest["spec"]["prometheusQuery"]
     world.apps.create(manifest)
     wait_for(lambda: world.apps.phase_is(name, "Ready"), ROLLOUT_TIMEOUT, "v1 Ready")
-    assert world.apps.route_accepted(name)
+    # The Gateway's controller polls: it may accept the first route a moment after the CanaryApp is Ready.
+    wait_for(lambda: world.apps.route_accepted(name), 30, "the first HTTPRoute accepted")
 
     promoted = roll_out(world, name, "status-code-server:v2", "Succeeded")
     v2_checks = [check for check in promoted["checks"] if check["outcome"] == "Clean"]

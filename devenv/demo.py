@@ -15,6 +15,7 @@ exit code is 0 only if the story happened.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -45,12 +46,15 @@ from devenv.mesh import GatewayController, LocalMesh
 from devenv.processes import REPO_ROOT, tools_bin, wait_until
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
-from reconciler.core.model import GROUP, PLURAL, VERSION
+from reconciler.core import analysis
+from reconciler.core.model import GROUP, PLURAL, VERSION, CanaryAppSpec, CanaryAppStatus
 from reconciler.core.names import Router
 
 NAMESPACE = "default"
 # How long the traffic layer may take to apply the VirtualService's last weights before the demo says so.
 MESH_TIMEOUT_SECONDS = 30.0
+# How long the start's errors may take to leave an error query's window (the original's is 1m) and scrapes.
+QUERY_CLEAN_TIMEOUT_SECONDS = 150.0
 NAME = "canaryapp-sample"
 SAMPLE = REPO_ROOT / "examples" / "canaryapp-sample.yaml"
 ORIGINAL_NAME = "canaryapp-original"
@@ -214,7 +218,29 @@ class Story:
         self.say(f"  its query: {' '.join(body['spec']['prometheusQuery'].split())}")
         wait_until(lambda: self.settled("Ready", name), timeout=ROLLOUT_TIMEOUT_SECONDS, what=f"{name} Ready")
         self.say(f"Ready: primary serves {body['spec']['image']}; curl /hello -> {self.curl('/hello', name)}")
+        self.wait_clean_start(name, CanaryAppSpec.model_validate(body["spec"]))
         return name
+
+    def wait_clean_start(self, name: str, spec: CanaryAppSpec) -> None:
+        """Waits, bounded, until the traffic layer reaches the new primary and the app's own error query is
+        clean. Until the traffic layer sees the primary's pods, requests are answered 503 `no healthy
+        upstream`, as Envoy does; a query that counts the primary's errors too (the original's) holds them for
+        its window, and a rollout started inside it would be judged on them."""
+        started = time.monotonic()
+        wait_until(
+            lambda: self.curl("/hello", name)[0] == 200, timeout=MESH_TIMEOUT_SECONDS, what=f"{name} served"
+        )
+        now = datetime.datetime.now(datetime.UTC)
+        variables = analysis.query_variables(name, NAMESPACE, spec, CanaryAppStatus(), now)
+        query = analysis.render_queries(spec, variables).errors or "vector(1) < 0"
+        wait_until(
+            lambda: not self.env.prometheus.query(query),
+            timeout=QUERY_CLEAN_TIMEOUT_SECONDS,
+            what=f"{name}'s error query clean",
+        )
+        self.say(
+            f"the traffic layer serves {name}; its error query is clean ({time.monotonic() - started:.0f}s)"
+        )
 
     def roll_out(self, version: str, until: str, name: str) -> Rollout:
         rollout = Rollout(name, f"{IMAGE}:{version}", time.monotonic())

@@ -115,6 +115,14 @@ def endpoint_slices(kube: kubernetes.client.ApiClient) -> list[tuple[str, str]]:
     return sorted((item.metadata.name, item.metadata.resource_version) for item in slices.items)
 
 
+def settled(kind: str, found: dict[str, Any]) -> bool:
+    """Whether the cluster's own controllers are done with a new object: the deployment controller writes a
+    Deployment's revision annotation before its status's observedGeneration."""
+    if kind != "Deployment":
+        return True
+    return bool((found.get("status") or {}).get("observedGeneration") == found["metadata"]["generation"])
+
+
 def victim_objects(name: str) -> list[tuple[str, dict[str, Any]]]:
     """Objects someone else made, with the names a CanaryApp `name` would derive."""
     labels = {"app": "victim"}
@@ -184,6 +192,13 @@ def test_objects_it_does_not_own_are_never_changed_or_deleted(
     victims = victim_objects(name)
     for kind, body in victims:
         objects.create(kind, body)
+    # The deployment controller annotates a new Deployment with its revision; the snapshot waits for it (the
+    # cluster's own change, not the reconciler's).
+    wait_for(
+        lambda: all(settled(kind, objects.read(kind, body["metadata"]["name"])) for kind, body in victims),
+        30,
+        "the cluster's controllers done with the victims",
+    )
     before = {kind: objects.read(kind, body["metadata"]["name"]) for kind, body in victims}
     user = AsUser(limited_user)
     user.create(canary_app(name))

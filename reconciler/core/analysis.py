@@ -32,7 +32,7 @@ from reconciler.core.model import (
     CheckOutcome,
     Series,
 )
-from reconciler.core.names import canary_name, primary_name
+from reconciler.core.names import baseline_name, canary_name, primary_name
 from reconciler.core.text import printable
 
 # Requests the canary's workload answered in the window, as Istio's destination sidecars count them.
@@ -59,7 +59,7 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class RenderedQueries:
-    errors: str
+    errors: str | None  # None: no prometheusQuery (the metrics of spec.analysis judge alone)
     traffic: str | None  # None: the traffic check is off (minCanaryRequests 0)
 
 
@@ -85,6 +85,7 @@ def query_variables(
         "namespace": namespace,
         "canary": canary_name(name),
         "primary": primary_name(name),
+        "baseline": baseline_name(name),
         "interval": templates.promql_duration(spec.traffic_shift_update_interval),
         "window": templates.promql_duration(window),
     }
@@ -93,7 +94,7 @@ def query_variables(
 def render_queries(spec: CanaryAppSpec, variables: dict[str, str]) -> RenderedQueries:
     traffic = spec.canary_traffic_query or DEFAULT_TRAFFIC_QUERY
     return RenderedQueries(
-        errors=templates.render(spec.prometheus_query, variables),
+        errors=templates.render(spec.prometheus_query, variables) if spec.prometheus_query else None,
         traffic=templates.render(traffic, variables) if spec.min_canary_requests > 0 else None,
     )
 
@@ -105,7 +106,7 @@ def assess(
     requests = traffic.sum() if traffic is not None and traffic.outcome != CheckOutcome.QUERY_FAILED else None
 
     def result(outcome: CheckOutcome, message: str) -> CheckResult:
-        return CheckResult(outcome, _short(printable(message)), queries.errors, errors.series, requests)
+        return CheckResult(outcome, _short(printable(message)), queries.errors or "", errors.series, requests)
 
     if errors.outcome != CheckOutcome.CLEAN:
         return result(errors.outcome, errors.message)

@@ -23,7 +23,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from reconciler.core import reserved_keys, templates, upgrade, workload
-from reconciler.core.names import Router
+from reconciler.core.metrics import AnalysisSpec, MetricSpec
+from reconciler.core.names import Router, baseline_name
 
 GROUP = "canary.atze.io"
 VERSION = "v1"
@@ -160,7 +161,8 @@ class CanaryAppSpec(_Model):
     autoscaler: Autoscaler | None = None
     replicas: Annotated[int, Field(ge=1)] = 1
     test_replicas: Annotated[int, Field(ge=1)] = 1
-    prometheus_query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)]
+    # The original operator's check: a result means errors. Optional when spec.analysis has metrics.
+    prometheus_query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)] | None = None
     prometheus_url: Annotated[
         AnyHttpUrl, UrlConstraints(max_length=MAX_URL_LENGTH), Field(alias="prometheusURL")
     ]
@@ -189,6 +191,8 @@ class CanaryAppSpec(_Model):
     canary_traffic_query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)] | None = None
     min_canary_requests: Annotated[int, Field(ge=0)] = DEFAULT_MIN_CANARY_REQUESTS
     progress_deadline_seconds: Annotated[int, Field(ge=1)] = DEFAULT_PROGRESS_DEADLINE_SECONDS
+    # A baseline beside the canary and the metrics the statistical judge compares (metrics.py).
+    analysis: AnalysisSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +255,29 @@ class CanaryAppSpec(_Model):
     def main_image(self) -> str:
         """The main container's image, from spec.image or the template."""
         return self.image or workload.template_image(self.template) or ""
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> CanaryAppSpec:
+        if self.prometheus_query is None and not self.metrics:
+            raise ValueError(
+                "prometheusQuery: required unless spec.analysis.metrics names the metrics to judge: give the "
+                "query whose result means errors, or analysis.metrics"
+            )
+        if self.baseline and 2 * self.max_weight > 100:
+            raise ValueError(
+                f"maxWeight ({self.max_weight}) must be at most 50 with analysis.baseline: the baseline "
+                "takes as much traffic as the canary, and the primary the rest"
+            )
+        return self
+
+    @property
+    def baseline(self) -> bool:
+        """Whether a baseline runs beside the canary (spec.analysis.baseline)."""
+        return self.analysis is not None and self.analysis.baseline
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return self.analysis.metrics if self.analysis is not None else ()
 
     @model_validator(mode="after")
     def _step_fits_max_weight(self) -> CanaryAppSpec:
@@ -340,6 +367,11 @@ class CheckOutcome(enum.StrEnum):
     ERRORS_FOUND = "ErrorsFound"  # the query returned a result: the canary is failing
     QUERY_FAILED = "QueryFailed"  # Prometheus unreachable, bad PromQL, timeout, unusable answer
     NO_CANARY_TRAFFIC = "NoCanaryTraffic"  # too few canary requests in the window: no evidence either way
+    # The statistical judge (spec.analysis.metrics): its score below the marginal threshold, or a critical
+    # metric not passing; a score between marginal and pass; no metric with data (no evidence either way).
+    METRICS_FAILED = "MetricsFailed"
+    MARGINAL = "Marginal"
+    NO_DATA = "NoData"
 
 
 class RolloutResult(enum.StrEnum):
@@ -356,8 +388,30 @@ class Series(_Model):
     value: str
 
 
+class MetricRecord(_Model):
+    """One metric's verdict in a check and the numbers it rests on (the judge's MetricResult, bounded): the
+    sizes of both sides (samples, or trials), the levels (median, or failure rate), the estimated shift of
+    the canary against the baseline with its interval and p-value, and the spread's ratio. None where not
+    computed (no data, not compared) or not a finite number."""
+
+    name: str
+    kind: str
+    verdict: str
+    reason: str = ""
+    canary_size: int = 0
+    baseline_size: int = 0
+    canary_level: float | None = None
+    baseline_level: float | None = None
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+    spread_ratio: float | None = None
+
+
 class CheckRecord(_Model):
-    """The evidence of one check: when, at which weight, what was asked and what came back."""
+    """The evidence of one check: when, at which weight, what was asked and what came back; with
+    spec.analysis.metrics also the judge's score, verdict and each metric's record."""
 
     time: str
     weight: int
@@ -366,6 +420,9 @@ class CheckRecord(_Model):
     query: str = ""
     series: tuple[Series, ...] = ()
     canary_requests: float | None = None
+    score: float | None = None
+    verdict: str | None = None
+    metrics: tuple[MetricRecord, ...] = ()
 
 
 class RolloutRecord(_Model):
@@ -497,6 +554,15 @@ class CanaryApp(BaseModel):
     def _current_status(cls, app: Any) -> Any:
         """A status written by an earlier version, upgraded before anything reads it (upgrade.py)."""
         return upgrade.upgraded_app(app)
+
+    @model_validator(mode="after")
+    def _baseline_name_fits(self) -> CanaryApp:
+        if self.spec.baseline and len(baseline_name(self.metadata.name)) > 63:
+            raise ValueError(
+                f"spec.analysis.baseline: the baseline's name {baseline_name(self.metadata.name)!r} would be "
+                "longer than 63 characters: use a CanaryApp name of at most 54"
+            )
+        return self
 
     @property
     def key(self) -> str:

@@ -62,6 +62,11 @@ def canary_name(name: str) -> str:
     return f"{name}-canary"
 
 
+def baseline_name(name: str) -> str:
+    """The baseline (spec.analysis.baseline): the primary's release at the canary's size, beside it."""
+    return f"{name}-baseline"
+
+
 def stack_name(namespace: str, name: str) -> str:
     return f"{namespace}.{name}"
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from reconciler.core import templates
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, router_field_problems
-from reconciler.core.names import Router, canary_name, primary_name
+from reconciler.core.names import Router, baseline_name, canary_name, primary_name
 from reconciler.core.routes import gateway_refs
 from reconciler.core.text import shown_url
 
@@ -182,6 +182,7 @@ def apex_service_filters(namespace: str, name: str, spec: CanaryAppSpec) -> list
         "namespace": namespace,
         "canary": canary_name(name),
         "primary": primary_name(name),
+        "baseline": baseline_name(name),
         "interval": "1m",
         "window": "1m",
     }

@@ -10,9 +10,10 @@ import math
 import re
 from collections.abc import Mapping
 
-# name and namespace of the CanaryApp; canary and primary: its workloads (Deployments); interval: the check
-# interval; window: the time since the last weight change, so a rate() sees only the current step's traffic.
-VARIABLES = ("name", "namespace", "canary", "primary", "interval", "window")
+# name and namespace of the CanaryApp; canary, primary and baseline: its workloads (Deployments; the baseline
+# runs only with spec.analysis.baseline); interval: the check interval; window: the time since the last weight
+# change, so a rate() sees only the current step's traffic.
+VARIABLES = ("name", "namespace", "canary", "primary", "baseline", "interval", "window")
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
 
@@ -29,6 +30,13 @@ def render(template: str, values: Mapping[str, str]) -> str:
     if "{{" not in template:
         return template
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def render_partial(template: str, values: Mapping[str, str]) -> str:
+    """The template with the placeholders `values` names filled in and every other left as it is."""
+    if "{{" not in template:
+        return template
+    return _PLACEHOLDER.sub(lambda match: values.get(match.group(1), match.group(0)), template)
 
 
 def promql_duration(seconds: float) -> str:

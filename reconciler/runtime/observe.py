@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.core import analysis, reasons
-from reconciler.core.analysis import CheckResult
+from reconciler.core.analysis import CheckResult, QueryResult
 from reconciler.core.decisions import Observations, RolloutSlots
 from reconciler.core.endpoints import EndpointError, endpoint_for
 from reconciler.core.machine import about_to_start, wants_check
@@ -87,9 +87,11 @@ def check_canary(
         secret = secrets.read_secret(namespace, reference.name) if reference is not None else None
         endpoint = endpoint_for(spec, namespace, app.metadata.name, secret)
     except EndpointError as error:
-        return CheckResult(CheckOutcome.QUERY_FAILED, str(error), query=queries.errors)
+        return CheckResult(CheckOutcome.QUERY_FAILED, str(error), query=queries.errors or "")
     at = now.replace(microsecond=0)
-    errors = metrics.query(endpoint, queries.errors, at)
+    errors = (
+        metrics.query(endpoint, queries.errors, at) if queries.errors else QueryResult(CheckOutcome.CLEAN)
+    )
     traffic = metrics.query(endpoint, queries.traffic, at) if queries.traffic is not None else None
     return analysis.assess(queries, errors, traffic, spec.min_canary_requests)
 

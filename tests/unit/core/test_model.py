@@ -158,6 +158,101 @@ BOUNDS = [
         )
         for field in ("name", "namespace", "sectionName")
     ),
+    pytest.param(
+        ("analysis", "properties", "metrics", "maxItems"),
+        lambda n: {
+            "analysis": {
+                "metrics": [
+                    {"name": f"m{index}", "query": "q", "threshold": {"max": 1}} for index in range(n)
+                ]
+            }
+        },
+        id="metrics",
+    ),
+    pytest.param(
+        ("analysis", "properties", "metrics", "items", "properties", "name", "maxLength"),
+        lambda n: {"analysis": {"metrics": [{"name": "m" * n, "query": "q", "threshold": {"max": 1}}]}},
+        id="metric name",
+    ),
+    pytest.param(
+        ("analysis", "properties", "metrics", "items", "properties", "query", "maxLength"),
+        lambda n: {"analysis": {"metrics": [{"name": "m", "query": "q" * n, "threshold": {"max": 1}}]}},
+        id="metric query",
+    ),
+    *(
+        pytest.param(
+            (
+                "analysis",
+                "properties",
+                "metrics",
+                "items",
+                "properties",
+                "counts",
+                "properties",
+                field,
+                "maxLength",
+            ),
+            lambda n, field=field: {
+                "analysis": {
+                    "metrics": [
+                        {
+                            "name": "m",
+                            "counts": {"failures": "f", "trials": "t", field: "q" * n},
+                            "threshold": {"max": 1},
+                        }
+                    ]
+                }
+            },
+            id=f"metric counts {field}",
+        )
+        for field in ("failures", "trials")
+    ),
+    pytest.param(
+        (
+            "analysis",
+            "properties",
+            "metrics",
+            "items",
+            "properties",
+            "templateRef",
+            "properties",
+            "name",
+            "maxLength",
+        ),
+        lambda n: {"analysis": {"metrics": [{"name": "m", "templateRef": {"name": "t" * n}}]}},
+        id="template name",
+    ),
+    pytest.param(
+        ("analysis", "properties", "metrics", "items", "properties", "args", "maxProperties"),
+        lambda n: {
+            "analysis": {
+                "metrics": [
+                    {
+                        "name": "m",
+                        "templateRef": {"name": "t"},
+                        "args": {f"a{index}": "v" for index in range(n)},
+                    }
+                ]
+            }
+        },
+        id="args",
+    ),
+    pytest.param(
+        (
+            "analysis",
+            "properties",
+            "metrics",
+            "items",
+            "properties",
+            "args",
+            "additionalProperties",
+            "maxLength",
+        ),
+        lambda n: {
+            "analysis": {"metrics": [{"name": "m", "templateRef": {"name": "t"}, "args": {"a": "v" * n}}]}
+        },
+        id="arg value",
+    ),
 ]
 
 

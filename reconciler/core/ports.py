@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from reconciler.core.analysis import QueryResult
 from reconciler.core.desired import DesiredStack
 from reconciler.core.endpoints import MetricsEndpoint, SecretData
+from reconciler.core.metrics import MetricTemplateSpec, TemplateRef
 from reconciler.core.names import ObjectRef
 from reconciler.core.readiness import DeploymentState
 
@@ -39,6 +40,41 @@ class MetricsSource(Protocol):
     def query(
         self, endpoint: MetricsEndpoint, query: str, at: datetime.datetime | None = None
     ) -> QueryResult: ...
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """The answer of a range query (query_range): each series' finite and non-finite values, as numbers, in
+    time order; `error` names why there is no usable answer (None: there is one, possibly empty)."""
+
+    values: tuple[tuple[float, ...], ...] = ()
+    error: str | None = None
+
+    def samples(self) -> tuple[float, ...]:
+        """Every value of every series, pooled (the judge's samples of one side)."""
+        return tuple(value for series in self.values for value in series)
+
+
+class RangeSource(Protocol):
+    def query_range(
+        self,
+        endpoint: MetricsEndpoint,
+        query: str,
+        start: datetime.datetime,
+        end: datetime.datetime,
+        step_seconds: int,
+    ) -> RangeResult:
+        """The query evaluated from `start` to `end` every `step_seconds` (Prometheus' /api/v1/query_range),
+        bounded in time and in the number of points; never raises for an answer it cannot use."""
+        ...
+
+
+class MetricTemplateReader(Protocol):
+    def metric_template(self, namespace: str, ref: TemplateRef) -> MetricTemplateSpec | None:
+        """The spec of the MetricTemplate `ref.name` in `namespace`, or of the ClusterMetricTemplate
+        `ref.name` (ref.kind); None when it does not exist. Raises TemplateError when it exists but its
+        spec does not parse (its message names the object and the field)."""
+        ...
 
 
 class SecretReader(Protocol):

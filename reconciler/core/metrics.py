@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from reconciler.core import templates
-from reconciler.core.judge.inputs import (
+from reconciler.core.judge_terms import (
     DEFAULT_CONFIDENCE,
     DEFAULT_MARGINAL_SCORE,
     DEFAULT_PASS_SCORE,

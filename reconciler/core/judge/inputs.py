@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import ClassVar
 
-# Kayenta's defaults: a shift must be significant at 98 % to count, and the score decides against 75 and 95.
-DEFAULT_CONFIDENCE = 0.98
-DEFAULT_MARGINAL_SCORE = 75.0
-DEFAULT_PASS_SCORE = 95.0
+from reconciler.core.judge_terms import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MARGINAL_SCORE,
+    DEFAULT_PASS_SCORE,
+    Direction,
+    MetricKind,
+)
 
-
-class MetricKind(StrEnum):
-    CONTINUOUS = "continuous"  # samples over the window: latency, CPU
-    COUNTS = "counts"  # failures out of trials: errors out of requests
-
-
-class Direction(StrEnum):
-    """Which change of the canary against the baseline is bad."""
-
-    INCREASE = "increase"
-    DECREASE = "decrease"
-    EITHER = "either"
+__all__ = [
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_MARGINAL_SCORE",
+    "DEFAULT_PASS_SCORE",
+    "CountMetric",
+    "Counts",
+    "Direction",
+    "JudgeConfig",
+    "Metric",
+    "MetricKind",
+    "MetricRules",
+    "SampleMetric",
+    "Threshold",
+]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ its template resolve into the rules the judge applies."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -186,3 +188,12 @@ def test_render_partial_leaves_the_check_variables_for_later() -> None:
         templates.render_partial("{{ args.q }} {{ target }} {{ window }}", {"args.q": "0.9"})
         == "0.9 {{ target }} {{ window }}"
     )
+
+
+def test_reading_a_canaryapp_does_not_load_the_statistics() -> None:
+    """The plugin and the Pulumi workers parse CanaryApps; numpy and scipy would add most of a second."""
+    code = "import sys, reconciler.core.model; print(sorted({'numpy', 'scipy'} & set(sys.modules)))"
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert shown.stdout.strip() == "[]"

@@ -174,7 +174,7 @@ def main() -> None:
     os.environ["PATH"] = f"{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
     with tempfile.TemporaryDirectory(prefix="canaryapp-scale-") as scratch, running() as cluster:
         root = Path(scratch)
-        cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+        cluster.apply_project_crds()
         client = api_client(cluster.kubeconfig)
         kubernetes.client.CoreV1Api(client).create_namespace(
             {"metadata": {"name": NAMESPACE, "labels": POD_SECURITY_LABELS}}

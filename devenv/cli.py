@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 
 from devenv.cluster import running
-from devenv.processes import REPO_ROOT
 from reconciler.core.names import Router
-
-CRD_FILE = REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml"
 
 
 def cluster_command(args: argparse.Namespace) -> int:
@@ -25,7 +22,7 @@ def cluster_command(args: argparse.Namespace) -> int:
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     with running(directory) as cluster:
-        cluster.apply_crd_file(CRD_FILE)
+        cluster.apply_project_crds()
         print(f"Local cluster is up: {cluster.server}", flush=True)
         print(f"  export KUBECONFIG={cluster.kubeconfig}", flush=True)
         print(f"  logs: {cluster.processes.log_dir}", flush=True)

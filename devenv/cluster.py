@@ -30,7 +30,7 @@ import yaml
 
 from devenv.mesh.gateway import CONTROLLER_NAME
 from devenv.pki import CertificateAuthority, KeyPair, write_service_account_keys
-from devenv.processes import ProcessGroup, free_port, tool, tools_share, wait_until
+from devenv.processes import REPO_ROOT, ProcessGroup, free_port, tool, tools_share, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +379,13 @@ class LocalCluster:
                 },
             },
         )
+
+    def apply_project_crds(self) -> None:
+        """Creates (or replaces) the project's CRDs, the ones crds/kustomization.yaml lists (CanaryApp,
+        MetricTemplate, ClusterMetricTemplate), and waits until each is established."""
+        folder = REPO_ROOT / "crds"
+        for resource in yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]:
+            self.apply_crd_file(folder / resource)
 
     def apply_crd_file(self, path: Path) -> None:
         """Creates (or replaces) every CRD in a YAML file and waits until each is established."""

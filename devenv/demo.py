@@ -105,7 +105,7 @@ def environment(
     os.environ["PATH"] = f"{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
     workdir.mkdir(parents=True, exist_ok=True)
     with running(workdir / "cluster") as cluster:
-        cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+        cluster.apply_project_crds()
         names = [manifest_name(manifest) for manifest in MANIFESTS[router]]
         meshes = {
             name: LocalMesh(

@@ -46,7 +46,7 @@ def tools_on_path() -> None:
 @pytest.fixture(scope="session")
 def cluster(tools_on_path: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with running(tmp_path_factory.mktemp("cluster")) as local:
-        local.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+        local.apply_project_crds()
         yield local
 
 

@@ -49,6 +49,8 @@ def test_config_default_renders_everything_the_reconciler_needs(
 ) -> None:
     assert set(rendered) == {
         ("CustomResourceDefinition", "canaryapps.canary.atze.io"),
+        ("CustomResourceDefinition", "metrictemplates.canary.atze.io"),
+        ("CustomResourceDefinition", "clustermetrictemplates.canary.atze.io"),
         ("Namespace", NAMESPACE),
         ("ServiceAccount", RECONCILER),
         ("ClusterRole", RECONCILER),
@@ -59,8 +61,9 @@ def test_config_default_renders_everything_the_reconciler_needs(
         ("Deployment", RECONCILER),
         ("Service", "canaryapp-reconciler-metrics"),
     }
-    crd_file = yaml.safe_load((ROOT / "crds" / "canary.atze.io_canaryapps.yaml").read_text())
-    assert rendered["CustomResourceDefinition", "canaryapps.canary.atze.io"]["spec"] == crd_file["spec"]
+    for plural in ("canaryapps", "metrictemplates", "clustermetrictemplates"):
+        crd_file = yaml.safe_load((ROOT / "crds" / f"canary.atze.io_{plural}.yaml").read_text())
+        assert rendered["CustomResourceDefinition", f"{plural}.canary.atze.io"]["spec"] == crd_file["spec"]
     for (kind, _), obj in rendered.items():
         if kind not in {"CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"}:
             assert obj["metadata"]["namespace"] == NAMESPACE, kind

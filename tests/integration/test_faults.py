@@ -41,7 +41,6 @@ from kubernetes.client.exceptions import ApiException
 from devenv.cluster import POD_SECURITY_LABELS, LocalCluster, running
 from devenv.exporter import ControlledExporter
 from devenv.kube import ISTIO, api_client, condition, route_weights, stack_synced
-from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 from reconciler.core.model import GROUP, PLURAL, VERSION
@@ -746,7 +745,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     prometheus = PrometheusServer(root / "prometheus", {"controlled": [exporter.address]})
     try:
         with running(root / "cluster") as cluster:
-            cluster.apply_crd_file(REPO_ROOT / "crds" / "canary.atze.io_canaryapps.yaml")
+            cluster.apply_project_crds()
             prometheus.start()
             kube = api_client(cluster.kubeconfig)
             namespace = f"f-{uuid.uuid4().hex[:8]}"

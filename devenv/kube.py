@@ -1,6 +1,6 @@
 """Small Kubernetes helpers shared by the demo, the benchmarks and the tests: one place to build a client
-from a kubeconfig, read a CanaryApp's route (VirtualService or HTTPRoute) and its weights, look at a
-CanaryApp's conditions and wait for a Deployment a step deleted to be gone."""
+from a kubeconfig, read a CanaryApp's route (VirtualService or HTTPRoute) and its weights (the baseline's
+too), look at a CanaryApp's conditions and wait for a Deployment a step deleted to be gone."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.adapters.kube import load_client_config
-from reconciler.core.names import Router
+from reconciler.core.names import Router, baseline_name
 from reconciler.core.reasons import CONDITION_STACK_SYNCED
 
 ISTIO = ("networking.istio.io", "v1")
@@ -31,6 +31,18 @@ def route_weights(route: dict[str, Any]) -> tuple[int, int]:
     spec = route["spec"]
     entries = spec["http"][0]["route"] if "http" in spec else spec["rules"][0]["backendRefs"]
     return int(entries[0].get("weight", 0)), int(entries[1].get("weight", 0))
+
+
+def route_baseline_weight(route: dict[str, Any]) -> int | None:
+    """The baseline's weight on a CanaryApp's route (its VirtualService's destination to the subset
+    `baseline`, or its HTTPRoute's backendRef `<name>-baseline`); None while the route has no baseline."""
+    spec = route["spec"]
+    if "http" in spec:
+        entries = [e for e in spec["http"][0]["route"] if e["destination"].get("subset") == "baseline"]
+    else:
+        baseline = baseline_name(route["metadata"]["name"])
+        entries = [ref for ref in spec["rules"][0]["backendRefs"] if ref["name"] == baseline]
+    return int(entries[0].get("weight", 0)) if entries else None
 
 
 def read_route(
@@ -53,6 +65,15 @@ def read_weights(
     """The weights of the route `name` of `router`; None while it does not exist."""
     found = read_route(custom, namespace, name, router)
     return None if found is None else route_weights(found)
+
+
+def read_baseline_weight(
+    custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str, router: Router = Router.ISTIO
+) -> int | None:
+    """The baseline's weight on the route `name` of `router`; None while the route or its baseline does not
+    exist."""
+    found = read_route(custom, namespace, name, router)
+    return None if found is None else route_baseline_weight(found)
 
 
 def condition(status: dict[str, Any], condition_type: str) -> dict[str, Any] | None:

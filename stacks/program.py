@@ -1,6 +1,7 @@
 """The Pulumi program of one CanaryApp: it declares, from a `DesiredStack`, the primary and canary
-Deployments, the apex Service `<name>` that selects both tracks' pods, and asks a router (stacks/routers/) for
-the objects that split the Service's traffic at the current weights. It never decides anything.
+Deployments (and the baseline's, when one runs), the apex Service `<name>` that selects every track's pods,
+and asks a router (stacks/routers/) for the objects that split the Service's traffic at the current weights.
+It never decides anything.
 
 Deployments and Services carry `pulumi.com/skipAwait`: every `up` returns as soon as the API server
 accepted the change, and the reconciler loop watches readiness itself. A step is then seconds long, a
@@ -23,7 +24,7 @@ import pulumi_kubernetes as k8s
 from reconciler.core import reserved_keys, workload
 from reconciler.core.desired import AutoscalerSpec, DesiredStack
 from reconciler.core.model import API_VERSION, KIND
-from reconciler.core.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, canary_name, primary_name
+from reconciler.core.names import APP_LABEL, REVISION_ANNOTATION, TRACK_LABEL, track_name
 from stacks.routers import router_named
 from stacks.routing import SKIP_AWAIT, Route, Router
 
@@ -71,6 +72,15 @@ def declare(desired: DesiredStack, router: Router | None = None) -> None:
             desired.test_replicas,
             desired.canary_autoscaler,
         )
+    if desired.baseline_template is not None:
+        _deployment(
+            desired,
+            "baseline",
+            desired.baseline_template,
+            desired.baseline_revision or "",
+            desired.test_replicas,
+            desired.baseline_autoscaler,
+        )
     _service(desired)
     (router or router_named(desired.router)).declare(route_of(desired), pulumi.ResourceOptions())
     pulumi.export("primaryImage", desired.primary_image)
@@ -79,7 +89,8 @@ def declare(desired: DesiredStack, router: Router | None = None) -> None:
 
 
 def route_of(desired: DesiredStack) -> Route:
-    """What the router is asked for: the apex Service split between the tracks at the desired weights."""
+    """What the router is asked for: the apex Service split between the tracks at the desired weights (a
+    baseline's weight only when one runs)."""
     return Route(
         service=desired.name,
         namespace=desired.namespace,
@@ -90,6 +101,7 @@ def route_of(desired: DesiredStack) -> Route:
         primary_weight=desired.primary_weight,
         canary_weight=desired.canary_weight,
         metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}),
+        baseline_weight=desired.baseline_weight if desired.baseline_template is not None else None,
     )
 
 
@@ -124,7 +136,7 @@ def _deployment(
     replicas: int,
     autoscaler: AutoscalerSpec | None,
 ) -> None:
-    name = primary_name(desired.name) if track == "primary" else canary_name(desired.name)
+    name = track_name(desired.name, track)
     pod_labels = {APP_LABEL: desired.name, TRACK_LABEL: track}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": pod_labels},
@@ -165,7 +177,7 @@ def _deployment(
 
 
 def _service(desired: DesiredStack) -> None:
-    """The apex Service: it selects both tracks' pods; the router's objects tell them apart."""
+    """The apex Service: it selects every track's pods; the router's objects tell them apart."""
     k8s.core.v1.Service(
         "apex-service",
         metadata=_metadata(desired, desired.name, {APP_LABEL: desired.name}, SKIP_AWAIT),

@@ -1,7 +1,8 @@
 """The seam between the Pulumi program and a traffic router: what the program asks of a router.
 
 The program declares the Deployments and the apex Service; a router declares the objects that split the
-apex Service's traffic between the primary and the canary tracks at the desired weights (Istio's
+apex Service's traffic between the primary and the canary tracks (and the baseline's, when one runs) at the
+desired weights (Istio's
 DestinationRule and VirtualService: stacks/routers/istio.py; Gateway API's per-track Services and HTTPRoute:
 stacks/routers/gateway_api.py). The program never knows which objects those are; which objects each router
 owns is data in the core (reconciler/core/names.py `router_objects`), for the ownership check.
@@ -37,6 +38,21 @@ class Route:
     canary_weight: int
     # Name, namespace, labels, annotations and owner references of an object named after the CanaryApp.
     metadata: Mapping[str, Any]
+    # None: no baseline runs, and the router declares exactly what it declared before baselines existed.
+    baseline_weight: int | None = None
+
+    @property
+    def tracks(self) -> tuple[str, ...]:
+        """The tracks the route splits the traffic between, in the order of its destinations."""
+        return ("primary", "canary", *(("baseline",) if self.baseline_weight is not None else ()))
+
+    def weight(self, track: str) -> int:
+        weights = {
+            "primary": self.primary_weight,
+            "canary": self.canary_weight,
+            "baseline": self.baseline_weight or 0,
+        }
+        return weights[track]
 
 
 class Router(Protocol):

@@ -66,11 +66,12 @@ def replay(app: CanaryApp, check: Check, start: datetime.datetime, end: datetime
         last_check_time=timestamp(start),
     )
     ready = DeploymentState(image=spec.main_image, ready=True, revision=spec.revision)
+    baseline = DeploymentState(image="", ready=True, revision=status.primary_revision or "")
     steps: list[Step] = []
     moment = start + datetime.timedelta(seconds=spec.traffic_shift_update_interval)
     while moment <= end:
         result = check(app, status, moment)
-        observations = Observations(primary=ready, canary=ready, check=result)
+        observations = Observations(primary=ready, canary=ready, baseline=baseline, check=result)
         decision = decide(spec, status, observations, moment)
         steps.append(Step(moment, status.canary_weight, result, decision))
         if isinstance(decision, Promote):

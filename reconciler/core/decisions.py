@@ -44,6 +44,8 @@ class Observations:
     generation: int = 0
     primary: DeploymentState | None = None
     canary: DeploymentState | None = None
+    # Read only while a baseline runs beside the canary (desired.baseline_runs).
+    baseline: DeploymentState | None = None
     check: CheckResult | None = None
     requests: Mapping[Action, str] = dataclasses.field(default_factory=dict)  # action -> its token
     slots: RolloutSlots | None = None  # None: no limit on concurrent rollouts

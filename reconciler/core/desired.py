@@ -4,6 +4,10 @@ The desired stack follows from the status, never from `spec.image` or `spec.temp
 template reaches the cluster only through the decisions in `machine.py` (canary first, primary at promotion).
 Replicas, the autoscaler, the port and the routes follow the spec at once; the router is the spec's as
 admission resolved it (spec.router, else the reconciler's --default-router).
+
+With spec.analysis.baseline a baseline runs beside the canary while it is analysed (phase Progressing): the
+primary's release at the canary's size, given the canary's weight, so the judge compares two fresh copies
+that see the same traffic. It goes at promotion (no check is left to compare) and with the canary.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core import workload
-from reconciler.core.model import CanaryAppSpec, CanaryAppStatus
+from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, Phase
 from reconciler.core.names import Router, stack_name
-from reconciler.core.routes import GatewayRef, gateway_refs
+from reconciler.core.routes import GatewayRef, declared_weights, gateway_refs
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,20 @@ class DesiredStack:
     router: Router = Router.ISTIO
     # The Gateways of the gateway-api router's HTTPRoute.
     parent_refs: tuple[GatewayRef, ...] = ()
+    # With a baseline (spec.analysis.baseline, while a canary is analysed): the primary's template and
+    # revision at the canary's replicas (test_replicas), with the canary's autoscaler if it has one.
+    baseline_template: dict[str, Any] | None = None
+    baseline_revision: str | None = None
+    baseline_autoscaler: AutoscalerSpec | None = None
+
+    @property
+    def baseline_weight(self) -> int:
+        """The baseline gets what the canary gets: both see the same share of the same traffic."""
+        return self.canary_weight if self.baseline_template is not None else 0
 
     @property
     def primary_weight(self) -> int:
-        return 100 - self.canary_weight
+        return declared_weights(self.canary_weight, self.baseline_template is not None)[0]
 
     @property
     def stack_name(self) -> str:
@@ -68,6 +82,9 @@ class DesiredStack:
         if self.router == Router.ISTIO:
             # An Istio stack keeps the fingerprint it had before routers were named: no step after an upgrade.
             del data["router"], data["parent_refs"]
+        if self.baseline_template is None:
+            # Nor does a stack without a baseline: the fingerprint it had before baselines existed.
+            del data["baseline_template"], data["baseline_revision"], data["baseline_autoscaler"]
         encoded = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
@@ -81,10 +98,15 @@ class DesiredStack:
         data["gateways"] = tuple(data["gateways"])
         data["router"] = Router(data.get("router", Router.ISTIO))
         data["parent_refs"] = tuple(GatewayRef(**ref) for ref in data.get("parent_refs", ()))
-        for field in ("primary_autoscaler", "canary_autoscaler"):
+        for field in ("primary_autoscaler", "canary_autoscaler", "baseline_autoscaler"):
             if data.get(field) is not None:
                 data[field] = AutoscalerSpec(**data[field])
         return cls(**data)
+
+
+def baseline_runs(spec: CanaryAppSpec, status: CanaryAppStatus) -> bool:
+    """Whether the stack declares a baseline: spec.analysis.baseline while a canary is analysed."""
+    return spec.baseline and status.phase == Phase.PROGRESSING and status.canary_image is not None
 
 
 def desired_stack(
@@ -105,6 +127,7 @@ def desired_stack(
             autoscaler.min_replicas, autoscaler.max_replicas, autoscaler.target_cpu_utilization_percentage
         )
     router = spec.effective_router
+    with_baseline = baseline_runs(spec, status)
     return DesiredStack(
         name=name,
         namespace=namespace,
@@ -126,4 +149,7 @@ def desired_stack(
         canary_autoscaler=canary_autoscaler if canary_template is not None else None,
         router=router,
         parent_refs=gateway_refs(namespace, spec.parent_refs),
+        baseline_template=primary_template if with_baseline else None,
+        baseline_revision=primary_revision if with_baseline else None,
+        baseline_autoscaler=canary_autoscaler if with_baseline else None,
     )

@@ -41,6 +41,7 @@ from reconciler.core.decisions import (
     WaitForRoute,
     WaitForSlot,
 )
+from reconciler.core.desired import baseline_runs
 from reconciler.core.model import (
     MAX_CHECK_RECORDS,
     RETRY_ANNOTATION,
@@ -54,7 +55,7 @@ from reconciler.core.model import (
     RolloutResult,
 )
 from reconciler.core.names import Router
-from reconciler.core.readiness import ready_with
+from reconciler.core.readiness import DeploymentState, ready_with
 from reconciler.core.requests import pending_request
 from reconciler.core.routes import ACCEPTANCE_RECHECK_SECONDS, RouteState
 from reconciler.core.transitions import (
@@ -252,31 +253,80 @@ def _progressing(
         return _waiting_for_canary(spec, status, obs, now)
     if obs.route is not None and (not obs.route.accepted or status.route_pending_since):
         return _confirming_route(spec, status, obs.route, now)
+    return _checking(spec, status, obs, now)
+
+
+def _checking(
+    spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
+) -> Decision:
+    """A weight that counts: a due check is judged, once the baseline (when one runs) is ready."""
     remaining = seconds_until_check(spec, status, now)
+    if remaining <= 0 and not baseline_ready(spec, status, obs.baseline):
+        return _waiting_for_baseline(spec, status, now)
     if remaining > 0 or obs.check is None:
         return Hold(status, max(remaining, 0.0), reasons.WAITING, status.message)
     return _judge(spec, status, obs, obs.check, now)
 
 
+def baseline_ready(spec: CanaryAppSpec, status: CanaryAppStatus, baseline: DeploymentState | None) -> bool:
+    """Whether the canary may be judged as far as the baseline goes: none runs, or it is ready and runs the
+    primary's release (desired.py)."""
+    return not baseline_runs(spec, status) or ready_with(baseline, status.primary_revision)
+
+
 def _waiting_for_canary(
     spec: CanaryAppSpec, status: CanaryAppStatus, obs: Observations, now: datetime.datetime
 ) -> Decision:
-    """Weight 0: the canary gets its first step once ready, and is rolled back if it is not in time."""
+    """Weight 0: the canary gets its first step once ready (and the baseline beside it, when one runs), and
+    is rolled back if either is not in time."""
     canary_image = status.canary_image or ""
-    if ready_with(obs.canary, status.canary_revision):
-        return advance(spec, status, spec.step_weight, now, "Canary is ready")
+    canary_ready = ready_with(obs.canary, status.canary_revision)
+    baseline_is_ready = baseline_ready(spec, status, obs.baseline)
+    if canary_ready and baseline_is_ready:
+        why = "Canary and baseline are ready" if baseline_runs(spec, status) else "Canary is ready"
+        return advance(spec, status, spec.step_weight, now, why)
+    waiting_for = [
+        *([] if canary_ready else [f"canary {canary_image}"]),
+        *([] if baseline_is_ready else [_describe_baseline(status)]),
+    ]
     waited = seconds_since(status.canary_started_at, now)
     if waited >= spec.deployment_ready_wait_time:
         return rollback(
             status,
-            f"canary {canary_image} was not ready within deploymentReadyWaitTime "
-            f"({spec.deployment_ready_wait_time}s)",
+            f"{' and '.join(waiting_for)} {'was' if len(waiting_for) == 1 else 'were'} not ready within "
+            f"deploymentReadyWaitTime ({spec.deployment_ready_wait_time}s)",
             now,
-            reasons.CANARY_NOT_READY,
+            reasons.CANARY_NOT_READY if not canary_ready else reasons.BASELINE_NOT_READY,
         )
     remaining = spec.deployment_ready_wait_time - waited
-    new = status.model_copy(update={"message": f"Waiting for canary {canary_image} to become ready"})
+    new = status.model_copy(update={"message": f"Waiting for {' and '.join(waiting_for)} to become ready"})
     return Hold(new, min(READINESS_RECHECK_SECONDS, remaining), reasons.WAITING, new.message)
+
+
+def _describe_baseline(status: CanaryAppStatus) -> str:
+    return f"the baseline {status.primary_image or ''}"
+
+
+def _waiting_for_baseline(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision:
+    """A check compares the canary with a ready baseline: while the baseline is not (a pod restarted, or the
+    baseline was just turned on), no check is judged and no step is taken; past progressDeadlineSeconds from
+    the last weight change the canary is rolled back, since nobody can judge it."""
+    weight = status.canary_weight
+    stalled = seconds_since(status.last_traffic_shift or status.canary_started_at or timestamp(now), now)
+    if stalled >= spec.progress_deadline_seconds:
+        why = (
+            f"{_describe_baseline(status)} was not ready at weight {weight}% within progressDeadlineSeconds "
+            f"({spec.progress_deadline_seconds}s) of the weight change, so no check could compare the canary "
+            "with it"
+        )
+        return rollback(status, why, now, reasons.BASELINE_NOT_READY)
+    remaining = spec.progress_deadline_seconds - stalled
+    message = (
+        f"Holding weight {weight}%: the next check waits for {_describe_baseline(status)} to become ready; "
+        f"rolling back in {int(remaining)}s (progressDeadlineSeconds) unless it does"
+    )
+    new = status.model_copy(update={"message": message})
+    return Hold(new, min(READINESS_RECHECK_SECONDS, remaining), reasons.WAITING, message)
 
 
 def _to_confirm(spec: CanaryAppSpec, decision: Decision, now: datetime.datetime) -> Decision:

@@ -2,7 +2,8 @@
 the pure `decide()` forward from the current status with every check clean and every Deployment ready.
 
 It is the best case: a check that finds errors or no canary traffic, or a Deployment slower to become ready,
-only makes the real timeline later. No canary tool we know of shows this.
+only makes the real timeline later. No canary tool we know of shows this. With a baseline
+(spec.analysis.baseline) each step shows its weight beside the canary's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from reconciler.core.decisions import (
     Promote,
     StartCanary,
 )
+from reconciler.core.desired import baseline_runs
 from reconciler.core.machine import decide, wants_check
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.core.readiness import DeploymentState
@@ -36,6 +38,7 @@ class PlannedStep:
     time: datetime.datetime
     weight: int
     decision: Decision
+    baseline_weight: int | None = None  # None: no baseline runs after this step
 
 
 def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> list[PlannedStep]:
@@ -48,11 +51,14 @@ def plan(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -
         observations = Observations(
             primary=_ready(status.primary_image, status.primary_revision),
             canary=_ready(status.canary_image, status.canary_revision),
+            baseline=_ready(status.primary_image, status.primary_revision),
             check=clean if wants_check(spec, status, moment) else None,
         )
         decision = decide(spec, status, observations, moment)
         if not isinstance(decision, Hold):
-            steps.append(PlannedStep(moment, decision.status.canary_weight, decision))
+            after = decision.status
+            baseline = after.canary_weight if baseline_runs(spec, after) else None
+            steps.append(PlannedStep(moment, after.canary_weight, decision, baseline))
         if isinstance(decision, CompletePromotion) or decision.requeue_after is None:
             return steps
         delay = decision.requeue_after
@@ -70,11 +76,15 @@ def _ready(image: str | None, revision: str | None) -> DeploymentState:
 def render(steps: list[PlannedStep], now: datetime.datetime) -> str:
     if not steps:
         return "nothing to roll out: no steps planned"
-    lines = [f"{'due':<20} {'in':>6}  {'canary':>6}  step"]
+    with_baseline = any(step.baseline_weight is not None for step in steps)
+    baseline_header = f"{'baseline':>8}  " if with_baseline else ""
+    lines = [f"{'due':<20} {'in':>6}  {'canary':>6}  {baseline_header}step"]
     for step in steps:
         seconds = max((step.time - now).total_seconds(), 0.0)
+        baseline = "-" if step.baseline_weight is None else f"{step.baseline_weight}%"
+        baseline_column = f"{baseline:>8}  " if with_baseline else ""
         lines.append(
-            f"{timestamp(step.time):<20} {seconds:>5.0f}s  {step.weight:>5}%  "
+            f"{timestamp(step.time):<20} {seconds:>5.0f}s  {step.weight:>5}%  {baseline_column}"
             f"{step.decision.kind}: {step.decision.message}"
         )
     promoted = next((step for step in steps if isinstance(step.decision, Promote)), None)

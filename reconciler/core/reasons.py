@@ -24,6 +24,7 @@ ROUTE_ACCEPTED = "RouteAccepted"
 # Causes of a rollback (the reason of a status.rollouts record)
 CHECKS_FAILED = "ChecksFailed"
 CANARY_NOT_READY = "CanaryNotReady"
+BASELINE_NOT_READY = "BaselineNotReady"
 ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
 ABORTED = "Aborted"
 PRIMARY_NOT_READY = "PrimaryNotReady"

@@ -88,16 +88,25 @@ class RouteState:
         return "; ".join(waiting) if waiting else "accepted by every parent"
 
 
+def declared_weights(canary_weight: int, with_baseline: bool) -> tuple[int, ...]:
+    """The weights a CanaryApp's route declares, in the order of its destinations: the primary's, the
+    canary's and, while a baseline runs, the baseline's (the canary's again: both see the same share)."""
+    if with_baseline:
+        return 100 - 2 * canary_weight, canary_weight, canary_weight
+    return 100 - canary_weight, canary_weight
+
+
 # Reasons of our own for a parent that has not answered (yet) for the route's current generation.
 PENDING = "Pending"
 STALE = "StaleGeneration"
 
 
 def route_state(
-    route: Mapping[str, Any] | None, parents: Iterable[GatewayRef], weights: tuple[int, int]
+    route: Mapping[str, Any] | None, parents: Iterable[GatewayRef], weights: tuple[int, ...]
 ) -> RouteState:
     """The state of `route` (the HTTPRoute as the API server serves it, JSON; None: it does not exist) for
-    the parentRefs `parents` and the declared (primary, canary) `weights`.
+    the parentRefs `parents` and the declared `weights` (`declared_weights`: primary, canary and, while a
+    baseline runs, the baseline's).
 
     A route whose backendRefs carry other weights than `weights` is not applied yet (or was edited by hand):
     every parent counts as pending, whatever its conditions say.

@@ -47,9 +47,9 @@ class Applier:
 
         Only then may the step's server-side apply force its fields (pulumi.com/patchForce), and a step that
         drops the canary or an autoscaler (or the destruction) delete it: every object it touches is absent or
-        provably this CanaryApp's. The canary and the autoscalers are checked whether or not the step declares
-        them, since a step that no longer declares them deletes them; so are the objects of every router in
-        `routers`.
+        provably this CanaryApp's. The canary, the baseline and the autoscalers are checked whether or not the
+        step declares them, since a step that no longer declares them deletes them; so are the objects of
+        every router in `routers`.
         """
         taken = [
             f"{kind} {namespace}/{object_name}"
@@ -70,6 +70,6 @@ class Applier:
         exists without this CanaryApp's owner reference."""
         return [
             (ref.kind, ref.name)
-            for ref in owned_objects(name, routers, with_canary=True, autoscaled=True)
+            for ref in owned_objects(name, routers, with_canary=True, autoscaled=True, with_baseline=True)
             if not is_ours(self.cluster.owner_uids(namespace, ref), uid)
         ]

@@ -1,8 +1,8 @@
-"""What a pass observes before `decide()`: both Deployments, the HTTPRoute of a gateway-api canary carrying
-weight (whether its Gateways accepted it), the metrics when a check is due and the weight counts, and the
-rollout slots when the CanaryApp is about to start one. Every read comes from a port: Deployments and
-CanaryApps from the caches, the HTTPRoute and the metrics Secret by name (read live, so an acceptance or a
-rotated credential counts at once)."""
+"""What a pass observes before `decide()`: the Deployments (the baseline's while one runs), the HTTPRoute of
+a gateway-api canary carrying weight (whether its Gateways accepted it), the metrics when a check is due and
+the weight counts, and the rollout slots when the CanaryApp is about to start one. Every read comes from a
+port: Deployments and CanaryApps from the caches, the HTTPRoute and the metrics Secret by name (read live, so
+an acceptance or a rotated credential counts at once)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from typing import Any
 from reconciler.core import analysis, reasons
 from reconciler.core.analysis import CheckResult, QueryResult
 from reconciler.core.decisions import Observations, RolloutSlots
+from reconciler.core.desired import baseline_runs
 from reconciler.core.endpoints import EndpointError, endpoint_for
-from reconciler.core.machine import about_to_start, wants_check
+from reconciler.core.machine import about_to_start, baseline_ready, wants_check
 from reconciler.core.model import Action, CanaryApp, CanaryAppStatus, CheckOutcome, Phase
-from reconciler.core.names import Router, canary_name, primary_name
+from reconciler.core.names import Router, baseline_name, canary_name, primary_name
 from reconciler.core.ports import CanaryAppCache, ClusterReader, MetricsSource, SecretReader
-from reconciler.core.routes import RouteState, gateway_refs, route_state
+from reconciler.core.routes import RouteState, declared_weights, gateway_refs, route_state
 from reconciler.runtime.telemetry import Telemetry
 
 ACTIVE_PHASES = frozenset({Phase.PROGRESSING.value, Phase.PROMOTING.value})
@@ -31,14 +32,21 @@ def observe(
     now: datetime.datetime,
     slots: Callable[[CanaryApp], RolloutSlots] | None = None,
 ) -> Observations:
-    """Reads what `decide()` needs: both Deployments and, only when a check is due, the metrics."""
+    """Reads what `decide()` needs: the Deployments and, only when a check is due, the metrics."""
     namespace, name, status = app.metadata.namespace, app.metadata.name, app.status
     route = observe_route(app, cluster)
-    counts = route is None or (route.accepted and status.route_pending_since is None)
+    baseline = (
+        cluster.deployment_state(namespace, baseline_name(name)) if baseline_runs(app.spec, status) else None
+    )
+    # A check compares the canary with a ready baseline: none is asked for while the baseline is not.
+    counts = (route is None or (route.accepted and status.route_pending_since is None)) and baseline_ready(
+        app.spec, status, baseline
+    )
     return Observations(
         generation=app.metadata.generation,
         primary=cluster.deployment_state(namespace, primary_name(name)),
         canary=cluster.deployment_state(namespace, canary_name(name)) if status.canary_image else None,
+        baseline=baseline,
         check=check(app, now) if counts and wants_check(app.spec, status, now) else None,
         route=route,
         requests={
@@ -59,7 +67,7 @@ def observe_route(app: CanaryApp, cluster: ClusterReader) -> RouteState | None:
     ):
         return None
     namespace, name = app.metadata.namespace, app.metadata.name
-    weights = (100 - status.canary_weight, status.canary_weight)
+    weights = declared_weights(status.canary_weight, baseline_runs(spec, status))
     return route_state(
         cluster.http_route(namespace, name), gateway_refs(namespace, spec.parent_refs), weights
     )

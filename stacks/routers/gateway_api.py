@@ -4,7 +4,8 @@ The Gateway API has no subsets: a backendRef names a Service. So beside the apex
 tracks' pods, declared by the program) this router declares the Services `<name>-primary` and `<name>-canary`,
 each selecting one track's pods by the track label on the apex Service's port, and the HTTPRoute `<name>`
 (gateway.networking.k8s.io/v1) attached to the spec's parent Gateways, whose one rule sends each backendRef
-its percentage (the canary's is there at weight 0 when no canary runs, so a step changes weights only).
+its percentage (the canary's is there at weight 0 when no canary runs, so a step changes weights only). While
+a baseline runs (spec.analysis.baseline) there is a third Service `<name>-baseline` and a third backendRef.
 
 Every Gateway API implementation labels a request's metrics with the backend Service it chose, so a canary's
 requests carry `<name>-canary`, never `<name>` (docs/routing.md: how to write the query). The reconciler
@@ -20,12 +21,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from reconciler.core.names import APP_LABEL, HTTP_ROUTE, TRACK_LABEL, canary_name, primary_name
+from reconciler.core.names import APP_LABEL, HTTP_ROUTE, TRACK_LABEL, track_name
 from reconciler.core.routes import GATEWAY_GROUP, GATEWAY_KIND, GatewayRef
 from reconciler.core.workload import PORT_NAME
 from stacks.routing import SKIP_AWAIT, Route
-
-TRACKS = ("primary", "canary")
 
 
 def declare(route: Route, opts: pulumi.ResourceOptions) -> None:
@@ -36,7 +35,7 @@ def declare(route: Route, opts: pulumi.ResourceOptions) -> None:
             spec=track_service_spec(route, track),
             opts=opts,
         )
-        for track in TRACKS
+        for track in route.tracks
     ]
     kind, api_version = HTTP_ROUTE
     k8s.apiextensions.CustomResource(
@@ -51,7 +50,7 @@ def declare(route: Route, opts: pulumi.ResourceOptions) -> None:
 
 
 def track_service_name(route: Route, track: str) -> str:
-    return primary_name(route.service) if track == "primary" else canary_name(route.service)
+    return track_name(route.service, track)
 
 
 def track_metadata(route: Route, track: str) -> dict[str, Any]:
@@ -86,14 +85,17 @@ def parent_ref(parent: GatewayRef) -> dict[str, Any]:
 
 
 def http_route_spec(route: Route) -> dict[str, Any]:
-    weights = {"primary": route.primary_weight, "canary": route.canary_weight}
     spec: dict[str, Any] = {
         "parentRefs": [parent_ref(parent) for parent in route.parent_refs],
         "rules": [
             {
                 "backendRefs": [
-                    {"name": track_service_name(route, track), "port": route.port, "weight": weights[track]}
-                    for track in TRACKS
+                    {
+                        "name": track_service_name(route, track),
+                        "port": route.port,
+                        "weight": route.weight(track),
+                    }
+                    for track in route.tracks
                 ]
             }
         ],

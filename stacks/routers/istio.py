@@ -2,10 +2,12 @@
 
 Routing follows the original operator: one Service `<name>` selects the pods of both Deployments, a
 DestinationRule `<name>` splits them into the subsets `primary` and `canary` by the track label, and the
-VirtualService `<name>` sends a weighted share of the traffic to each subset. Istio's stats filter labels a
-request with the Service it was routed to, so both tracks' requests carry `destination_service_name="<name>"`
-— what every query written for the original operator filters on — while `destination_workload` still tells
-`<name>-primary` from `<name>-canary` (Flagger-style queries).
+VirtualService `<name>` sends a weighted share of the traffic to each subset. While a baseline runs
+(spec.analysis.baseline) the rule has a third subset `baseline` and the route a third destination. Istio's
+stats filter labels a request with the Service it was routed to, so every track's requests carry
+`destination_service_name="<name>"` — what every query written for the original operator filters on — while
+`destination_workload` still tells `<name>-primary`, `<name>-canary` and `<name>-baseline` apart
+(Flagger-style queries).
 
 The logical names `destinationrule` and `virtualservice` are those of every existing stack: renamed, they
 would replace both objects of every CanaryApp.
@@ -21,7 +23,6 @@ import pulumi_kubernetes as k8s
 from reconciler.core.names import DESTINATION_RULE, TRACK_LABEL, VIRTUAL_SERVICE
 from stacks.routing import Route
 
-TRACKS = ("primary", "canary")
 ROUTE_NAME = "canary-split"
 
 
@@ -54,24 +55,21 @@ def service_host(route: Route) -> str:
 def destination_rule_spec(route: Route) -> dict[str, Any]:
     return {
         "host": service_host(route),
-        "subsets": [{"name": track, "labels": {TRACK_LABEL: track}} for track in TRACKS],
+        "subsets": [{"name": track, "labels": {TRACK_LABEL: track}} for track in route.tracks],
     }
 
 
 def virtual_service_spec(route: Route) -> dict[str, Any]:
-    def destination(subset: str, weight: int) -> dict[str, Any]:
+    def destination(subset: str) -> dict[str, Any]:
         target = {"host": service_host(route), "subset": subset, "port": {"number": route.port}}
-        return {"destination": target, "weight": weight}
+        return {"destination": target, "weight": route.weight(subset)}
 
     spec: dict[str, Any] = {
         "hosts": list(route.hosts),
         "http": [
             {
                 "name": ROUTE_NAME,
-                "route": [
-                    destination("primary", route.primary_weight),
-                    destination("canary", route.canary_weight),
-                ],
+                "route": [destination(track) for track in route.tracks],
             }
         ],
     }

@@ -7,10 +7,11 @@ import dataclasses
 from typing import Any
 
 import pulumi
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.core.desired import DesiredStack
+from reconciler.core.desired import AutoscalerSpec, DesiredStack
 from reconciler.core.names import Router, owned_objects
 from reconciler.core.routes import GatewayRef
 from reconciler.core.workload import effective_template
@@ -197,3 +198,59 @@ def test_switching_a_steady_stack_keeps_the_workload_and_swaps_only_the_routers_
     for stack, declared in ((istio, declared_by_istio), (DESIRED, declared_by_gateway_api)):
         owned = {(ref.kind, ref.name) for ref in owned_objects("shop", (stack.router,), with_canary=False)}
         assert names_of(declared) == owned
+
+
+BASELINE_ROUTE = dataclasses.replace(ROUTE, primary_weight=40, canary_weight=30, baseline_weight=30)
+
+
+def test_a_baseline_gets_a_service_and_a_backend_ref_of_its_own(recorder: Recorder) -> None:
+    resources = run(BASELINE_ROUTE, recorder)
+    assert sorted(resources) == ["baseline-service", "canary-service", "httproute", "primary-service"]
+    service = resources["baseline-service"]
+    assert service["metadata"]["name"] == "shop-baseline"
+    assert service["metadata"]["labels"]["canary.atze.io/track"] == "baseline"
+    assert service["metadata"]["ownerReferences"] == [OWNER]
+    assert service["spec"]["selector"] == {"canary.atze.io/app": "shop", "canary.atze.io/track": "baseline"}
+    assert resources["httproute"]["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "shop-primary", "port": 8088, "weight": 40},
+        {"name": "shop-canary", "port": 8088, "weight": 30},
+        {"name": "shop-baseline", "port": 8088, "weight": 30},
+    ]
+    assert recorder.registrations["httproute"].dependencies == {
+        urn(SERVICE, "primary-service"),
+        urn(SERVICE, "canary-service"),
+        urn(SERVICE, "baseline-service"),
+    }
+
+
+def test_a_baseline_at_weight_0_is_routed_at_weight_0() -> None:
+    refs = http_route_spec(dataclasses.replace(ROUTE, primary_weight=100, canary_weight=0, baseline_weight=0))
+    assert [(ref["name"], ref["weight"]) for ref in refs["rules"][0]["backendRefs"]] == [
+        ("shop-primary", 100),
+        ("shop-canary", 0),
+        ("shop-baseline", 0),
+    ]
+
+
+@pytest.mark.parametrize("router", list(Router))
+def test_a_stack_with_a_baseline_declares_what_the_ownership_check_covers(router: Router) -> None:
+    """Canary and baseline running, each with an autoscaler: every object declared is one the ownership
+    check covers (names.owned_objects with the baseline), and nothing it covers is missing."""
+    autoscaler = AutoscalerSpec(1, 3, 80)
+    desired = dataclasses.replace(
+        DESIRED,
+        router=router,
+        parent_refs=DESIRED.parent_refs if router == Router.GATEWAY_API else (),
+        hosts=() if router == Router.GATEWAY_API else ("shop",),
+        canary_image="shop:v2",
+        canary_weight=20,
+        canary_template=effective_template(None, "shop:v2", 8088),
+        canary_revision="r2",
+        primary_autoscaler=autoscaler,
+        canary_autoscaler=autoscaler,
+        baseline_template=DESIRED.primary_template,
+        baseline_revision="r1",
+        baseline_autoscaler=autoscaler,
+    )
+    owned = owned_objects("shop", (router,), with_canary=True, autoscaled=True, with_baseline=True)
+    assert names_of(declared_by(desired)) == {(ref.kind, ref.name) for ref in owned}

@@ -108,3 +108,47 @@ def test_the_virtual_service_routes_the_weights_to_subsets_the_rule_defines(cana
     assert weights == {"primary": 100 - canary_weight, "canary": canary_weight}
     assert set(weights) <= subsets
     assert sum(weights.values()) == 100
+
+
+BASELINE_ROUTE = dataclasses.replace(ROUTE, primary_weight=40, canary_weight=30, baseline_weight=30)
+
+
+def test_a_baseline_gets_a_subset_and_a_destination_of_its_own(recorder: Recorder) -> None:
+    resources = run(BASELINE_ROUTE, recorder)
+    assert sorted(resources) == ["destinationrule", "virtualservice"]
+    assert resources["destinationrule"]["spec"]["subsets"] == [
+        {"name": "primary", "labels": {"canary.atze.io/track": "primary"}},
+        {"name": "canary", "labels": {"canary.atze.io/track": "canary"}},
+        {"name": "baseline", "labels": {"canary.atze.io/track": "baseline"}},
+    ]
+    route = resources["virtualservice"]["spec"]["http"][0]["route"]
+    assert [(r["destination"]["subset"], r["weight"]) for r in route] == [
+        ("primary", 40),
+        ("canary", 30),
+        ("baseline", 30),
+    ]
+    # The same objects under the same logical names as without a baseline: its start is an update.
+    assert recorder.registrations["virtualservice"].urn == urn(VIRTUAL_SERVICE, "virtualservice")
+
+
+def test_without_a_baseline_no_baseline_subset_or_destination() -> None:
+    assert [subset["name"] for subset in destination_rule_spec(ROUTE)["subsets"]] == ["primary", "canary"]
+    assert len(virtual_service_spec(ROUTE)["http"][0]["route"]) == 2
+
+
+@given(canary_weight=st.integers(min_value=0, max_value=50))
+def test_with_a_baseline_the_route_sends_every_weight_to_a_subset_the_rule_defines(
+    canary_weight: int,
+) -> None:
+    route = dataclasses.replace(
+        ROUTE,
+        primary_weight=100 - 2 * canary_weight,
+        canary_weight=canary_weight,
+        baseline_weight=canary_weight,
+    )
+    subsets = {subset["name"] for subset in destination_rule_spec(route)["subsets"]}
+    destinations = virtual_service_spec(route)["http"][0]["route"]
+    weights = {entry["destination"]["subset"]: entry["weight"] for entry in destinations}
+    assert weights == {"primary": 100 - 2 * canary_weight, "canary": canary_weight, "baseline": canary_weight}
+    assert set(weights) == subsets
+    assert sum(weights.values()) == 100

@@ -277,3 +277,71 @@ def test_a_desired_stack_with_pulumis_signature_key_declares_nothing(
         "the revision's template in status.podTemplates)"
     )
     assert recorder.resources == {}
+
+
+WITH_BASELINE = dataclasses.replace(
+    DESIRED,
+    baseline_template=DESIRED.primary_template,
+    baseline_revision="r1",
+)
+
+
+def test_a_baseline_runs_the_primarys_release_at_the_canarys_size(recorder: Recorder) -> None:
+    resources = run(WITH_BASELINE, recorder)
+    assert sorted(resources) == [
+        "apex-service",
+        "baseline-deployment",
+        "canary-deployment",
+        "destinationrule",
+        "primary-deployment",
+        "virtualservice",
+    ]
+    baseline = resources["baseline-deployment"]
+    assert baseline["type"] == "kubernetes:apps/v1:Deployment"
+    assert baseline["metadata"]["name"] == "shop-baseline"
+    assert baseline["metadata"]["annotations"]["canary.atze.io/revision"] == "r1"
+    assert baseline["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert baseline["spec"]["replicas"] == 1
+    assert baseline["spec"]["selector"]["matchLabels"] == {
+        "canary.atze.io/app": "shop",
+        "canary.atze.io/track": "baseline",
+    }
+    pod = baseline["spec"]["template"]
+    assert pod["metadata"]["labels"]["canary.atze.io/track"] == "baseline"
+    assert pod["spec"]["containers"][0]["image"] == "shop:v1"
+    # The apex Service selects the baseline's pods too: the router's objects tell the tracks apart.
+    assert resources["apex-service"]["spec"]["selector"] == {"canary.atze.io/app": "shop"}
+    assert recorder.registrations["baseline-deployment"].urn == urn(
+        "kubernetes:apps/v1:Deployment", "baseline-deployment"
+    )
+
+
+def test_a_baseline_takes_the_canarys_autoscaler(recorder: Recorder) -> None:
+    autoscaler = AutoscalerSpec(2, 10, 70)
+    desired = dataclasses.replace(WITH_BASELINE, canary_autoscaler=autoscaler, baseline_autoscaler=autoscaler)
+    resources = run(desired, recorder)
+    assert "replicas" not in resources["baseline-deployment"]["spec"]
+    hpa = resources["baseline-autoscaler"]
+    assert hpa["metadata"]["name"] == "shop-baseline"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "shop-baseline"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    assert recorder.registrations["baseline-autoscaler"].dependencies == {
+        urn("kubernetes:apps/v1:Deployment", "baseline-deployment")
+    }
+
+
+def test_the_router_is_asked_for_the_baselines_weight_only_with_a_baseline(recorder: Recorder) -> None:
+    router = RecordingRouter()
+    run(WITH_BASELINE, recorder, router)
+    (route,) = router.routes
+    assert (route.primary_weight, route.canary_weight, route.baseline_weight) == (40, 30, 30)
+    assert route.tracks == ("primary", "canary", "baseline")
+    assert route_of(DESIRED).baseline_weight is None
+    assert route_of(DESIRED).tracks == ("primary", "canary")
+
+
+@given(canary_weight=st.integers(min_value=0, max_value=50))
+def test_with_a_baseline_the_weights_sum_to_100_and_the_baseline_gets_the_canarys(canary_weight: int) -> None:
+    route = route_of(dataclasses.replace(WITH_BASELINE, canary_weight=canary_weight))
+    assert route.baseline_weight == route.canary_weight == canary_weight
+    assert route.primary_weight + route.canary_weight + route.baseline_weight == 100

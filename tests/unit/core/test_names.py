@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.core.names import Router, owned_objects, router_objects
+from reconciler.core.names import Router, owned_objects, router_objects, track_name
 
 
 def kinds_and_names(refs: object) -> list[tuple[str, str]]:
@@ -67,3 +67,32 @@ def test_router_objects_carry_their_api_versions() -> None:
         ("Service", "v1"),
         ("HTTPRoute", "gateway.networking.k8s.io/v1"),
     }
+
+
+@pytest.mark.parametrize(
+    ("router", "baseline_objects"),
+    [
+        pytest.param(Router.ISTIO, [], id="istio: the subset is in the DestinationRule"),
+        pytest.param(Router.GATEWAY_API, [("Service", "web-baseline")], id="gateway-api: its own Service"),
+    ],
+)
+def test_a_baseline_adds_its_deployment_autoscaler_and_routers_objects(
+    router: Router, baseline_objects: list[tuple[str, str]]
+) -> None:
+    without = kinds_and_names(owned_objects("web", (router,), with_canary=True, autoscaled=True))
+    with_baseline = kinds_and_names(
+        owned_objects("web", (router,), with_canary=True, autoscaled=True, with_baseline=True)
+    )
+    assert sorted(set(with_baseline) - set(without)) == sorted(
+        [("Deployment", "web-baseline"), ("HorizontalPodAutoscaler", "web-baseline"), *baseline_objects]
+    )
+    assert set(without) <= set(with_baseline)
+    assert len(with_baseline) == len(set(with_baseline))
+
+
+def test_each_track_has_its_name() -> None:
+    assert [track_name("web", track) for track in ("primary", "canary", "baseline")] == [
+        "web-primary",
+        "web-canary",
+        "web-baseline",
+    ]

@@ -72,3 +72,26 @@ def test_nothing_to_roll_out_or_paused_plans_nothing() -> None:
     )
     assert plan.plan(spec(), paused, NOW) == []
     assert plan.render([], NOW) == "nothing to roll out: no steps planned"
+
+
+def test_with_a_baseline_each_step_shows_its_weight_beside_the_canarys() -> None:
+    status = written(phase="Ready", primary="web:v1", port=80)
+    steps = plan.plan(spec(analysis={"baseline": True}), status, NOW)
+    kinds = [step.decision.kind for step in steps]
+    assert kinds == ["StartCanary", *["Advance"] * 5, "Promote", "CompletePromotion"]
+    assert [(step.weight, step.baseline_weight) for step in steps] == [
+        (0, 0),
+        *[(weight, weight) for weight in (10, 20, 30, 40, 50)],
+        (50, None),  # the baseline goes at promotion
+        (0, None),
+    ]
+    lines = plan.render(steps, NOW).splitlines()
+    assert lines[0].split() == ["due", "in", "canary", "baseline", "step"]
+    assert lines[2].split()[2:5] == ["10%", "10%", "Advance:"]
+    assert lines[7].split()[2:5] == ["50%", "-", "Promote:"]
+
+
+def test_without_a_baseline_the_plan_has_no_baseline_column() -> None:
+    steps = plan.plan(spec(), written(phase="Ready", primary="web:v1", port=80), NOW)
+    assert all(step.baseline_weight is None for step in steps)
+    assert plan.render(steps, NOW).splitlines()[0].split() == ["due", "in", "canary", "step"]

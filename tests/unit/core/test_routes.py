@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reconciler.core.model import ParentRef
-from reconciler.core.routes import GatewayRef, gateway_refs, route_state
+from reconciler.core.routes import GatewayRef, declared_weights, gateway_refs, route_state
 
 PUBLIC = GatewayRef("gateways", "public")
 OWN = GatewayRef("shop", "own", "http")
@@ -35,16 +35,17 @@ def parent(ref: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, A
 
 
 def route(
-    *parents: dict[str, Any], weights: tuple[int, int] = WEIGHTS, generation: int = 3
+    *parents: dict[str, Any], weights: tuple[int, ...] = WEIGHTS, generation: int = 3
 ) -> dict[str, Any]:
+    tracks = ("primary", "canary", "baseline")
     return {
         "metadata": {"name": "web", "namespace": "shop", "generation": generation},
         "spec": {
             "rules": [
                 {
                     "backendRefs": [
-                        {"name": "web-primary", "port": 80, "weight": weights[0]},
-                        {"name": "web-canary", "port": 80, "weight": weights[1]},
+                        {"name": f"web-{track}", "port": 80, "weight": weight}
+                        for track, weight in zip(tracks, weights, strict=False)
                     ]
                 }
             ]
@@ -194,3 +195,14 @@ def test_gateway_refs_default_to_the_canaryapps_namespace() -> None:
         GatewayRef("shop", "own"),
         GatewayRef("gateways", "public", "https", 443),
     )
+
+
+def test_with_a_baseline_the_route_carries_three_weights() -> None:
+    three = declared_weights(20, with_baseline=True)
+    assert three == (60, 20, 20)
+    assert declared_weights(20, with_baseline=False) == (80, 20)
+    assert route_state(route(parent(PUBLIC_REF, ACCEPTED), weights=three), [PUBLIC], three).accepted
+    # The route of the step before the baseline started (or after it went) does not carry this weight.
+    before = route_state(route(parent(PUBLIC_REF, ACCEPTED), weights=(80, 20)), [PUBLIC], three)
+    assert not before.accepted
+    assert "the route carries weights (80, 20), not (60, 20, 20)" in before.describe()

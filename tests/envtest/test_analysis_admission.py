@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,10 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from devenv.cluster import LocalCluster
 from reconciler.core.metrics import MetricTemplateSpec
 from reconciler.core.model import GROUP, PLURAL, VERSION, CanaryApp
+from tests.integration.helpers import kubectl
 
 pytestmark = pytest.mark.envtest
 
@@ -368,3 +371,92 @@ def test_a_good_template_is_accepted(
         assert created["metadata"]["namespace"] == namespace
     assert created["spec"] == body["spec"]
     MetricTemplateSpec.model_validate(created["spec"])
+
+
+# RBAC: examples/limited-user ------------------------------------------------------------------------------
+
+LIMITED_NAMESPACE = "default"  # where examples/limited-user's user may work
+
+
+def test_the_limited_user_manages_metric_templates_in_their_namespace(
+    limited_user: kubernetes.client.ApiClient, kube: kubernetes.client.ApiClient
+) -> None:
+    as_user = kubernetes.client.CustomObjectsApi(limited_user)
+    body = template("MetricTemplate", query=LATENCY, threshold={"max": 250})
+    name = body["metadata"]["name"]
+    create_template(limited_user, LIMITED_NAMESPACE, body)
+    try:
+        as_user.patch_namespaced_custom_object(
+            GROUP, VERSION, LIMITED_NAMESPACE, TEMPLATES, name, {"spec": {"direction": "either"}}
+        )
+        listed = as_user.list_namespaced_custom_object(GROUP, VERSION, LIMITED_NAMESPACE, TEMPLATES)
+        assert [
+            item["spec"]["direction"] for item in listed["items"] if item["metadata"]["name"] == name
+        ] == ["either"]
+    finally:
+        as_user.delete_namespaced_custom_object(GROUP, VERSION, LIMITED_NAMESPACE, TEMPLATES, name)
+    with pytest.raises(ApiException) as gone:
+        kubernetes.client.CustomObjectsApi(kube).get_namespaced_custom_object(
+            GROUP, VERSION, LIMITED_NAMESPACE, TEMPLATES, name
+        )
+    assert gone.value.status == 404
+
+
+def test_the_limited_user_reads_cluster_metric_templates_but_cannot_create_or_change_them(
+    limited_user: kubernetes.client.ApiClient, kube: kubernetes.client.ApiClient, cluster_templates: list[str]
+) -> None:
+    shared = create_template(kube, LIMITED_NAMESPACE, template("ClusterMetricTemplate", query=LATENCY))
+    name = shared["metadata"]["name"]
+    cluster_templates.append(name)
+    as_user = kubernetes.client.CustomObjectsApi(limited_user)
+    listed = as_user.list_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES)
+    assert name in [item["metadata"]["name"] for item in listed["items"]]
+    assert (
+        as_user.get_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES, name)["spec"]["query"] == LATENCY
+    )
+    attempts = {
+        "create": lambda: create_template(
+            limited_user, LIMITED_NAMESPACE, template("ClusterMetricTemplate", query=LATENCY)
+        ),
+        "patch": lambda: as_user.patch_cluster_custom_object(
+            GROUP, VERSION, CLUSTER_TEMPLATES, name, {"spec": {"query": "vector(1)"}}
+        ),
+        "delete": lambda: as_user.delete_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES, name),
+        "create-in-another-namespace": lambda: create_template(
+            limited_user, "kube-system", template("MetricTemplate", query=LATENCY)
+        ),
+    }
+    for attempt, call in attempts.items():
+        with pytest.raises(ApiException) as forbidden:
+            call()
+        assert forbidden.value.status == 403, (attempt, forbidden.value.body)
+    assert (
+        kubernetes.client.CustomObjectsApi(kube).get_cluster_custom_object(
+            GROUP, VERSION, CLUSTER_TEMPLATES, name
+        )["spec"]
+        == shared["spec"]
+    )
+
+
+def readme_checks() -> list[tuple[str, str]]:
+    """examples/limited-user/README.md's `kubectl auth can-i` lines with the answer their comments give."""
+    checks = []
+    for line in (ROOT / "examples" / "limited-user" / "README.md").read_text().splitlines():
+        if line.startswith("kubectl auth can-i "):
+            command, _, expected = line.partition("#")
+            checks.append((command.strip(), expected.strip()))
+    return checks
+
+
+def test_the_readme_shows_the_template_checks() -> None:
+    assert [expected for _, expected in readme_checks()] == ["yes", "yes", "no", "no"]
+
+
+@pytest.mark.parametrize(("command", "expected"), readme_checks())
+def test_the_readmes_template_checks_answer_what_their_comments_say(
+    limited_user: kubernetes.client.ApiClient, cluster: LocalCluster, command: str, expected: str
+) -> None:
+    result = kubectl(cluster.kubeconfig, *shlex.split(command)[1:])
+    assert (result.stdout.strip(), result.returncode) == (expected, 0 if expected == "yes" else 1), (
+        result.stderr
+    )

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--nothello-fraction", type=float, default=0.0, help="share of them sent to /nothello"
     )
+    parser.add_argument("--heavy-fraction", type=float, default=0.0, help="share of them sent to /heavy")
     parser.add_argument("--workdir", type=Path, help="folder for backend logs (default: a temporary folder)")
     args = parser.parse_args(argv)
     logs.configure()
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         listen_port=args.port,
         request_rate=args.rate,
         nothello_fraction=args.nothello_fraction,
+        heavy_fraction=args.heavy_fraction,
     )
     if controller is not None:
         controller.start()

@@ -265,12 +265,13 @@ class LocalMesh:
         listen_port: int = 0,
         request_rate: float = 20.0,
         nothello_fraction: float = 0.0,
+        heavy_fraction: float = 0.0,
     ) -> None:
         self.namespace = namespace
         self.route = route
         self.router = router
         self.proxy = MeshProxy(workdir, namespace, listen_port)
-        self._generator = LoadGenerator(request_rate, nothello_fraction)
+        self._generator = LoadGenerator(request_rate, nothello_fraction, heavy_fraction)
         self._cluster = ClusterRoutes(kubeconfig, namespace, route, router)
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="mesh-watcher", daemon=True)
@@ -303,11 +304,19 @@ class LocalMesh:
     def metrics_address(self) -> str:
         return self.proxy.metrics_address
 
-    def set_mix(self, nothello_fraction: float) -> None:
-        self._generator.set_mix(nothello_fraction)
+    def set_mix(self, nothello_fraction: float, heavy_fraction: float = 0.0) -> None:
+        self._generator.set_mix(nothello_fraction, heavy_fraction)
+
+    def spike(self, seconds: float, *, rate: float | None = None, heavy_fraction: float = 0.0) -> None:
+        """A traffic spike for `seconds` (LoadGenerator.spike): every destination sees the same mix."""
+        self._generator.spike(seconds, rate=rate, heavy_fraction=heavy_fraction)
+
+    def calm(self) -> None:
+        self._generator.calm()
 
     def routes(self) -> dict[str, int]:
-        """The applied weights by `Destination.name`, e.g. `{"web-primary": 100, "web-canary": 0}`."""
+        """The applied weights by `Destination.name`, e.g. `{"web-primary": 100, "web-canary": 0}`, with a
+        baseline `{"web-primary": 80, "web-canary": 10, "web-baseline": 10}`."""
         return self.proxy.table.weights()
 
     def requests_sent(self) -> int:

@@ -21,7 +21,7 @@ from devenv.mesh.labels import (
     Reporter,
     request_labels,
 )
-from devenv.mesh.routing import NO_FLAGS, Answer, Destination, RouteTable
+from devenv.mesh.routing import NO_FLAGS, Answer, Backend, Destination, RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,12 @@ class MeshProxy:
         )
         self._client = httpx.Client(timeout=10.0, trust_env=False)
         self._gateway_workload: tuple[str, str] | None = None
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _ProxyServer | None = None
         self._serving: threading.Thread | None = None
 
     def start(self) -> None:
         """Returns once the proxy's port is listening."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.listen_port), _proxy_handler(self))
+        self._server = _ProxyServer(("127.0.0.1", self.listen_port), _proxy_handler(self))
         self._serving = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="mesh-proxy", daemon=True
         )
@@ -98,9 +98,9 @@ class MeshProxy:
         """Starts the backends `routes` need, switches traffic to them, then stops those no longer needed.
         `gateway_workload` (name, namespace): the proxy plays that Gateway's pods, the source of every
         request it forwards (Gateway API); None: it forwards as the sender's own sidecar (Istio)."""
-        tags = {workload.image_tag for destination in routes or () for workload in destination.workloads}
+        backends = {workload.backend for destination in routes or () for workload in destination.workloads}
         with self._apply_lock:
-            self._backends.ensure(tags)
+            self._backends.ensure(backends)
             if routes != self.table.routes():
                 log.info(
                     "Applied local mesh routes",
@@ -108,10 +108,10 @@ class MeshProxy:
                 )
             self.table.apply(routes, self._backends.addresses())
             self._gateway_workload = gateway_workload
-            self._backends.retain(tags)
+            self._backends.retain(backends)
 
-    def backends(self) -> dict[str, str]:
-        """The running status-code-server processes: image tag → `host:port`."""
+    def backends(self) -> dict[Backend, str]:
+        """The running status-code-server processes: backend (image tag and behaviour) → `host:port`."""
         with self._apply_lock:
             return self._backends.addresses()
 
@@ -166,6 +166,12 @@ class MeshProxy:
             log.warning("Failed to reach upstream", extra={"upstream": upstream, "error": str(error)})
             return UPSTREAM_FAILURE
         return Answer(response.status_code, response.content)
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    # Every request opens a connection (HTTP/1.0): room for the generator's concurrent requests while the
+    # accepting thread waits for the CPU; the default backlog of 5 drops SYNs, resent only a second later.
+    request_queue_size = 128
 
 
 def _proxy_handler(proxy: MeshProxy) -> type[BaseHTTPRequestHandler]:

@@ -11,6 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 NO_FLAGS = "-"
+# The environment variables of a pod's main container that the status-code-server reads as its behaviour
+# (examples/status-code-server/server.py BEHAVIOUR_VARIABLES): a backend process gets these and only these,
+# so a pod template's other variables (PATH, PYTHONPATH, ...) never reach a local process.
+BEHAVIOUR_VARIABLES = ("LATENCY_MS", "SLOW_SHARE", "SLOW_FACTOR", "ERROR_SHARE", "HEAVY_LATENCY_MS")
+
+
+@dataclass(frozen=True, order=True)
+class Backend:
+    """What one status-code-server process runs: the image tag it reports as its version and the behaviour
+    variables of the main container, as (name, value) pairs sorted by name. Two Deployments with equal
+    backends share a process, as pods of one image and configuration are interchangeable."""
+
+    image_tag: str
+    behaviour: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,12 @@ class Workload:
     # The Services of its namespace that select its pods, by name: what Istio writes into the metadata of the
     # pod's inbound cluster, and where the destination reporter takes `destination_service` from.
     services: tuple[str, ...] = ()
+    # The behaviour variables of its main container (BEHAVIOUR_VARIABLES), sorted by name.
+    behaviour: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(self.image_tag, self.behaviour)
 
 
 @dataclass(frozen=True)
@@ -209,16 +229,34 @@ def _subsets(
 def _workload(deployment: Mapping[str, Any], selectors: Mapping[str, Mapping[str, str]]) -> Workload:
     template = deployment["spec"]["template"]
     pod_labels: Mapping[str, str] = (template.get("metadata") or {}).get("labels") or {}
+    main_container = template["spec"]["containers"][0]
     return Workload(
         name=deployment["metadata"]["name"],
         namespace=deployment["metadata"]["namespace"],
         pod_labels=pod_labels,
-        image_tag=image_tag(template["spec"]["containers"][0]["image"]),
+        image_tag=image_tag(main_container["image"]),
         available_replicas=(deployment.get("status") or {}).get("availableReplicas") or 0,
         services=tuple(
             name for name, selector in sorted(selectors.items()) if _selects(selector, pod_labels)
         ),
+        behaviour=behaviour(main_container),
     )
+
+
+def behaviour(container: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The behaviour variables a container sets with a literal `value`, sorted by name; the last entry of a
+    name wins, as in Kubernetes. A value from a Secret or a field (`valueFrom`) is not known here: left out,
+    so the process keeps that variable's default."""
+    values: dict[str, str] = {}
+    for entry in container.get("env") or []:
+        name = entry.get("name")
+        if name in BEHAVIOUR_VARIABLES:
+            value = entry.get("value")
+            if isinstance(value, str):
+                values[name] = value
+            else:
+                values.pop(name, None)
+    return tuple(sorted(values.items()))
 
 
 def _selects(selector: Mapping[str, str], pod_labels: Mapping[str, str]) -> bool:
@@ -259,10 +297,10 @@ class RouteTable:
         self._balancer = SmoothWeightedRoundRobin()
         self._endpoint_balancers: dict[int, SmoothWeightedRoundRobin] = {}
         self._routes: tuple[Destination, ...] | None = None
-        self._upstreams: dict[str, str] = {}
+        self._upstreams: dict[Backend, str] = {}
 
-    def apply(self, routes: tuple[Destination, ...] | None, upstreams: Mapping[str, str]) -> None:
-        """`upstreams` maps an image tag to the `host:port` of the process serving it."""
+    def apply(self, routes: tuple[Destination, ...] | None, upstreams: Mapping[Backend, str]) -> None:
+        """`upstreams` maps a backend to the `host:port` of the process serving it."""
         with self._lock:
             self._routes = routes
             self._upstreams = dict(upstreams)
@@ -290,7 +328,7 @@ class RouteTable:
             endpoints = self._endpoint_balancers.setdefault(chosen, SmoothWeightedRoundRobin())
             picked = endpoints.pick([workload.available_replicas for workload in destination.workloads])
             workload = None if picked is None else destination.workloads[picked]
-            upstream = None if workload is None else self._upstreams.get(workload.image_tag)
+            upstream = None if workload is None else self._upstreams.get(workload.backend)
         if workload is None or upstream is None:
             return Selection(
                 destination=destination, workload=None, upstream=None, refusal=NO_HEALTHY_UPSTREAM

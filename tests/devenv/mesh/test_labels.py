@@ -191,3 +191,34 @@ def test_request_labels_without_an_answering_pod_leave_the_workload_unknown(
         "destination_version": "unknown",
         "destination_app": "unknown",
     }
+
+
+@pytest.mark.parametrize("reporter", REPORTERS)
+@pytest.mark.parametrize(
+    ("route", "services", "service_name"),
+    [
+        pytest.param(subset("baseline", 10), ("x",), "x", id="istio-subset-of-the-apex"),
+        pytest.param(
+            Destination("x-baseline", NAMESPACE, 10),
+            ("x", "x-baseline"),
+            "x-baseline",
+            id="gateway-api-service",
+        ),
+    ],
+)
+def test_a_baseline_request_is_labelled_as_istio_labels_the_canarys(
+    reporter: Reporter, route: Destination, services: tuple[str, ...], service_name: str
+) -> None:
+    """The baseline is one more track: its workload and version name it, and the Service is the route's, as
+    for the canary and the primary (the apex under Istio, its own Service under the Gateway API)."""
+    baseline_pod = workload("baseline", "v1", services=services)
+    labels = labels_of(reporter, route, baseline_pod)
+    assert {key: labels[key] for key in labels if key.startswith("destination_")} == {
+        "destination_service": f"{service_name}.{NAMESPACE}.svc.cluster.local",
+        "destination_service_name": service_name,
+        "destination_service_namespace": NAMESPACE,
+        "destination_workload": "x-baseline",
+        "destination_workload_namespace": NAMESPACE,
+        "destination_version": "baseline",
+        "destination_app": "x",
+    }

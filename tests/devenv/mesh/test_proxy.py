@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.mesh.labels import GENERATOR_WORKLOAD
 from devenv.mesh.load import LoadGenerator, is_nothello
 from devenv.mesh.proxy import MeshProxy
-from devenv.mesh.routing import Destination
+from devenv.mesh.routing import Backend, Destination, Workload
 from devenv.processes import wait_until
-from tests.devenv.mesh.builders import NAMESPACE, REPORTERS, subset, workload
+from tests.devenv.mesh.builders import NAMESPACE, REPORTERS, pod_labels, subset, workload
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_proxy_routes_real_requests_by_weight_and_counts_them_for_both_reporters
     proxy.apply(
         (subset("primary", 80, workload("primary", "v1")), subset("canary", 20, workload("canary", "v2")))
     )
-    assert set(proxy.backends()) == {"v1", "v2"}
+    assert set(proxy.backends()) == {Backend("v1"), Backend("v2")}
 
     assert bodies(proxy.url, "/hello", 50) == {(200, "Hello! v1"): 40, (200, "Hello! v2"): 10}
     assert bodies(proxy.url, "/nothello", 20) == {(500, "NotHello! v1"): 16, (500, "NotHello! v2"): 4}
@@ -92,11 +92,11 @@ def test_proxy_refuses_without_a_pod_and_only_the_source_reports_it(proxy: MeshP
     proxy.apply(
         (subset("primary", 50, workload("primary", "v1")), subset("canary", 50, workload("canary", "v2")))
     )
-    v2_address = proxy.backends()["v2"]
+    v2_address = proxy.backends()[Backend("v2")]
     assert httpx.get(f"http://{v2_address}/healthz", timeout=5).text == "ok"
 
     proxy.apply((subset("primary", 50, workload("primary", "v1")), subset("canary", 50)))
-    assert set(proxy.backends()) == {"v1"}
+    assert set(proxy.backends()) == {Backend("v1")}
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{v2_address}/healthz", timeout=5)
     assert bodies(proxy.url, "/hello", 10) == {(200, "Hello! v1"): 5, (503, "no healthy upstream"): 5}
@@ -158,7 +158,7 @@ def test_proxy_playing_a_gateway_labels_its_requests_as_istios_gateway_and_the_b
 def test_proxy_restarts_a_backend_that_exited(proxy: MeshProxy) -> None:
     routes = (subset("primary", 100, workload("primary", "v1")),)
     proxy.apply(routes)
-    process, _ = proxy._backends._running["v1"]
+    process, _ = proxy._backends._running[Backend("v1")]
     process.kill()
     process.wait(timeout=10)
     upstream_failure = (503, "upstream connect error or disconnect/reset before headers")
@@ -192,3 +192,52 @@ def test_generated_traffic_takes_the_proxy_path_with_the_exact_mix(proxy: MeshPr
         assert requests_total(proxy, **source) == sent
         assert requests_total(proxy, **source, response_code="500") == nothello
     assert requests_total(proxy, source_workload="unknown") == 0
+
+
+def test_proxy_runs_a_backend_per_image_and_behaviour_and_the_baseline_shares_the_primarys(
+    proxy: MeshProxy,
+) -> None:
+    """The baseline runs the primary's pod template: one process serves both. The canary of the same image
+    whose template sets ERROR_SHARE runs apart, and exactly that share of its /hello answers fail."""
+    plain = (("LATENCY_MS", "1"),)
+    failing = (("ERROR_SHARE", "0.25"), ("LATENCY_MS", "1"))
+    primary = Workload("x-primary", NAMESPACE, pod_labels("primary"), "v1", 1, ("x",), plain)
+    baseline = Workload("x-baseline", NAMESPACE, pod_labels("baseline"), "v1", 1, ("x",), plain)
+    canary = Workload("x-canary", NAMESPACE, pod_labels("canary"), "v1", 1, ("x",), failing)
+    proxy.apply(
+        (subset("primary", 50, primary), subset("canary", 25, canary), subset("baseline", 25, baseline))
+    )
+    assert set(proxy.backends()) == {Backend("v1", plain), Backend("v1", failing)}
+
+    assert bodies(proxy.url, "/hello", 80) == {(200, "Hello! v1"): 75, (500, "Hello failed! v1"): 5}
+    for reporter in REPORTERS:
+        assert (
+            requests_total(proxy, reporter=reporter, destination_workload="x-canary", response_code="500")
+            == 5
+        )
+        assert requests_total(proxy, reporter=reporter, destination_workload="x-baseline") == 20
+        assert (
+            requests_total(proxy, reporter=reporter, destination_workload="x-baseline", response_code="500")
+            == 0
+        )
+        assert (
+            requests_total(
+                proxy, reporter=reporter, destination_version="baseline", destination_service_name="x"
+            )
+            == 20
+        )
+
+    proxy.apply((subset("primary", 100, primary),))
+    assert set(proxy.backends()) == {Backend("v1", plain)}
+
+
+def test_proxy_keeps_the_last_routes_when_a_backend_refuses_its_behaviour(proxy: MeshProxy) -> None:
+    primary = workload("primary", "v1")
+    proxy.apply((subset("primary", 100, primary),))
+    broken = Workload("x-canary", NAMESPACE, pod_labels("canary"), "v2", 1, ("x",), (("SLOW_SHARE", "2"),))
+    with pytest.raises(
+        RuntimeError, match=r"(?s)SLOW_SHARE='2' exited with code 2 .*SLOW_SHARE must be a share from 0 to 1"
+    ):
+        proxy.apply((subset("primary", 90, primary), subset("canary", 10, broken)))
+    assert proxy.table.weights() == {"x-primary": 100}
+    assert bodies(proxy.url, "/hello", 2) == {(200, "Hello! v1"): 2}

@@ -4,23 +4,28 @@ of a destination and a Deployment per request, and the routes resolved from API 
 from __future__ import annotations
 
 import math
+import runpy
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from devenv.mesh.backends import STATUS_CODE_SERVER
 from devenv.mesh.routing import (
+    BEHAVIOUR_VARIABLES,
     INVALID_BACKEND,
     NO_CLUSTER,
     NO_HEALTHY_UPSTREAM,
     NO_ROUTE,
     Answer,
+    Backend,
     Destination,
     RouteTable,
     Selection,
     SmoothWeightedRoundRobin,
     Workload,
+    behaviour,
     image_tag,
     resolve_http_route,
     resolve_routes,
@@ -85,7 +90,8 @@ def test_route_table_forwards_to_the_chosen_workloads_process() -> None:
     table = RouteTable()
     primary = workload("primary", "v1")
     table.apply(
-        (subset("primary", 100, primary), subset("canary", 0, workload("canary", "v2"))), {"v1": "h:1"}
+        (subset("primary", 100, primary), subset("canary", 0, workload("canary", "v2"))),
+        {Backend("v1"): "h:1"},
     )
     selection = table.select()
     assert selection == Selection(subset("primary", 100, primary), primary, "h:1", None)
@@ -103,7 +109,10 @@ def test_route_table_forwards_to_the_chosen_workloads_process() -> None:
 )
 def test_route_table_answers_no_healthy_upstream_for_an_unavailable_destination(canary: Destination) -> None:
     table = RouteTable()
-    table.apply((subset("primary", 0, workload("primary", "v1")), canary), {"v1": "h:1", "v2": "h:2"})
+    table.apply(
+        (subset("primary", 0, workload("primary", "v1")), canary),
+        {Backend("v1"): "h:1", Backend("v2"): "h:2"},
+    )
     selection = table.select()
     assert selection == Selection(canary, None, None, NO_HEALTHY_UPSTREAM)
     assert Answer(503, b"no healthy upstream", "UH") == NO_HEALTHY_UPSTREAM
@@ -112,7 +121,7 @@ def test_route_table_answers_no_healthy_upstream_for_an_unavailable_destination(
 def test_route_table_answers_no_cluster_for_a_subset_no_destination_rule_defines() -> None:
     table = RouteTable()
     undefined = Destination("x", NAMESPACE, 100, "canary", missing_subset=True)
-    table.apply((subset("primary", 0, workload("primary", "v1")), undefined), {"v1": "h:1"})
+    table.apply((subset("primary", 0, workload("primary", "v1")), undefined), {Backend("v1"): "h:1"})
     assert table.select() == Selection(undefined, None, None, NO_CLUSTER)
     assert Answer(503, b"", "NC") == NO_CLUSTER
 
@@ -126,7 +135,7 @@ def test_route_table_answers_no_cluster_for_a_subset_no_destination_rule_defines
 )
 def test_route_table_answers_no_route(routes: tuple[Destination, ...] | None) -> None:
     table = RouteTable()
-    table.apply(routes, {"v1": "h:1"})
+    table.apply(routes, {Backend("v1"): "h:1"})
     assert table.select() == Selection(None, None, None, NO_ROUTE)
     assert Answer(503, b"no route", "NR") == NO_ROUTE
 
@@ -143,7 +152,7 @@ def test_route_table_spreads_a_destination_over_its_deployments_by_available_rep
             workload("debug", "v3", available=0),
         ),
     )
-    table.apply((apex,), {"v1": "h:1", "v2": "h:2", "v3": "h:3"})
+    table.apply((apex,), {Backend("v1"): "h:1", Backend("v2"): "h:2", Backend("v3"): "h:3"})
     for _ in range(3):
         picks = Counter(table.select().upstream for _ in range(4))
         assert picks == {"h:1": 3, "h:2": 1}
@@ -152,7 +161,9 @@ def test_route_table_spreads_a_destination_over_its_deployments_by_available_rep
 def test_route_table_picks_by_weight_before_spreading_over_deployments() -> None:
     table = RouteTable()
     apex = Destination("x", NAMESPACE, 50, workloads=(workload("primary", "v1"), workload("canary", "v2")))
-    table.apply((apex, subset("canary", 50, workload("canary", "v2"))), {"v1": "h:1", "v2": "h:2"})
+    table.apply(
+        (apex, subset("canary", 50, workload("canary", "v2"))), {Backend("v1"): "h:1", Backend("v2"): "h:2"}
+    )
     assert Counter(table.select().upstream for _ in range(40)) == {"h:1": 10, "h:2": 30}
 
 
@@ -228,15 +239,20 @@ def destination_rule(name: str, rule_host: str, subsets: Mapping[str, Mapping[st
 
 
 def deployment(
-    name: str, labels: Mapping[str, str], image: str, available_replicas: int | None = 1
+    name: str,
+    labels: Mapping[str, str],
+    image: str,
+    available_replicas: int | None = 1,
+    env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     status = {} if available_replicas is None else {"availableReplicas": available_replicas}
+    container: dict[str, Any] = {"name": "app", "image": image, **({"env": env} if env is not None else {})}
     return {
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
             "template": {
                 "metadata": {"labels": dict(labels)},
-                "spec": {"containers": [{"name": "app", "image": image}]},
+                "spec": {"containers": [container, {"name": "sidecar", "image": "proxy:v1"}]},
             }
         },
         "status": status,
@@ -485,7 +501,7 @@ def test_resolve_http_route_marks_a_backend_that_does_not_resolve(backend: dict[
     assert routes is not None
     assert routes[0].invalid_backend
     table = RouteTable()
-    table.apply(routes, {"v1": "127.0.0.1:1"})
+    table.apply(routes, {Backend("v1"): "127.0.0.1:1"})
     assert table.select().refusal == INVALID_BACKEND
 
 
@@ -493,3 +509,137 @@ def test_resolve_http_route_without_rules_is_no_route() -> None:
     route = http_route()
     route["spec"]["rules"] = []
     assert resolve_http_route(route, TRACK_SERVICES, [PRIMARY]) is None
+
+
+# The baseline: a third destination, as Istio and the Gateway API route it --------------------------------
+
+BASELINE_SUBSETS = {**TRACK_SUBSETS, "baseline": {"canary.atze.io/track": "baseline"}}
+BASELINE = deployment("x-baseline", pod_labels("baseline"), "status-code-server:v1", 1)
+WITH_BASELINE = virtual_service(
+    (host("x"), "primary", 80), (host("x"), "canary", 10), (host("x"), "baseline", 10)
+)
+
+
+def test_resolve_routes_sends_the_baseline_subset_to_the_baseline_deployment_alone() -> None:
+    rules = [destination_rule("x", host("x"), BASELINE_SUBSETS)]
+    routes = resolve_routes(WITH_BASELINE, rules, SERVICES, [PRIMARY, CANARY, BASELINE])
+    assert routes == (
+        subset("primary", 80, Workload("x-primary", NAMESPACE, pod_labels("primary"), "v1", 2, ("x",))),
+        subset("canary", 10, Workload("x-canary", NAMESPACE, pod_labels("canary"), "v2", 1, ("x",))),
+        subset("baseline", 10, Workload("x-baseline", NAMESPACE, pod_labels("baseline"), "v1", 1, ("x",))),
+    )
+    table = RouteTable()
+    table.apply(routes, {Backend("v1"): "h:1", Backend("v2"): "h:2"})
+    assert table.weights() == {"x-primary": 80, "x-canary": 10, "x-baseline": 10}
+    for _ in range(2):
+        picks = Counter(table.select().destination.name for _ in range(100))  # type: ignore[union-attr]
+        assert picks == {"x-primary": 80, "x-canary": 10, "x-baseline": 10}
+
+
+def test_resolve_routes_refuses_the_baseline_subset_until_the_destination_rule_defines_it() -> None:
+    """The rule may lag the route by a moment (the stack declares the rule first): Envoy's NC meanwhile."""
+    routes = resolve_routes(WITH_BASELINE, RULES, SERVICES, [PRIMARY, CANARY, BASELINE])
+    assert routes is not None
+    assert routes[2] == Destination("x", NAMESPACE, 10, "baseline", missing_subset=True)
+    assert routes[2].name == "x-baseline"
+
+
+def test_resolve_routes_keeps_the_apex_destination_off_the_baseline_pods_only_by_subset() -> None:
+    """Without subsets the apex Service's pods include the baseline's, as Kubernetes' Service would."""
+    routes = resolve_routes(
+        virtual_service((host("x"), None, 100)), RULES, SERVICES, [PRIMARY, CANARY, BASELINE]
+    )
+    assert routes is not None
+    assert [workload.name for workload in routes[0].workloads] == ["x-baseline", "x-canary", "x-primary"]
+
+
+def test_resolve_http_route_sends_the_baseline_backend_to_its_own_service() -> None:
+    services = [
+        *TRACK_SERVICES,
+        service("x-baseline", {**APP_SELECTOR, "canary.atze.io/track": "baseline"}),
+    ]
+    route = http_route(
+        {"name": "x-primary", "port": 8088, "weight": 60},
+        {"name": "x-canary", "port": 8088, "weight": 20},
+        {"name": "x-baseline", "port": 8088, "weight": 20},
+    )
+    routes = resolve_http_route(route, services, [PRIMARY, CANARY, BASELINE])
+    baseline = Workload("x-baseline", NAMESPACE, pod_labels("baseline"), "v1", 1, ("x", "x-baseline"))
+    assert routes is not None
+    assert routes[2] == Destination("x-baseline", NAMESPACE, 20, workloads=(baseline,))
+    assert {d.name: d.weight for d in routes} == {"x-primary": 60, "x-canary": 20, "x-baseline": 20}
+
+
+def test_resolve_http_route_answers_500_for_a_baseline_backend_without_its_service() -> None:
+    route = http_route({"name": "x-primary", "weight": 50}, {"name": "x-baseline", "weight": 50})
+    routes = resolve_http_route(route, TRACK_SERVICES, [PRIMARY, BASELINE])
+    assert routes is not None
+    assert routes[1] == Destination("x-baseline", NAMESPACE, 50, invalid_backend=True)
+
+
+# A backend: the image tag and the main container's behaviour variables ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(None, (), id="no-env"),
+        pytest.param(
+            [{"name": "SLOW_SHARE", "value": "0.1"}, {"name": "LATENCY_MS", "value": "200"}],
+            (("LATENCY_MS", "200"), ("SLOW_SHARE", "0.1")),
+            id="sorted-by-name",
+        ),
+        pytest.param(
+            [{"name": "PATH", "value": "/tmp"}, {"name": "PYTHONPATH", "value": "/x"}, {"name": "VERSION"}],
+            (),
+            id="other-variables-never",
+        ),
+        pytest.param(
+            [{"name": "ERROR_SHARE", "value": "0.1"}, {"name": "ERROR_SHARE", "value": "0.15"}],
+            (("ERROR_SHARE", "0.15"),),
+            id="last-wins",
+        ),
+        pytest.param(
+            [
+                {"name": "LATENCY_MS", "value": "200"},
+                {"name": "LATENCY_MS", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+            ],
+            (),
+            id="value-from-unknown",
+        ),
+    ],
+)
+def test_behaviour_is_the_literal_behaviour_variables_of_the_container(
+    env: list[dict[str, Any]] | None, expected: tuple[tuple[str, str], ...]
+) -> None:
+    container = {"name": "app", "image": "a:v1", **({"env": env} if env is not None else {})}
+    assert behaviour(container) == expected
+
+
+def test_backends_are_told_apart_by_behaviour_and_shared_by_equal_pods() -> None:
+    """The baseline runs the primary's pod template: one process serves both; a canary of the same image
+    made slower by its template runs apart."""
+    slow = [{"name": "SLOW_SHARE", "value": "0.1"}, {"name": "SLOW_FACTOR", "value": "1.3"}]
+    plain = [{"name": "LATENCY_MS", "value": "200"}]
+    deployments = [
+        deployment("x-primary", pod_labels("primary"), "status-code-server:v1", 2, plain),
+        deployment("x-baseline", pod_labels("baseline"), "status-code-server:v1", 1, plain),
+        deployment("x-canary", pod_labels("canary"), "status-code-server:v1", 1, [*plain, *slow]),
+    ]
+    rules = [destination_rule("x", host("x"), BASELINE_SUBSETS)]
+    routes = resolve_routes(WITH_BASELINE, rules, SERVICES, deployments)
+    assert routes is not None
+    primary, canary, baseline = (destination.workloads[0].backend for destination in routes)
+    assert primary == baseline == Backend("v1", (("LATENCY_MS", "200"),))
+    assert canary == Backend("v1", (("LATENCY_MS", "200"), ("SLOW_FACTOR", "1.3"), ("SLOW_SHARE", "0.1")))
+
+    table = RouteTable()
+    table.apply(routes, {primary: "h:1", canary: "h:2"})
+    upstreams = Counter((s.destination.name, s.upstream) for s in (table.select() for _ in range(100)))  # type: ignore[union-attr]
+    assert upstreams == {("x-primary", "h:1"): 80, ("x-baseline", "h:1"): 10, ("x-canary", "h:2"): 10}
+
+
+def test_behaviour_variables_are_the_status_code_servers() -> None:
+    """The mesh passes exactly the variables the server reads (examples/status-code-server/server.py)."""
+    server = runpy.run_path(str(STATUS_CODE_SERVER), run_name="status_code_server")
+    assert server["BEHAVIOUR_VARIABLES"] == BEHAVIOUR_VARIABLES

@@ -22,7 +22,7 @@ from reconciler.config import RunConfig, add_run_arguments, run_config
 from reconciler.core import backtest
 from reconciler.core.names import stack_name
 from reconciler.core.policy import RoutingPolicy
-from reconciler.core.ports import MetricsSource, Notifier, StackRunner
+from reconciler.core.ports import MetricsReader, Notifier, StackRunner
 from reconciler.runtime.cache import CanaryAppStore, WriteThrough
 from reconciler.runtime.health import StatusServer
 from reconciler.runtime.leader import LeaderElector
@@ -84,7 +84,7 @@ def controller_for(
     config: RunConfig,
     cluster: KubeCluster,
     stacks: StackRunner,
-    metrics: MetricsSource,
+    metrics: MetricsReader,
     *,
     telemetry: Telemetry | None = None,
     notifier: Notifier | None = None,

@@ -19,10 +19,12 @@ from typing import Any, cast
 import kubernetes
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from reconciler.core import pod_security
 from reconciler.core.endpoints import SecretData
 from reconciler.core.errors import TransientError
+from reconciler.core.metrics import MetricTemplateSpec, TemplateError, TemplateRef
 from reconciler.core.model import GROUP, PLURAL, VERSION
 from reconciler.core.names import HTTP_ROUTE, ObjectRef
 from reconciler.core.ports import EventHandler
@@ -397,6 +399,34 @@ class KubeCluster:
                 return None
             raise _transient(error, f"reading HTTPRoute {namespace}/{name}") from error
         return dict(found)
+
+    # Metric templates -----------------------------------------------------------------------------------
+
+    def metric_template(self, namespace: str, ref: TemplateRef) -> MetricTemplateSpec | None:
+        """The spec of the MetricTemplate `ref.name` in `namespace` or of the ClusterMetricTemplate, by name
+        (RBAC: `get` on both), read live at each check: a fixed template counts at once."""
+        shown = ref.name if ref.kind == "ClusterMetricTemplate" else f"{namespace}/{ref.name}"
+        try:
+            if ref.kind == "ClusterMetricTemplate":
+                found: Any = self.custom.get_cluster_custom_object(
+                    GROUP, VERSION, "clustermetrictemplates", ref.name
+                )
+            else:
+                found = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "metrictemplates", ref.name
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _transient(error, f"reading {ref.kind} {shown}") from error
+        try:
+            return MetricTemplateSpec.model_validate((found or {}).get("spec") or {})
+        except ValidationError as error:
+            problems = "; ".join(
+                ".".join(("spec", *(str(part) for part in problem["loc"]))) + f": {problem['msg']}"
+                for problem in error.errors()
+            )
+            raise TemplateError(f"{ref.kind} {shown} is invalid: {problems[:512]}: fix its spec") from error
 
     # Secrets ---------------------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
-"""Prometheus as the metrics source: one instant query per call, classified as data, never raised.
+"""Prometheus as the metrics source: one instant query (or one range query) per call, classified as data,
+never raised.
 
-Every answer is bounded: at most MAX_RESPONSE_BYTES are read and the whole exchange ends within
+Every answer is bounded: a range query asks for at most MAX_RANGE_POINTS points per series (Prometheus'
+own limit, checked before asking), at most MAX_RESPONSE_BYTES are read and the whole exchange ends within
 QUERY_DEADLINE_SECONDS (connecting, headers, redirect hops and body all count), so an HTML page, a huge
 body or an endpoint that drips a byte at a time ends as a failed query, never as a stuck worker or a full
 memory. Redirects are followed only to URLs the reconciler's MetricsPolicy allows, at most MAX_REDIRECTS,
@@ -19,18 +21,22 @@ import datetime
 import hashlib
 import http.cookiejar
 import json
+import math
 import ssl
 import threading
 import time
 import urllib.parse
 from collections import OrderedDict
+from typing import Any
 
 import httpx
 
-from reconciler.core.analysis import QueryResult, capped_series, describe_series
+from reconciler.core.analysis import QueryResult, capped_series, describe_series, sum_finite
+from reconciler.core.comparison import MAX_RANGE_POINTS
 from reconciler.core.endpoints import MetricsEndpoint
 from reconciler.core.model import CheckOutcome
 from reconciler.core.policy import MetricsPolicy
+from reconciler.core.ports import RangeResult
 from reconciler.core.text import shown_url
 
 QUERY_TIMEOUT_SECONDS = 10.0
@@ -73,13 +79,46 @@ class PrometheusMetrics:
         if at is not None:
             params["time"] = f"{at.timestamp():.3f}"
         try:
-            status, body = self._exchange(endpoint, urllib.parse.urlencode(params))
+            status, body = self._exchange(endpoint, "query", urllib.parse.urlencode(params))
         except QueryFailedError as error:
             return QueryResult(CheckOutcome.QUERY_FAILED, str(error))
         return classify(status, _json_or_none(body), shown_url(endpoint.url))
 
-    def _exchange(self, endpoint: MetricsEndpoint, query_string: str) -> tuple[int, bytes]:
-        """(status, body) of the query, after the redirects the policy allows; raises QueryFailedError."""
+    def query_range(
+        self,
+        endpoint: MetricsEndpoint,
+        query: str,
+        start: datetime.datetime,
+        end: datetime.datetime,
+        step_seconds: int,
+    ) -> RangeResult:
+        """The query evaluated from `start` to `end` every `step_seconds` (/api/v1/query_range): every
+        series' values in time order."""
+        if step_seconds < 1 or end < start:
+            return RangeResult(
+                error=f"no range from {start.isoformat()} to {end.isoformat()} every {step_seconds}s"
+            )
+        points = int((end - start).total_seconds() // step_seconds) + 1
+        if points > MAX_RANGE_POINTS:
+            return RangeResult(
+                error=f"the range would hold {points} points per series, more than the {MAX_RANGE_POINTS} "
+                "Prometheus answers: use a larger step"
+            )
+        params = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": str(step_seconds),
+        }
+        try:
+            status, body = self._exchange(endpoint, "query_range", urllib.parse.urlencode(params))
+        except QueryFailedError as error:
+            return RangeResult(error=str(error))
+        return classify_range(status, _json_or_none(body), shown_url(endpoint.url))
+
+    def _exchange(self, endpoint: MetricsEndpoint, api: str, query_string: str) -> tuple[int, bytes]:
+        """(status, body) of the query (`api`: query or query_range), after the redirects the policy allows;
+        raises QueryFailedError."""
         shown = shown_url(endpoint.url)
         if not self._allows(endpoint, endpoint.url):
             raise QueryFailedError(f"{shown} is not allowed by --allowed-metric-urls; not contacted")
@@ -87,7 +126,7 @@ class PrometheusMetrics:
             client = self._client(endpoint)
         except ssl.SSLError as error:
             raise QueryFailedError(f"the CA bundle for {shown} is unusable: {error}") from error
-        url = endpoint.url.rstrip("/") + "/api/v1/query?" + query_string
+        url = endpoint.url.rstrip("/") + f"/api/v1/{api}?" + query_string
         started = time.monotonic()
         try:
             for _ in range(MAX_REDIRECTS + 1):
@@ -209,28 +248,72 @@ def _json_or_none(body: bytes) -> object:
 
 def classify(status_code: int, body: object, shown: str = "Prometheus") -> QueryResult:
     """Turns an answer of the Prometheus query API into a result: no series is CLEAN, any is ERRORS_FOUND."""
-    if status_code in {401, 403}:
+    problem, data = _answer(status_code, body, shown)
+    if problem is not None:
+        return QueryResult(CheckOutcome.QUERY_FAILED, problem)
+    if data.get("resultType") not in {"vector", "matrix"}:
         return QueryResult(
             CheckOutcome.QUERY_FAILED,
+            f"query returned a {data.get('resultType')}; a query must return an instant vector",
+        )
+    result = _series(data)
+    if not result:
+        return QueryResult(CheckOutcome.CLEAN, "query returned no result", total=0.0)
+    labelled = [(dict(item.get("metric") or {}), _last_value(item)) for item in result]
+    series = capped_series(labelled)
+    found = QueryResult(CheckOutcome.ERRORS_FOUND, "", series, len(result))
+    total = sum_finite(value for _, value in labelled)
+    return QueryResult(found.outcome, describe_series(found), found.series, found.total_series, total)
+
+
+def classify_range(status_code: int, body: object, shown: str = "Prometheus") -> RangeResult:
+    """Turns an answer of the range query API into each series' values (NaN where a value is no number)."""
+    problem, data = _answer(status_code, body, shown)
+    if problem is not None:
+        return RangeResult(error=problem)
+    if data.get("resultType") != "matrix":
+        return RangeResult(
+            error=f"the range query returned a {data.get('resultType')}, not a matrix: give a query of "
+            "an instant vector (e.g. a rate or a histogram_quantile), not a range vector"
+        )
+    return RangeResult(tuple(tuple(_values(item)) for item in _series(data)))
+
+
+def _answer(status_code: int, body: object, shown: str) -> tuple[str | None, dict[str, Any]]:
+    """(why the answer is unusable or None, its data) of an answer of either query API."""
+    if status_code in {401, 403}:
+        return (
             f"{shown} refused the request (HTTP {status_code}): check the credentials in prometheusSecretRef",
+            {},
         )
     if not isinstance(body, dict):
-        return QueryResult(CheckOutcome.QUERY_FAILED, f"{shown} answered HTTP {status_code} without JSON")
+        return f"{shown} answered HTTP {status_code} without JSON", {}
     if body.get("status") != "success":
         detail = body.get("error") or f"HTTP {status_code}"
-        return QueryResult(CheckOutcome.QUERY_FAILED, f"query rejected: {detail} (fix the query in the spec)")
+        return f"query rejected: {detail} (fix the query in the spec)", {}
     data = body.get("data")
-    if not isinstance(data, dict) or data.get("resultType") not in {"vector", "matrix"}:
-        kind = data.get("resultType") if isinstance(data, dict) else None
-        return QueryResult(
-            CheckOutcome.QUERY_FAILED, f"query returned a {kind}; a query must return an instant vector"
-        )
-    result = [item for item in data.get("result") or [] if isinstance(item, dict)]
-    if not result:
-        return QueryResult(CheckOutcome.CLEAN, "query returned no result")
-    series = capped_series([(dict(item.get("metric") or {}), _last_value(item)) for item in result])
-    found = QueryResult(CheckOutcome.ERRORS_FOUND, "", series, len(result))
-    return QueryResult(found.outcome, describe_series(found), found.series, found.total_series)
+    if not isinstance(data, dict):
+        return "query returned no data; a query must return an instant vector", {}
+    return None, data
+
+
+def _series(data: dict[str, Any]) -> list[dict[str, Any]]:
+    result = data.get("result")
+    return [item for item in result if isinstance(item, dict)] if isinstance(result, list) else []
+
+
+def _values(series: dict[str, object]) -> list[float]:
+    values = series.get("values")
+    if not isinstance(values, list):
+        return []
+    return [_number(value[1]) if isinstance(value, list) and len(value) > 1 else math.nan for value in values]
+
+
+def _number(value: object) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return math.nan
 
 
 def _last_value(series: dict[str, object]) -> str:

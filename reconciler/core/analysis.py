@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.core import templates
@@ -30,6 +31,7 @@ from reconciler.core.model import (
     CanaryAppSpec,
     CanaryAppStatus,
     CheckOutcome,
+    MetricRecord,
     Series,
 )
 from reconciler.core.names import baseline_name, canary_name, primary_name
@@ -51,10 +53,13 @@ class QueryResult:
     message: str = ""
     series: tuple[Series, ...] = ()
     total_series: int = 0
+    # The sum of every series' finite value, the series not kept as evidence included (None: not counted).
+    total: float | None = None
 
     def sum(self) -> float:
-        values = [_number(series.value) for series in self.series]
-        return sum(value for value in values if math.isfinite(value))
+        if self.total is not None:
+            return self.total
+        return sum_finite(series.value for series in self.series)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,10 @@ class CheckResult:
     query: str = ""
     series: tuple[Series, ...] = ()
     canary_requests: float | None = None
+    # The statistical judge's score, verdict and per-metric evidence (spec.analysis.metrics; comparison.py).
+    score: float | None = None
+    verdict: str | None = None
+    metrics: tuple[MetricRecord, ...] = ()
 
 
 def query_variables(
@@ -106,7 +115,7 @@ def assess(
     requests = traffic.sum() if traffic is not None and traffic.outcome != CheckOutcome.QUERY_FAILED else None
 
     def result(outcome: CheckOutcome, message: str) -> CheckResult:
-        return CheckResult(outcome, _short(printable(message)), queries.errors or "", errors.series, requests)
+        return CheckResult(outcome, shortened(message), queries.errors or "", errors.series, requests)
 
     if errors.outcome != CheckOutcome.CLEAN:
         return result(errors.outcome, errors.message)
@@ -148,11 +157,18 @@ def describe_series(result: QueryResult) -> str:
     return f"query returned {result.total_series} series: {shown}" + (f" and {more} more" if more > 0 else "")
 
 
+def sum_finite(values: Iterable[str]) -> float:
+    """The sum of the values that are finite numbers (a series' value is text: "NaN", "+Inf" are left out)."""
+    return math.fsum(number for value in values if math.isfinite(number := _number(value)))
+
+
 def _count(requests: float) -> str:
     return str(int(requests)) if requests == int(requests) else f"{requests:.1f}"
 
 
-def _short(text: str) -> str:
+def shortened(text: str) -> str:
+    """Text an endpoint or a user wrote, as the status keeps it: printable, at most MAX_EVIDENCE_TEXT."""
+    text = printable(text)
     return text if len(text) <= MAX_EVIDENCE_TEXT else text[: MAX_EVIDENCE_TEXT - 1] + "…"
 
 

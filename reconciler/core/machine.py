@@ -399,13 +399,14 @@ def _judge(
         )
     checked = _with_check_recorded(status, check, now)
     ignored_failure = check.outcome == CheckOutcome.QUERY_FAILED and not spec.fail_when_prometheus_fails
-    if check.outcome == CheckOutcome.NO_CANARY_TRAFFIC or ignored_failure:
+    if check.outcome in _WITHOUT_EVIDENCE or ignored_failure:
         return _hold_without_evidence(spec, checked, check, now)
     if check.outcome == CheckOutcome.CLEAN:
         if status.canary_weight >= spec.max_weight:
             return promote(checked, now)
         next_weight = min(status.canary_weight + spec.step_weight, spec.max_weight)
         return advance(spec, checked, next_weight, now, "Check clean")
+    # ErrorsFound, MetricsFailed, Marginal (no step forward on a doubtful score), a counted QueryFailed.
     return _fail_check(spec, checked, check, now)
 
 
@@ -420,6 +421,9 @@ def _with_check_recorded(
         query=check.query,
         series=check.series,
         canary_requests=check.canary_requests,
+        score=check.score,
+        verdict=check.verdict,
+        metrics=check.metrics,
     )
     return status.model_copy(
         update={
@@ -450,24 +454,45 @@ def _hold_without_evidence(
     """Neither advance nor fail: the check saw nothing to judge by. Past the progress deadline (counted from
     the last weight change), roll back: a canary nobody can judge is not promoted."""
     stalled = seconds_since(status.last_traffic_shift or status.canary_started_at or timestamp(now), now)
-    no_traffic = check.outcome == CheckOutcome.NO_CANARY_TRAFFIC
+    what, reason, cause, awaited = _WITHOUT_EVIDENCE.get(check.outcome, _NO_ANSWER)
     if stalled >= spec.progress_deadline_seconds:
-        what = "no canary traffic" if no_traffic else "no answer from Prometheus"
         why = (
             f"{what} for {int(stalled)}s at weight {status.canary_weight}%, past progressDeadlineSeconds "
             f"({spec.progress_deadline_seconds}s): {check.message}"
         )
-        return rollback(
-            status, why, now, reasons.NO_CANARY_TRAFFIC if no_traffic else reasons.ANALYSIS_UNAVAILABLE
-        )
+        return rollback(status, why, now, cause)
     remaining = spec.progress_deadline_seconds - stalled
     message = (
         f"Holding weight {status.canary_weight}%: {check.message}; rolling back in {int(remaining)}s "
-        "(progressDeadlineSeconds) unless the next checks see enough canary traffic"
+        f"(progressDeadlineSeconds) unless the next checks see {awaited}"
     )
     new = status.model_copy(update={"message": message})
-    reason = reasons.NO_CANARY_TRAFFIC if no_traffic else reasons.QUERY_FAILED_IGNORED
     return HoldWeight(new, float(spec.traffic_shift_update_interval), reason, message)
+
+
+# A check without evidence either way: what it lacked, the hold's Event reason, the rollback's cause past the
+# progress deadline, and what the next checks need to see.
+_WITHOUT_EVIDENCE = {
+    CheckOutcome.NO_CANARY_TRAFFIC: (
+        "no canary traffic",
+        reasons.NO_CANARY_TRAFFIC,
+        reasons.NO_CANARY_TRAFFIC,
+        "enough canary traffic",
+    ),
+    CheckOutcome.NO_DATA: (
+        "no data for any metric",
+        reasons.NO_METRIC_DATA,
+        reasons.NO_METRIC_DATA,
+        "enough samples for the metrics",
+    ),
+}
+# A failed query that failWhenPrometheusFails: false ignores.
+_NO_ANSWER = (
+    "no answer from Prometheus",
+    reasons.QUERY_FAILED_IGNORED,
+    reasons.ANALYSIS_UNAVAILABLE,
+    "an answer",
+)
 
 
 def _promoting(

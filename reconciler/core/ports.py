@@ -1,5 +1,5 @@
 """The I/O edges of the reconciler as small Protocols, split by who needs them: the loop a source of events
-(CanaryAppSource), a pass its reads (CanaryAppCache, ClusterReader, MetricsSource) and its writes
+(CanaryAppSource), a pass its reads (CanaryAppCache, ClusterReader, MetricsReader) and its writes
 (CanaryAppWriter, StackRunner, EventSink, Notifier). One real adapter each lives in `adapters/` (the cache
 in `runtime/cache.py`); tests use in-memory fakes. The pure core (`machine.py`, `desired.py`) needs none."""
 
@@ -69,6 +69,11 @@ class RangeSource(Protocol):
         ...
 
 
+class MetricsReader(MetricsSource, RangeSource, Protocol):
+    """What a check asks the metrics source: instant queries (the legacy query, the traffic guard, counts)
+    and range queries (a continuous metric's samples)."""
+
+
 class MetricTemplateReader(Protocol):
     def metric_template(self, namespace: str, ref: TemplateRef) -> MetricTemplateSpec | None:
         """The spec of the MetricTemplate `ref.name` in `namespace`, or of the ClusterMetricTemplate
@@ -120,9 +125,10 @@ class CanaryAppCache(CanaryAppReader, Protocol):
         ...
 
 
-class ClusterReader(SecretReader, Protocol):
+class ClusterReader(SecretReader, MetricTemplateReader, Protocol):
     """What a pass reads of everything else: Deployments (from the adapter's cache when it holds them) and the
-    reads by name that stay live (Secrets, namespaces, grants, owners, a server-side dry run)."""
+    reads by name that stay live (Secrets, metric templates, namespaces, grants, owners, a server-side dry
+    run)."""
 
     def deployment_state(self, namespace: str, name: str) -> DeploymentState | None: ...
 

@@ -15,6 +15,8 @@ WAITING = "Waiting"
 SKIPPED_FAILED_IMAGE = "FailedImageSkipped"
 NO_CANARY_TRAFFIC = "NoCanaryTraffic"
 QUERY_FAILED_IGNORED = "QueryFailedIgnored"
+# No metric of spec.analysis had enough samples or trials (also the cause of a rollback past the deadline)
+NO_METRIC_DATA = "NoMetricData"
 PAUSED = "Paused"
 RESUMED = "Resumed"
 REQUEST_IGNORED = "RequestIgnored"

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core import analysis, reasons
+from reconciler.core import analysis, comparison, reasons
 from reconciler.core.analysis import CheckResult, QueryResult
 from reconciler.core.decisions import Observations, RolloutSlots
 from reconciler.core.desired import baseline_runs
-from reconciler.core.endpoints import EndpointError, endpoint_for
+from reconciler.core.endpoints import EndpointError, MetricsEndpoint, endpoint_for
 from reconciler.core.machine import about_to_start, baseline_ready, wants_check
+from reconciler.core.metrics import TemplateError, TemplateRef
 from reconciler.core.model import Action, CanaryApp, CanaryAppStatus, CheckOutcome, Phase
 from reconciler.core.names import Router, baseline_name, canary_name, primary_name
-from reconciler.core.ports import CanaryAppCache, ClusterReader, MetricsSource, SecretReader
+from reconciler.core.ports import (
+    CanaryAppCache,
+    ClusterReader,
+    MetricsReader,
+    MetricTemplateReader,
+    RangeResult,
+)
 from reconciler.core.routes import RouteState, declared_weights, gateway_refs, route_state
 from reconciler.runtime.telemetry import Telemetry
 
@@ -74,25 +82,28 @@ def observe_route(app: CanaryApp, cluster: ClusterReader) -> RouteState | None:
 
 
 def check_canary(
-    metrics: MetricsSource,
+    metrics: MetricsReader,
     app: CanaryApp,
     status: CanaryAppStatus,
     now: datetime.datetime,
-    secrets: SecretReader,
+    cluster: ClusterReader,
 ) -> CheckResult:
-    """One check: the error query and the traffic query, rendered for `now`, answered and assessed.
+    """One check: the error query and the traffic query, rendered for `now`, answered and assessed, then the
+    metrics of spec.analysis (their templates read, their queries asked for the canary and the baseline, the
+    answers judged; comparison.py).
 
-    Both are evaluated at `now` to the second, the time the check's record carries: a backtest that replays
-    the record asks Prometheus about exactly the same instant (and so sees exactly the same samples). The
-    endpoint's Secret (prometheusSecretRef) is read at every check, so a rotated credential is used at once;
-    a missing or unusable one is a failed query, never a query sent without it.
+    Instant queries are evaluated at `now` to the second, the time the check's record carries, and a
+    continuous metric's range ends there: a backtest that replays the record asks Prometheus about exactly
+    the same instants (and so sees exactly the same samples). The endpoint's Secret (prometheusSecretRef) and
+    the metric templates are read at every check, so a rotated credential or a fixed template is used at
+    once; a missing or unusable Secret is a failed query, never a query sent without it.
     """
     spec, namespace = app.spec, app.metadata.namespace
     variables = analysis.query_variables(app.metadata.name, namespace, spec, status, now)
     queries = analysis.render_queries(spec, variables)
     reference = spec.prometheus_secret_ref
     try:
-        secret = secrets.read_secret(namespace, reference.name) if reference is not None else None
+        secret = cluster.read_secret(namespace, reference.name) if reference is not None else None
         endpoint = endpoint_for(spec, namespace, app.metadata.name, secret)
     except EndpointError as error:
         return CheckResult(CheckOutcome.QUERY_FAILED, str(error), query=queries.errors or "")
@@ -101,7 +112,38 @@ def check_canary(
         metrics.query(endpoint, queries.errors, at) if queries.errors else QueryResult(CheckOutcome.CLEAN)
     )
     traffic = metrics.query(endpoint, queries.traffic, at) if queries.traffic is not None else None
-    return analysis.assess(queries, errors, traffic, spec.min_canary_requests)
+    legacy = analysis.assess(queries, errors, traffic, spec.min_canary_requests)
+    if not spec.metrics:
+        return legacy
+    found = {ref: _template(cluster, namespace, ref) for ref in comparison.template_refs(spec.analysis)}
+    plan = comparison.plan(spec, variables, found)
+    answers = PrometheusAnswers(metrics, endpoint, comparison.window(spec, status, now))
+    compared = comparison.compare(plan, answers, comparison.judge_config(spec.analysis))
+    return comparison.assess(legacy, compared)
+
+
+def _template(cluster: MetricTemplateReader, namespace: str, ref: TemplateRef) -> comparison.TemplateAnswer:
+    try:
+        return cluster.metric_template(namespace, ref)
+    except TemplateError as error:
+        return error
+
+
+@dataclass(frozen=True)
+class PrometheusAnswers:
+    """The metrics source as one check asks it (comparison.Answers): ranges over the check's window, instant
+    queries at its end."""
+
+    metrics: MetricsReader
+    endpoint: MetricsEndpoint
+    window: comparison.Window
+
+    def samples(self, query: str) -> RangeResult:
+        window = self.window
+        return self.metrics.query_range(self.endpoint, query, window.start, window.end, window.step_seconds)
+
+    def count(self, query: str) -> QueryResult:
+        return self.metrics.query(self.endpoint, query, self.window.end)
 
 
 def rollout_slots(app: CanaryApp, items: list[dict[str, Any]], limit: int) -> RolloutSlots:
@@ -147,7 +189,7 @@ class Observer:
         self,
         apps: CanaryAppCache,
         cluster: ClusterReader,
-        metrics: MetricsSource,
+        metrics: MetricsReader,
         telemetry: Telemetry,
         max_concurrent_rollouts: int | None,
     ) -> None:

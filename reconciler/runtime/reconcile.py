@@ -28,7 +28,7 @@ from reconciler.core.ports import (
     CanaryAppWriter,
     ClusterReader,
     EventSink,
-    MetricsSource,
+    MetricsReader,
     Notifier,
     StackRunner,
 )
@@ -59,7 +59,7 @@ class Reconciler:
         cluster: ClusterReader,
         writes: CanaryAppWriter,
         stacks: StackRunner,
-        metrics: MetricsSource,
+        metrics: MetricsReader,
         events: EventSink,
         *,
         clock: Callable[[], datetime.datetime] = utc_now,

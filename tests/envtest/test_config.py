@@ -242,6 +242,8 @@ def test_the_cluster_role_grants_exactly_what_the_reconciler_uses(
         ("canary.atze.io", "canaryapps", frozenset({"get", "list", "watch", "patch", "update"})),
         ("canary.atze.io", "canaryapps/status", frozenset({"get", "patch", "update"})),
         ("canary.atze.io", "canaryapps/finalizers", frozenset({"update"})),
+        ("canary.atze.io", "metrictemplates", frozenset({"get"})),
+        ("canary.atze.io", "clustermetrictemplates", frozenset({"get"})),
         ("", "events", frozenset({"create", "patch"})),
         ("events.k8s.io", "events", frozenset({"create", "patch"})),
         ("apps", "deployments", writes),

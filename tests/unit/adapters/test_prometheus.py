@@ -95,7 +95,8 @@ def test_series_are_kept_as_evidence_capped_and_counted() -> None:
     assert [series.labels for series in result.series] == [{"pod": "p0"}, {"pod": "p1"}, {"pod": "p2"}]
     assert [series.value for series in result.series] == ["0", "1", "2"]
     assert result.message.endswith("and 2 more")
-    assert result.sum() == 3.0
+    # The sum counts every series, the ones not kept as evidence too (a count summed over pods).
+    assert result.sum() == 10.0
 
 
 def recorder(*answers: httpx.Response) -> tuple[list[httpx.Request], httpx.MockTransport]:

@@ -434,7 +434,10 @@ def test_condition_transition_time_is_kept_while_unchanged() -> None:
 
 # --- invariants over random runs --------------------------------------------------------------------------
 
-outcomes = st.sampled_from([CLEAN, ERRORS, QUERY_FAILED, NO_TRAFFIC, None])
+METRICS_FAILED = CheckResult(CheckOutcome.METRICS_FAILED, "score 0.0: latency High")
+MARGINAL = CheckResult(CheckOutcome.MARGINAL, "score 80.0: errors High")
+NO_DATA = CheckResult(CheckOutcome.NO_DATA, "no metric had data")
+outcomes = st.sampled_from([CLEAN, ERRORS, QUERY_FAILED, NO_TRAFFIC, METRICS_FAILED, MARGINAL, NO_DATA, None])
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,7 +2,8 @@
 
 Installed with the package as `kubectl-canaryapp`, so kubectl finds it on PATH:
 
-    kubectl canaryapp status web [--watch]     phase, weights, last checks, next step (exit 1: rollout failed)
+    kubectl canaryapp status web [--watch]     phase, weights, last checks, the judge's metrics, next step
+                                               (exit 1: rollout failed)
     kubectl canaryapp promote|abort|pause|resume|retry web
     kubectl canaryapp history web              recorded rollouts and checks
     kubectl canaryapp plan web                 when each remaining step is due, if every check is clean
@@ -12,7 +13,8 @@ Actions are one-shot annotations (`canary.atze.io/<action>=<new value>`): the re
 and records it in the status, and Argo CD leaves annotations it does not manage alone.
 
 The status quotes metric endpoints (error messages, series labels), so everything printed from it is
-`printable`: no escape sequence from there moves the cursor, clears the screen or hides a line.
+`printable`: no escape sequence from there moves the cursor, clears the screen or hides a line; a field shown
+on one line of a table is made one line first, so no text can forge a line of its own.
 """
 
 from __future__ import annotations
@@ -30,12 +32,25 @@ from kubernetes.client.exceptions import ApiException
 from reconciler import commands
 from reconciler.core import plan
 from reconciler.core.clock import timestamp
+from reconciler.core.desired import baseline_runs
 from reconciler.core.machine import about_to_start, seconds_until_check
-from reconciler.core.model import GROUP, PLURAL, VERSION, Action, CanaryApp, Phase, RolloutResult
+from reconciler.core.model import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Action,
+    CanaryApp,
+    CheckRecord,
+    MetricRecord,
+    Phase,
+    RolloutResult,
+)
 from reconciler.core.text import printable
 from reconciler.runtime.reconcile import utc_now
 
 BAR_WIDTH = 20
+# A metric's reason in the status' table; the whole reason is in the CanaryApp's status.checks.
+REASON_WIDTH = 72
 WATCH_SECONDS = 1.0
 HANDLED_TIMEOUT_SECONDS = 30.0
 
@@ -136,27 +151,89 @@ def _without_times(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("next:"))
 
 
-def weight_bar(canary_weight: int) -> str:
+def weight_bar(canary_weight: int, baseline_weight: int = 0) -> str:
+    """The traffic split as a bar: `#` the primary's share, `.` the canary's, `:` the baseline's."""
     canary = round(BAR_WIDTH * canary_weight / 100)
-    bar = "#" * (BAR_WIDTH - canary) + "." * canary
-    return f"primary {100 - canary_weight:3d}% [{bar}] canary {canary_weight:3d}%"
+    baseline = round(BAR_WIDTH * baseline_weight / 100)
+    bar = "#" * (BAR_WIDTH - canary - baseline) + "." * canary + ":" * baseline
+    primary_weight = 100 - canary_weight - baseline_weight
+    text = f"primary {primary_weight:3d}% [{bar}] canary {canary_weight:3d}%"
+    return f"{text} baseline {baseline_weight:3d}%" if baseline_weight else text
 
 
 def render_status(app: CanaryApp, now: datetime.datetime) -> str:
     status, spec = app.status, app.spec
     paused = " (paused)" if status.paused else ""
+    baseline_weight = status.canary_weight if baseline_runs(spec, status) else 0
     lines = [
         f"CanaryApp {app.key}: {status.phase or 'Pending'}{paused}",
         f"  image    {spec.main_image} (primary {status.primary_image or '-'}, "
         f"canary {status.canary_image or '-'})",
-        f"  weights  {weight_bar(status.canary_weight)}",
+        f"  weights  {weight_bar(status.canary_weight, baseline_weight)}",
         f"  message  {status.message}",
     ]
     if status.checks:
         lines.append("  last checks:")
         lines += [f"    {_check_line(check)}" for check in status.checks[-3:]]
+        if status.checks[-1].metrics:
+            lines += _judgement_lines(status.checks[-1])
     lines.append(f"next: {_next_step(app, now)}")
     return printable("\n".join(lines))
+
+
+def _judgement_lines(check: CheckRecord) -> list[str]:
+    """The judge's verdict on `check` and a table of its metrics: verdict, sizes (samples, or trials) and
+    levels (median, or failure rate) of canary and baseline, the canary's shift against the baseline with its
+    interval, the p-value, and the reason, shortened."""
+    score = "-" if check.score is None else f"{check.score:.1f}"
+    header = [
+        "metric",
+        "verdict",
+        "n canary/baseline",
+        "level canary/baseline",
+        "shift [interval]",
+        "p",
+        "reason",
+    ]
+    rows = [header, *(_metric_row(metric) for metric in check.metrics)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    table = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in rows
+    ]
+    verdict = _one_line(check.verdict or "-")
+    return [f"  judge    {verdict}, score {score} (check at {check.time}, weight {check.weight}%)"] + [
+        f"    {line.rstrip()}" for line in table
+    ]
+
+
+def _metric_row(metric: MetricRecord) -> list[str]:
+    compared = metric.baseline_size > 0 or metric.baseline_level is not None
+    shift = "-"
+    if metric.estimate is not None:
+        shift = f"{_number(metric.estimate)} [{_number(metric.low)}, {_number(metric.high)}]"
+    return [
+        _one_line(metric.name),
+        _one_line(metric.verdict),
+        f"{metric.canary_size}/{metric.baseline_size if compared else '-'}",
+        f"{_number(metric.canary_level)}/{_number(metric.baseline_level)}",
+        shift,
+        _number(metric.p_value, digits=2),
+        _shortened(_one_line(metric.reason), REASON_WIDTH),
+    ]
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _one_line(text: str) -> str:
+    """`text` printable and on one line: runs of whitespace (newlines, tabs) as one space."""
+    return " ".join(printable(text).split())
+
+
+def _shortened(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 def _check_line(check: Any) -> str:

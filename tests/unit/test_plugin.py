@@ -58,6 +58,10 @@ def test_the_weight_bar(canary_weight: int, bar: str) -> None:
     assert weight_bar(canary_weight) == bar
 
 
+def test_the_weight_bar_with_a_baseline() -> None:
+    assert weight_bar(20, 20) == "primary  60% [############....::::] canary  20% baseline  20%"
+
+
 @pytest.mark.parametrize(
     ("app", "next_step"),
     [
@@ -197,3 +201,118 @@ def test_the_plugin_prints_no_escape_sequence_from_the_status(render: Callable[[
     text = render(hostile_app())
     assert "Promoted" in text
     assert not any(character in text for character in "\x1b\r\x07")
+
+
+# the judge's metrics ---------------------------------------------------------------------------------------
+
+ANALYSIS = {
+    "baseline": True,
+    "metrics": [
+        {"name": "error-rate", "counts": {"failures": "f", "trials": "t"}, "critical": True},
+        {"name": "latency", "query": "q"},
+        {"name": "p99-latency", "query": "q"},
+    ],
+}
+ERROR_RATE = {
+    "name": "error-rate",
+    "kind": "counts",
+    "verdict": "High",
+    "reason": "canary failure rate 0.15 (3 of 20) against the baseline's 0 (0 of 200): +0.15, significant",
+    "canarySize": 20,
+    "baselineSize": 200,
+    "canaryLevel": 0.15,
+    "baselineLevel": 0.0,
+    "estimate": 0.15,
+    "low": 0.0417,
+    "high": 0.3604,
+    "pValue": 0.00065,
+}
+LATENCY = {
+    "name": "latency",
+    "kind": "continuous",
+    "verdict": "Pass",
+    "reason": "no shift beyond 10 % of the baseline's median 11.9",
+    "canarySize": 150,
+    "baselineSize": 148,
+    "canaryLevel": 12.14,
+    "baselineLevel": 11.9,
+    "estimate": 0.2125,
+    "low": -0.3,
+    "high": 0.71,
+    "pValue": 0.41,
+    "spreadRatio": 1.1,
+}
+NO_DATA = {"name": "p99-latency", "kind": "continuous", "verdict": "NoData", "reason": "canary had 4 samples"}
+
+
+def judged(*metrics: dict[str, Any], weight: int = 20) -> CanaryApp:
+    check = {
+        "time": timestamp(T0),
+        "weight": weight,
+        "outcome": "MetricsFailed",
+        "message": "critical metric 'error-rate' is High",
+        "score": 33.33,
+        "verdict": "Fail",
+        "metrics": list(metrics),
+    }
+    status = {**running(weight), "checks": [check]}
+    return stored(status, prometheusQuery=None, analysis=ANALYSIS)
+
+
+def judge_lines(app: CanaryApp) -> list[str]:
+    lines = render_status(app, T0).splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("  judge "))
+    return lines[start:-1]
+
+
+def test_the_status_shows_the_judges_verdict_and_one_line_per_metric() -> None:
+    lines = judge_lines(judged(ERROR_RATE, LATENCY, NO_DATA))
+    assert lines[0] == f"  judge    Fail, score 33.3 (check at {timestamp(T0)}, weight 20%)"
+    header, *rows = [line.split() for line in lines[1:]]
+    assert header[:2] == ["metric", "verdict"]
+    assert rows[0][:7] == ["error-rate", "High", "20/200", "0.15/0", "0.15", "[0.0417,", "0.3604]"]
+    assert rows[0][7] == "0.00065"
+    assert " ".join(rows[0][8:]).startswith("canary failure rate 0.15 (3 of 20)")
+    assert rows[1][:8] == ["latency", "Pass", "150/148", "12.14/11.9", "0.2125", "[-0.3,", "0.71]", "0.41"]
+    assert rows[2] == ["p99-latency", "NoData", "0/-", "-/-", "-", "-", "canary", "had", "4", "samples"]
+    columns = [lines[1].index(title) for title in ("verdict", "n canary", "level", "shift", "reason")]
+    for line in lines[2:]:
+        assert all(line[column - 2 : column] == "  " for column in columns), line
+
+
+def test_the_weights_show_the_baseline_while_it_runs() -> None:
+    assert "canary  20% baseline  20%" in render_status(judged(LATENCY), T0)
+
+
+def test_a_check_without_metric_records_shows_no_judge() -> None:
+    checks = [{"time": timestamp(T0), "weight": 20, "outcome": "Clean", "message": "no errors"}]
+    text = render_status(stored({**running(20), "checks": checks}), T0)
+    assert "judge" not in text
+    assert "baseline" not in text
+
+
+def test_only_the_last_checks_metrics_are_shown() -> None:
+    app = judged(ERROR_RATE)
+    earlier = app.status.checks[0]
+    later = earlier.model_copy(update={"time": timestamp(T0 + datetime.timedelta(seconds=10)), "metrics": ()})
+    app = app.model_copy(update={"status": app.status.model_copy(update={"checks": (earlier, later)})})
+    assert "judge" not in render_status(app, T0)
+
+
+def test_a_long_reason_is_shortened_on_its_line() -> None:
+    [row] = judge_lines(judged({**LATENCY, "reason": "x" * 500}))[2:]
+    assert row.endswith("x...")
+    assert len(row) < 200
+
+
+def test_a_metric_record_cannot_forge_lines_or_escape_sequences() -> None:
+    forged = {
+        **LATENCY,
+        "name": f"latency\nnext: promote{HOSTILE}",
+        "reason": f"fine\n  judge    Pass{HOSTILE}",
+    }
+    lines = judge_lines(judged(forged, ERROR_RATE))
+    assert len(lines) == 4
+    assert lines[2].split()[:2] == ["latency", "next:"]
+    assert not any(character in "\n".join(lines) for character in "\x1b\r\x07")
+    assert sum(line.lstrip().startswith("judge") for line in lines) == 1

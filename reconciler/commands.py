@@ -21,8 +21,9 @@ from kubernetes.client.exceptions import ApiException
 from reconciler.adapters.kube import KubeCluster
 from reconciler.adapters.prometheus import PrometheusMetrics
 from reconciler.core import backtest
+from reconciler.core.analysis import CheckResult
 from reconciler.core.endpoints import EndpointError, endpoint_for
-from reconciler.core.model import GROUP, PLURAL, VERSION, CanaryApp
+from reconciler.core.model import GROUP, PLURAL, VERSION, CanaryApp, CanaryAppStatus
 from reconciler.core.policy import DEFAULT_METRIC_URLS, METRIC_URLS_FLAG, METRIC_URLS_VARIABLE, MetricsPolicy
 from reconciler.core.ports import Cluster
 from reconciler.core.text import printable
@@ -102,13 +103,16 @@ def backtest_canary_app(
         )
         policy = MetricsPolicy((*policy.allowed_urls, args.prometheus_url))
     metrics = PrometheusMetrics(policy)
+
+    def check(a: CanaryApp, status: CanaryAppStatus, at: datetime.datetime) -> CheckResult:
+        return check_canary(metrics, a, status, at, cluster)
+
     try:
-        result = backtest.replay(
-            app, lambda a, status, at: check_canary(metrics, a, status, at, cluster), start, end
-        )
+        result = backtest.replay(app, check, start, end)
+        rejudged = backtest.rejudge(app, check)
     finally:
         metrics.close()
-    print(printable(backtest.render(app, result, start, end)))
+    print(printable(backtest.render(app, result, start, end, rejudged)))
     return 0 if result.promoted else 1 if result.rolled_back else 3
 
 

@@ -75,3 +75,83 @@ def test_parse_duration(text: str, seconds: int) -> None:
 def test_parse_duration_refuses_other_text(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         backtest.parse_duration(text)
+
+
+# --- recorded checks judged again ---------------------------------------------------------------------------
+
+JUDGED_SPEC = {
+    "prometheusQuery": None,
+    "analysis": {"baseline": True, "metrics": [{"name": "latency", "query": 'p99{w="{{ target }}"}'}]},
+}
+
+
+def stamp(seconds: float) -> str:
+    return (START + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record(
+    seconds: float, weight: int, outcome: str, verdict: str | None, score: float | None = None
+) -> dict:
+    return {"time": stamp(seconds), "weight": weight, "outcome": outcome, "verdict": verdict, "score": score}
+
+
+def judged_app(checks: list[dict], rollouts: list[float]) -> CanaryApp:
+    raw = app(**JUDGED_SPEC).model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw["status"] = {
+        "phase": "Progressing",
+        "checks": checks,
+        "rollouts": [{"image": "web:v3", "startedAt": stamp(seconds)} for seconds in rollouts],
+    }
+    return CanaryApp.model_validate(raw)
+
+
+HISTORY = judged_app(
+    [
+        record(35, 10, "MetricsFailed", "Fail", 0.0),  # an earlier rollout, rolled back at weight 10
+        record(130, 10, "Clean", "Pass", 100.0),
+        record(160, 20, "MetricsFailed", "Fail", 0.0),
+        record(190, 20, "Clean", "Pass", 100.0),
+        record(220, 30, "ErrorsFound", None),  # the legacy query's: no verdict of the judge's
+    ],
+    rollouts=[0, 95],
+)
+
+
+def test_each_recorded_checks_window_starts_at_the_weight_change_before_it() -> None:
+    windows = backtest.check_windows(HISTORY.status, datetime.timedelta(seconds=30))
+    assert [(item.time, start) for item, start in windows] == [
+        (stamp(35), START + datetime.timedelta(seconds=5)),  # first of its rollout: one interval before
+        (stamp(130), START + datetime.timedelta(seconds=100)),  # not the other rollout's check at 10 %
+        (stamp(160), START + datetime.timedelta(seconds=130)),  # the check that advanced to 20 %
+        (stamp(190), START + datetime.timedelta(seconds=130)),  # held at 20 %: still that change
+        (stamp(220), START + datetime.timedelta(seconds=190)),
+    ]
+
+
+def test_recorded_verdicts_are_judged_again_over_their_windows_and_compared() -> None:
+    asked: list[tuple[str | None, int, datetime.datetime]] = []
+
+    def check(the_app: CanaryApp, status: CanaryAppStatus, at: datetime.datetime) -> CheckResult:
+        asked.append((status.last_traffic_shift, status.canary_weight, at))
+        return CheckResult(
+            CheckOutcome.CLEAN, "score 100.0: every metric passed", score=100.0, verdict="Pass"
+        )
+
+    rejudged = backtest.rejudge(HISTORY, check)
+    assert asked == [
+        (stamp(5), 10, START + datetime.timedelta(seconds=35)),
+        (stamp(100), 10, START + datetime.timedelta(seconds=130)),
+        (stamp(130), 20, START + datetime.timedelta(seconds=160)),
+        (stamp(130), 20, START + datetime.timedelta(seconds=190)),
+    ]
+    assert [item.agrees for item in rejudged] == [False, True, False, True]
+    replay = backtest.replay(HISTORY, check, START, START + datetime.timedelta(seconds=40))
+    text = backtest.render(HISTORY, replay, START, START + datetime.timedelta(seconds=40), rejudged)
+    assert f"{stamp(160)}     20%     30s  MetricsFailed Fail 0.0   Clean Pass 100.0         NO" in text
+    assert "  replayed: score 100.0: every metric passed" in text
+    assert text.endswith("recorded verdicts reproduced: 2 of 4")
+    assert "error query (last check)" not in text  # no legacy query
+
+
+def test_a_canaryapp_without_metrics_has_nothing_to_judge_again() -> None:
+    assert backtest.rejudge(app(), scripted(None)) == ()

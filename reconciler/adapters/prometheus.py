@@ -32,11 +32,10 @@ from typing import Any
 import httpx
 
 from reconciler.core.analysis import QueryResult, capped_series, describe_series, sum_finite
-from reconciler.core.comparison import MAX_RANGE_POINTS
 from reconciler.core.endpoints import MetricsEndpoint
 from reconciler.core.model import CheckOutcome
 from reconciler.core.policy import MetricsPolicy
-from reconciler.core.ports import RangeResult
+from reconciler.core.ports import MAX_RANGE_POINTS, RangeResult
 from reconciler.core.text import shown_url
 
 QUERY_TIMEOUT_SECONDS = 10.0

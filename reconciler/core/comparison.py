@@ -54,11 +54,7 @@ from reconciler.core.metrics import (
     resolve,
 )
 from reconciler.core.model import CanaryAppSpec, CanaryAppStatus, CheckOutcome, MetricRecord
-from reconciler.core.ports import RangeResult
-
-# Prometheus refuses a range query of more than 11,000 points per series; a longer window is sampled at a
-# coarser step instead of failing (a paused rollout's window can span days).
-MAX_RANGE_POINTS = 11_000
+from reconciler.core.ports import MAX_RANGE_POINTS, RangeResult
 
 # Counts beyond any real number of requests in a window are cut here (the judge's exact test stays bounded).
 MAX_COUNT = 10**9

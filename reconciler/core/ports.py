@@ -42,6 +42,11 @@ class MetricsSource(Protocol):
     ) -> QueryResult: ...
 
 
+# Prometheus refuses a range query of more than 11,000 points per series: the adapter never asks for more,
+# and a check samples a longer window at a coarser step instead (comparison.range_step).
+MAX_RANGE_POINTS = 11_000
+
+
 @dataclass(frozen=True)
 class RangeResult:
     """The answer of a range query (query_range): each series' finite and non-finite values, as numbers, in

@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from reconciler.core.judge.inputs import Counts
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
 Samples = npt.NDArray[np.float64]
+
+
+def _stats() -> ModuleType:
+    """scipy.stats, imported at the first check that needs it: it takes about a second to import, and the
+    processes that only parse CanaryApps (the kubectl plugin, the Pulumi workers) never need it."""
+    import scipy.stats  # noqa: PLC0415 (deferred on purpose, see above)
+
+    return scipy.stats
+
+
 Alternative = Literal["two-sided", "greater", "less"]
 # Shifts the search for the interval tests in one call: the bracket narrows by this factor per round.
 _PROBES = 32
@@ -93,7 +105,7 @@ def compare_samples(canary: Samples, baseline: Samples, confidence: float) -> Co
 def _mann_whitney(canary: Samples, baseline: Samples, alternative: Alternative) -> float:
     # scipy picks the exact distribution for small samples without ties, else the normal one with the
     # tie correction; samples that are all equal leave nothing to test (p-value NaN or 1).
-    result = stats.mannwhitneyu(canary, baseline, alternative=alternative)
+    result = _stats().mannwhitneyu(canary, baseline, alternative=alternative)
     return _p_value(float(result.pvalue))
 
 
@@ -111,7 +123,9 @@ def _shift_interval(
         probes = np.unique(np.linspace(rejected + 1, kept - 1, _PROBES).round().astype(np.intp))
         below = np.where(probes > 0, differences[probes - 1], differences[0] - (abs(differences[0]) + 1.0))
         shifts = (below + differences[probes]) / 2
-        p_values = stats.mannwhitneyu(canary[np.newaxis, :] - shifts[:, np.newaxis], baseline, axis=1).pvalue
+        p_values = (
+            _stats().mannwhitneyu(canary[np.newaxis, :] - shifts[:, np.newaxis], baseline, axis=1).pvalue
+        )
         accepted = probes[np.nan_to_num(p_values, nan=1.0) > alpha]
         if accepted.size:
             kept = int(accepted[0])
@@ -130,7 +144,7 @@ def compare_spread(canary: Samples, baseline: Samples) -> Spread:
     baseline_spread = float(np.mean(np.abs(baseline - median(baseline))))
     if not (canary_spread or baseline_spread):
         return Spread(canary=0.0, baseline=0.0, p_value=1.0)
-    result = stats.levene(canary, baseline, center="median")
+    result = _stats().levene(canary, baseline, center="median")
     return Spread(canary=canary_spread, baseline=baseline_spread, p_value=_p_value(float(result.pvalue)))
 
 
@@ -154,14 +168,14 @@ def compare_counts(canary: Counts, baseline: Counts, confidence: float) -> Compa
         estimate=difference,
         low=difference - math.hypot(canary_rate - canary_low, baseline_high - baseline_rate),
         high=difference + math.hypot(canary_high - canary_rate, baseline_rate - baseline_low),
-        p_two_sided=_p_value(float(stats.fisher_exact(table).pvalue)),
-        p_increase=_p_value(float(stats.fisher_exact(table, alternative="greater").pvalue)),
-        p_decrease=_p_value(float(stats.fisher_exact(table, alternative="less").pvalue)),
+        p_two_sided=_p_value(float(_stats().fisher_exact(table).pvalue)),
+        p_increase=_p_value(float(_stats().fisher_exact(table, alternative="greater").pvalue)),
+        p_decrease=_p_value(float(_stats().fisher_exact(table, alternative="less").pvalue)),
     )
 
 
 def _wilson(counts: Counts, confidence: float) -> tuple[float, float]:
-    interval = stats.binomtest(counts.failures, counts.trials).proportion_ci(confidence, method="wilson")
+    interval = _stats().binomtest(counts.failures, counts.trials).proportion_ci(confidence, method="wilson")
     return float(interval.low), float(interval.high)
 
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from reconciler.adapters.prometheus import PrometheusMetrics, classify, classify_range
-from reconciler.core.comparison import MAX_RANGE_POINTS
 from reconciler.core.endpoints import MetricsEndpoint, plain_endpoint
 from reconciler.core.model import CheckOutcome
+from reconciler.core.ports import MAX_RANGE_POINTS
 
 START = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 END = START + datetime.timedelta(minutes=2)

@@ -127,8 +127,14 @@ BAD_APPS = [
     ),
     pytest.param(
         judged_app("a" * 55),
-        "<nil>: Invalid value: spec.analysis.baseline: the baseline's name <name>-baseline would be longer",
+        "spec.analysis.baseline: Invalid value: spec.analysis.baseline: the baseline's name <name>-baseline",
         id="name-too-long-for-the-baseline",
+    ),
+    pytest.param(
+        judged_app(baseline=False, metrics=[{"name": "m", "query": LATENCY, "compareToBaseline": True}]),
+        "spec.analysis: Invalid value: analysis.metrics: a metric compares to a baseline, but "
+        "analysis.baseline is false",
+        id="compare-without-baseline",
     ),
     pytest.param(
         with_metric(query=LATENCY, templateRef={"name": "latency"}),

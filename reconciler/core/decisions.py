@@ -97,6 +97,12 @@ class Advance(Decision):
 
 
 @dataclass(frozen=True)
+class StartBaseline(Decision):
+    """A baseline that should run beside a canary carrying weight does not exist: it is started, and the
+    weight returns to 0 until it is ready (no request goes to a baseline that cannot serve yet)."""
+
+
+@dataclass(frozen=True)
 class FailCheck(Decision):
     """A failed check below the failure threshold: the weight stays where it is."""
 

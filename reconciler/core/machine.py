@@ -37,6 +37,7 @@ from reconciler.core.decisions import (
     Initialize,
     Observations,
     RolloutSlots,
+    StartBaseline,
     StartCanary,
     WaitForRoute,
     WaitForSlot,
@@ -247,6 +248,8 @@ def _progressing(
         )
         return AbandonCanary(new, 0.0, reasons.CANARY_ABANDONED, new.message)
 
+    if status.canary_weight > 0 and obs.baseline is None and baseline_runs(spec, status):
+        return _start_baseline(status, now)
     if status.paused:
         return Hold(status, None, reasons.WAITING, status.message)
     if status.canary_weight == 0:
@@ -305,6 +308,27 @@ def _waiting_for_canary(
 
 def _describe_baseline(status: CanaryAppStatus) -> str:
     return f"the baseline {status.primary_image or ''}"
+
+
+def _start_baseline(status: CanaryAppStatus, now: datetime.datetime) -> Decision:
+    """No baseline exists while the canary carries weight (analysis.baseline turned on during the rollout, or
+    its Deployment deleted): the step that starts it must not route the canary's share to it before it can
+    serve, so the canary's weight, and with it the baseline's, returns to 0 until both are ready, as at the
+    canary's start (deploymentReadyWaitTime counts from now); a paused rollout stays paused."""
+    message = (
+        f"Started {_describe_baseline(status)} beside canary {status.canary_image or ''}: the weight returns "
+        f"from {status.canary_weight}% to 0% until both are ready"
+    )
+    new = status.model_copy(
+        update={
+            "canary_weight": 0,
+            "canary_started_at": timestamp(now),
+            "last_check_time": None,
+            "route_pending_since": None,
+            "message": message,
+        }
+    )
+    return StartBaseline(new, READINESS_RECHECK_SECONDS, reasons.BASELINE_STARTED, message)
 
 
 def _waiting_for_baseline(spec: CanaryAppSpec, status: CanaryAppStatus, now: datetime.datetime) -> Decision:

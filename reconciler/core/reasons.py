@@ -22,6 +22,7 @@ RESUMED = "Resumed"
 REQUEST_IGNORED = "RequestIgnored"
 WAITING_FOR_SLOT = "WaitingForSlot"
 ROUTE_ACCEPTED = "RouteAccepted"
+BASELINE_STARTED = "BaselineStarted"
 
 # Causes of a rollback (the reason of a status.rollouts record)
 CHECKS_FAILED = "ChecksFailed"

@@ -1,13 +1,14 @@
 """A baseline beside the canary (spec.analysis.baseline) in the state machine: the first step waits for both
 to be ready, a check waits for a ready baseline running the primary's release (no check judged, no step,
-the progress deadline bounding the wait), and neither wait exists without a baseline; tick by tick."""
+the progress deadline bounding the wait), a missing baseline beside a weighted canary starts at weight 0,
+and none of this exists without a baseline; tick by tick."""
 
 from __future__ import annotations
 
 import pytest
 
 from reconciler.core import reasons
-from reconciler.core.decisions import Advance, Hold, Observations, Rollback, StartCanary
+from reconciler.core.decisions import Advance, Hold, Observations, Rollback, StartBaseline, StartCanary
 from reconciler.core.desired import desired_stack
 from reconciler.core.machine import decide
 from reconciler.core.model import CheckOutcome, RolloutResult
@@ -144,7 +145,7 @@ def test_the_check_decides_once_the_baseline_is_ready() -> None:
 
 
 def test_a_baseline_not_ready_past_the_progress_deadline_rolls_the_canary_back() -> None:
-    decision = decide(BASELINE_SPEC, status(**AT_20), observed(baseline=None), at(60))
+    decision = decide(BASELINE_SPEC, status(**AT_20), observed(baseline=not_ready("app:v1")), at(60))
     assert type(decision) is Rollback
     why = (
         "the baseline app:v1 was not ready at weight 20% within progressDeadlineSeconds (60s) of the weight "
@@ -174,3 +175,32 @@ def test_the_baseline_goes_at_promotion() -> None:
     desired = desired_stack("web", "shop", "u1", BASELINE_SPEC, decision.status)
     assert desired.baseline_template is None
     assert (desired.primary_weight, desired.canary_weight) == (50, 50)
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_a_missing_baseline_beside_a_weighted_canary_starts_at_weight_0(paused: bool) -> None:
+    """analysis.baseline turned on mid-rollout (or the baseline deleted): the step that starts it routes it
+    nothing, and the canary's weight returns to 0 with it until both are ready."""
+    turned_on = status(**AT_20, paused=paused, routePendingSince=stamp(1))
+    decision = decide(BASELINE_SPEC, turned_on, observed(check=CLEAN), at(12))
+    assert type(decision) is StartBaseline
+    assert decision.reason == reasons.BASELINE_STARTED
+    assert decision.message == (
+        "Started the baseline app:v1 beside canary app:v2: the weight returns from 20% to 0% until both are "
+        "ready"
+    )
+    new = decision.status
+    assert (new.canary_weight, new.paused, new.checks, new.failed_checks) == (0, paused, (), 0)
+    assert (new.canary_started_at, new.last_check_time, new.route_pending_since) == (stamp(12), None, None)
+    desired = desired_stack("web", "shop", "u1", BASELINE_SPEC, new)
+    assert desired.baseline_revision == revision("app:v1")
+    assert (desired.primary_weight, desired.canary_weight, desired.baseline_weight) == (100, 0, 0)
+    if paused:
+        return
+    # The next pass that sees both ready takes the first step; the wait for readiness counts from the start.
+    assert type(decide(BASELINE_SPEC, new, observed(baseline=BASELINE_READY), at(20))) is Advance
+    waiting = decide(BASELINE_SPEC, new, observed(baseline=not_ready("app:v1")), at(71))
+    assert type(waiting) is Hold
+    late = decide(BASELINE_SPEC, new, observed(baseline=not_ready("app:v1")), at(72))
+    assert type(late) is Rollback
+    assert late.status.rollouts[-1].reason.startswith(reasons.BASELINE_NOT_READY)

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from reconciler.core.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus
+from reconciler.core.model import Autoscaler, CanaryApp, CanaryAppSpec, CanaryAppStatus, CheckOutcome
 from reconciler.core.wire import status_body
 from reconciler.runtime.admission import describe_validation_error
 
@@ -61,6 +61,20 @@ def test_spec_fields_match_the_crd() -> None:
 
 def test_the_status_as_written_matches_the_crd() -> None:
     assert set(status_body(CanaryAppStatus())) == set(SCHEMA["status"]["properties"])
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        pytest.param(SCHEMA["status"]["properties"]["lastCheckOutcome"], id="lastCheckOutcome"),
+        pytest.param(
+            SCHEMA["status"]["properties"]["checks"]["items"]["properties"]["outcome"], id="checks.outcome"
+        ),
+    ],
+)
+def test_the_crd_takes_every_check_outcome(outcome: dict[str, Any]) -> None:
+    """A value the schema refuses fails the whole status write (HTTP 422), so the rollout stops there."""
+    assert outcome["enum"] == [value.value for value in CheckOutcome]
 
 
 def test_original_operator_fields_are_all_there() -> None:

@@ -46,6 +46,14 @@ def test_a_clean_history_promotes_after_the_last_step() -> None:
     assert result.verdict == "promoted at 2026-11-28T10:02:30Z"
 
 
+def test_with_a_baseline_the_replay_sees_it_ready_and_promotes_a_clean_history() -> None:
+    result = backtest.replay(
+        app(analysis={"baseline": True}), scripted(None), START, START + datetime.timedelta(hours=1)
+    )
+    assert result.promoted
+    assert [step.weight for step in result.steps] == [10, 20, 30, 40, 50]
+
+
 def test_errors_roll_back_at_the_interval_that_saw_them() -> None:
     errors_at = START + datetime.timedelta(seconds=70)
     result = backtest.replay(app(), scripted(errors_at), START, START + datetime.timedelta(hours=1))

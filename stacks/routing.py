@@ -2,10 +2,10 @@
 
 The program declares the Deployments and the apex Service; a router declares the objects that split the
 apex Service's traffic between the primary and the canary tracks (and the baseline's, when one runs) at the
-desired weights (Istio's
-DestinationRule and VirtualService: stacks/routers/istio.py; Gateway API's per-track Services and HTTPRoute:
-stacks/routers/gateway_api.py). The program never knows which objects those are; which objects each router
-owns is data in the core (reconciler/core/names.py `router_objects`), for the ownership check.
+desired weights (Istio's DestinationRule and VirtualService: stacks/routers/istio.py; Gateway API's
+per-track Services and HTTPRoute: stacks/routers/gateway_api.py). The program never knows which objects
+those are; which objects each router owns is data in the core (reconciler/core/names.py `router_objects`),
+for the ownership check.
 """
 
 from __future__ import annotations

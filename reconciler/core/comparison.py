@@ -187,19 +187,19 @@ def _side(metric: ResolvedMetric, variables: Mapping[str, str], workload: str) -
 
 
 def compare(plan: Plan, answers: Answers, config: JudgeConfig) -> Compared:
-    """Asks every query of `plan` and judges the answers. Nothing is asked when the plan has problems (the
-    check fails on them), and nothing judged when a query has no usable answer."""
+    """Asks the queries of `plan` and judges the answers. Nothing is asked when the plan has problems (the
+    check fails on them), and nothing more after a query without a usable answer (the check is a failed
+    query whatever the others say, and an endpoint that times out costs one deadline, not one per query)."""
     if plan.problems or not plan.metrics:
         return Compared(plan)
-    failures: list[str] = []
     inputs: list[Metric] = []
     for queries in plan.metrics:
-        canary = _fetch(queries.metric, queries.canary, answers, failures)
-        baseline = _fetch(queries.metric, queries.baseline, answers, failures) if queries.baseline else None
-        if canary is not None and (baseline is not None or queries.baseline is None):
-            inputs.append(_judge_input(queries.metric, canary, baseline))
-    if failures:
-        return Compared(plan, tuple(failures))
+        try:
+            canary = _fetch(queries.metric, queries.canary, answers)
+            baseline = _fetch(queries.metric, queries.baseline, answers) if queries.baseline else None
+        except _NoAnswerError as failure:
+            return Compared(plan, (str(failure),))
+        inputs.append(_judge_input(queries.metric, canary, baseline))
     return Compared(plan, judgement=judge(inputs, config))
 
 
@@ -217,21 +217,25 @@ def judge_config(analysis: AnalysisSpec | None) -> JudgeConfig:
 Side = tuple[float, ...] | Counts
 
 
-def _fetch(metric: ResolvedMetric, side: SideQueries, answers: Answers, failures: list[str]) -> Side | None:
+class _NoAnswerError(Exception):
+    """A query of a metric got no usable answer; the message names the metric, the query and why."""
+
+
+def _fetch(metric: ResolvedMetric, side: SideQueries, answers: Answers) -> Side:
     if side.query is not None:
         answer = answers.samples(side.query)
         if answer.error is not None:
-            failures.append(f"metric {metric.name!r}: the query for {side.workload} failed: {answer.error}")
-            return None
+            raise _NoAnswerError(
+                f"metric {metric.name!r}: the query for {side.workload} failed: {answer.error}"
+            )
         return answer.samples()
     counted: list[int] = []
     for what, query in (("failures", side.failures), ("trials", side.trials)):
         result = answers.count(query or "")
         if result.outcome == CheckOutcome.QUERY_FAILED:
-            failures.append(
+            raise _NoAnswerError(
                 f"metric {metric.name!r}: the {what} query for {side.workload} failed: {result.message}"
             )
-            return None
         counted.append(_whole(result.sum()))
     failed, trials = counted
     return Counts(min(failed, trials), trials)

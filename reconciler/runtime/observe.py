@@ -117,6 +117,10 @@ def check_canary(
         return legacy
     found = {ref: _template(cluster, namespace, ref) for ref in comparison.template_refs(spec.analysis)}
     plan = comparison.plan(spec, variables, found)
+    if legacy.outcome == CheckOutcome.QUERY_FAILED:
+        # The endpoint failed already: the check is a failed query (or a template problem) whatever the
+        # metrics would say, and an endpoint that times out costs no more deadlines.
+        return comparison.assess(legacy, comparison.Compared(plan))
     answers = PrometheusAnswers(metrics, endpoint, comparison.window(spec, status, now))
     compared = comparison.compare(plan, answers, comparison.judge_config(spec.analysis))
     return comparison.assess(legacy, compared)

@@ -200,9 +200,11 @@ def test_counts_are_whole_and_failures_never_exceed_trials() -> None:
 
 def test_a_metric_query_that_fails_is_a_failed_query_naming_the_metric_and_the_workload() -> None:
     answers = latency_answers(steady(100), RangeResult(error="query rejected: parse error"))
-    result = check(spec([latency()]), answers)
+    result = check(spec([latency(), errors()]), answers)
     assert result.outcome == CheckOutcome.QUERY_FAILED
     assert result.message == "metric 'latency': the query for baseline failed: query rejected: parse error"
+    # Nothing more is asked after a failed query: an endpoint that times out costs one deadline per check.
+    assert answers.asked == [rendered(LATENCY, "web-canary"), rendered(LATENCY, "web-baseline")]
     assert result.verdict is None
     assert result.metrics == ()
 

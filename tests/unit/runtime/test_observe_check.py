@@ -142,3 +142,20 @@ def test_the_legacy_query_and_the_traffic_guard_are_asked_as_before() -> None:
     assert result.outcome == CheckOutcome.NO_CANARY_TRAFFIC
     assert result.query == "errors > 0"
     assert result.verdict == "Fail"  # the judge's evidence is kept with the held check
+
+
+def test_after_a_failed_legacy_query_no_metric_is_asked() -> None:
+    the_app = app([{"name": "latency", "query": 'p99{workload="{{ target }}"}'}], prometheusQuery="errors")
+
+    class Unreachable(FakePrometheus):
+        def query(
+            self, endpoint: MetricsEndpoint, query: str, at: datetime.datetime | None = None
+        ) -> QueryResult:
+            self.instants.append((query, at))
+            return QueryResult(CheckOutcome.QUERY_FAILED, "Prometheus at http://prometheus:9090 timed out")
+
+    prometheus = Unreachable({})
+    result = check_canary(prometheus, the_app, the_app.status, NOW, FakeCluster({}))
+    assert result.outcome == CheckOutcome.QUERY_FAILED
+    assert result.message == "Prometheus at http://prometheus:9090 timed out"
+    assert prometheus.ranges == []

@@ -1,7 +1,7 @@
 """Where one weight-only step's time and CPU go: a `stack.up` of the reconciler's inline program through
 its own adapter (`PulumiStacks`), on the local cluster with the real engine and Kubernetes provider.
 
-    .venv/bin/python bench/step_profile.py [--steps 8]
+    .venv/bin/python bench/step_profile.py [--steps 8] [--secrets-provider passphrase]
 
 Two measurements:
 
@@ -10,9 +10,9 @@ Two measurements:
    notes its user+system CPU); the adapter's worker process (the Python program and the Automation API) and
    the API server with etcd are read from /proc. The recorder adds its own start-up to the wall time only.
 2. The phases of one `pulumi up`, from the engine's own structured log (`--logflow -v=7`, run once more):
-   CLI start and secrets manager (the passphrase's key derivation), program run, provider launch, provider
-   Configure, per-resource Check/Diff/Update, checkpoint writes. Verbose logging slows the run it observes:
-   read these as shares of one step, not as absolute figures.
+   CLI start and secrets manager (with the passphrase, its key derivation), program run, provider launch,
+   provider Configure, per-resource Check/Diff/Update, checkpoint writes. Verbose logging slows the run it
+   observes: read these as shares of one step, not as absolute figures.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pulumi import automation as auto
 
 from devenv.cluster import running
 from devenv.processes import REPO_ROOT, tools_bin
+from reconciler.adapters.pulumi.keys import KeyService
 from reconciler.adapters.pulumi.provider import LongLivedProvider
 from reconciler.adapters.pulumi.runner import PulumiStacks
 from reconciler.adapters.pulumi.settings import PROJECT_NAME, PulumiSettings
@@ -146,7 +147,9 @@ def desired_at(weight: int) -> DesiredStack:
     )
 
 
-def bench_settings(root: Path, kubeconfig: Path, *, long_lived_provider: bool = True) -> PulumiSettings:
+def bench_settings(
+    root: Path, kubeconfig: Path, *, long_lived_provider: bool = True, secrets_provider: str = ""
+) -> PulumiSettings:
     """Pulumi state, workspaces and plugin home in `root`, for the cluster of `kubeconfig`."""
     (root / "state").mkdir()
     return PulumiSettings(
@@ -155,6 +158,7 @@ def bench_settings(root: Path, kubeconfig: Path, *, long_lived_provider: bool = 
         pulumi_home=str(root / "pulumi-home"),
         extra_env={"KUBECONFIG": str(kubeconfig)},
         long_lived_provider=long_lived_provider,
+        secrets_provider=secrets_provider,
     )
 
 
@@ -230,6 +234,12 @@ def main() -> None:
         action="store_true",
         help="start a provider for every `up`, as the Pulumi CLI does on its own (the reconciler's fallback)",
     )
+    parser.add_argument(
+        "--secrets-provider",
+        default="",
+        help="the stacks' secrets provider: empty for the step workers' key service (the default), "
+        "'passphrase' for Pulumi's passphrase manager (its key derived in every run)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="canaryapp-profile-") as scratch, running() as cluster:
         root = Path(scratch)
@@ -239,7 +249,12 @@ def main() -> None:
             f"{root / 'recorders'}:{tools_bin()}:{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
         )
         os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "bench")
-        settings = bench_settings(root, cluster.kubeconfig, long_lived_provider=not args.provider_per_step)
+        settings = bench_settings(
+            root,
+            cluster.kubeconfig,
+            long_lived_provider=not args.provider_per_step,
+            secrets_provider=args.secrets_provider,
+        )
         cluster_pids = [process.pid for _, process in cluster.processes._processes]
         stacks = PulumiStacks(settings, workers=1)
         try:
@@ -262,6 +277,7 @@ def main() -> None:
             stacks.close()
 
     mode = "a provider per step" if args.provider_per_step else "long-lived provider"
+    mode += f", secrets: {args.secrets_provider or 'key service'}"
     report(args.steps, mode, walls, records, worker_cpu, cluster_cpu, phases)
 
 
@@ -310,11 +326,16 @@ def report(
 
 def verbose_up(settings: PulumiSettings, kubeconfig: Path) -> list[str]:
     """One more weight step with the engine's structured log on, run in this process."""
-    os.environ.update(settings.environment())
+    passphrase = settings.environment()["PULUMI_CONFIG_PASSPHRASE"]
+    keys = (
+        None if settings.secrets_provider else KeyService.for_work_root(passphrase, Path(settings.work_root))
+    )
+    environment = {**settings.environment(), **(keys.environment() if keys is not None else {})}
+    os.environ.update(environment)
     options = auto.LocalWorkspaceOptions(
         work_dir=str(Path(settings.work_root) / "default.bench"),
         pulumi_home=settings.pulumi_home,
-        env_vars={**settings.environment(), "KUBECONFIG": str(kubeconfig)},
+        env_vars={**environment, "KUBECONFIG": str(kubeconfig)},
         project_settings=auto.ProjectSettings(
             name=PROJECT_NAME, runtime="python", backend=auto.ProjectBackend(url=settings.backend_url)
         ),
@@ -344,6 +365,8 @@ def verbose_up(settings: PulumiSettings, kubeconfig: Path) -> list[str]:
     if provider is not None:
         provider.stop()
         os.environ.pop("PULUMI_DEBUG_PROVIDERS")
+    if keys is not None:
+        keys.stop()
     return lines
 
 

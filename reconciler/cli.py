@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             "Pulumi CLI and the Kubernetes provider plugin: in this repository run `make tools` and add "
             ".tools/bin to PATH; elsewhere install both (see docs/toolchain.md).\n",
         )
-    if not os.environ.get("PULUMI_CONFIG_PASSPHRASE"):
+    if not os.environ.get("PULUMI_CONFIG_PASSPHRASE") and config.secrets_provider in ("", "passphrase"):
         log.warning(
             "PULUMI_CONFIG_PASSPHRASE is empty: stack secrets are encrypted with an empty passphrase; "
             "set it from a Secret (config/manager does)"
@@ -132,6 +132,7 @@ def _pulumi_settings(config: RunConfig) -> PulumiSettings:
         pulumi_home=str(config.pulumi_home),
         extra_env={"KUBECONFIG": str(Path(config.kubeconfig).resolve())} if config.kubeconfig else {},
         long_lived_provider=not config.provider_per_step,
+        secrets_provider=config.secrets_provider,
     )
 
 

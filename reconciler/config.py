@@ -47,6 +47,7 @@ class RunConfig:
     notify_url: str | None = None
     shard_selector: LabelSelector | None = None
     provider_per_step: bool = False
+    secrets_provider: str = ""
     metrics_policy: MetricsPolicy = field(default_factory=MetricsPolicy)
     pod_policy: PodPolicy = field(default_factory=PodPolicy)
     pod_security_level: str = pod_security.DEFAULT_LEVEL
@@ -79,6 +80,24 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     if quota == "max":
         return cpus
     return max(1, min(cpus, int(int(quota) // int(period))))
+
+
+# What --secrets-provider may name besides nothing (the step workers' own key service): Pulumi's passphrase
+# manager (its key derived in every CLI run), or a key-management service its cloud provider opens.
+_KMS_SCHEMES = ("awskms", "azurekeyvault", "gcpkms", "hashivault")
+
+
+def secrets_provider_problem(provider: str) -> str | None:
+    """Why `provider` cannot be the stacks' secrets provider; None if it can."""
+    scheme, separator, rest = provider.partition("://")
+    if provider in ("", "passphrase") or (separator and scheme in _KMS_SCHEMES and rest):
+        return None
+    return (
+        f"--secrets-provider (or CANARYAPP_SECRETS_PROVIDER) {provider!r} is not a secrets provider: leave "
+        "it empty for the reconciler's own key service (keyed by PULUMI_CONFIG_PASSPHRASE), name a "
+        f"key-management service as Pulumi does ({', '.join(scheme + '://...' for scheme in _KMS_SCHEMES)}), "
+        "or say 'passphrase'"
+    )
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -169,6 +188,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_flag("PROVIDER_PER_STEP"),
         help="start the Kubernetes provider for every step, as `pulumi up` does on its own, instead of one "
         "long-lived provider per worker (slower: a fallback)",
+    )
+    parser.add_argument(
+        "--secrets-provider",
+        default=_env("SECRETS_PROVIDER", ""),
+        help="what encrypts the stacks' secrets: empty (default) for the step processes' own key service, "
+        "keyed by PULUMI_CONFIG_PASSPHRASE; a key-management service's URL as Pulumi spells it (awskms://, "
+        "hashivault://, gcpkms://, azurekeyvault://); or 'passphrase' (Pulumi derives its key in every run)",
     )
     parser.add_argument(
         "--step-timeout",
@@ -317,6 +343,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             f"--step-timeout (or CANARYAPP_STEP_TIMEOUT) must be a number of seconds above 0, e.g. 300, "
             f"not {args.step_timeout}"
         )
+    if (problem := secrets_provider_problem(args.secrets_provider)) is not None:
+        raise SystemExit(problem)
     if args.default_router not in {router.value for router in Router}:
         raise SystemExit(
             f"--default-router (or CANARYAPP_DEFAULT_ROUTER) must be one of "
@@ -343,6 +371,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         notify_url=args.notify_url or None,
         shard_selector=shard_selector,
         provider_per_step=args.provider_per_step,
+        secrets_provider=args.secrets_provider,
         pod_policy=pod_policy(args),
         pod_security_level=args.pod_security_level,
         metrics_policy=_metrics_policy(args.allowed_metric_urls),

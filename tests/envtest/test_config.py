@@ -120,6 +120,9 @@ def test_secrets_come_from_the_canaryapp_pulumi_secret_which_is_not_committed(
     assert env["CANARYAPP_BACKEND_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": "canaryapp-pulumi", "key": "backend-url", "optional": True}
     }
+    assert env["CANARYAPP_SECRETS_PROVIDER"]["valueFrom"] == {
+        "secretKeyRef": {"name": "canaryapp-pulumi", "key": "secrets-provider", "optional": True}
+    }
     assert env["HOME"]["value"] == "/var/lib/canaryapp"
     assert not [key for key in rendered if key[0] == "Secret"]
 

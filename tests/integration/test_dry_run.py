@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -47,6 +48,9 @@ def test_preview_shows_the_next_step_without_taking_it(
     try:
         preview = subprocess.run(
             [
+                sys.executable,
+                "-m",
+                "reconciler.adapters.pulumi.keys",  # the stacks' data keys are wrapped by a key service
                 "pulumi",
                 "preview",
                 "--stack",

@@ -190,3 +190,33 @@ def test_the_default_router_is_istio_unless_the_flag_or_variable_says_otherwise(
     monkeypatch.setenv("CANARYAPP_DEFAULT_ROUTER", "linkerd")
     with pytest.raises(SystemExit, match=r"--default-router \(or CANARYAPP_DEFAULT_ROUTER\) must be one of"):
         run_config(config_of())
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        pytest.param("", id="the step processes' key service (default)"),
+        pytest.param("passphrase", id="the passphrase"),
+        pytest.param("awskms://alias/canaryapp?region=eu-west-1", id="AWS KMS"),
+        pytest.param("hashivault://canaryapp", id="a Vault of the operator's"),
+        pytest.param("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", id="Google Cloud KMS"),
+        pytest.param("azurekeyvault://vault.vault.azure.net/keys/k", id="Azure Key Vault"),
+    ],
+)
+def test_the_stacks_secrets_provider_is_the_key_service_unless_the_operator_names_one(
+    provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CANARYAPP_SECRETS_PROVIDER", raising=False)
+    assert run_config(config_of()).secrets_provider == ""
+    assert run_config(config_of("--secrets-provider", provider)).secrets_provider == provider
+    monkeypatch.setenv("CANARYAPP_SECRETS_PROVIDER", provider)
+    assert run_config(config_of()).secrets_provider == provider
+
+
+@pytest.mark.parametrize("provider", ["default", "awskms://", "vault://key", "base64key://c2VjcmV0", "kms"])
+def test_a_secrets_provider_pulumi_cannot_open_stops_the_reconciler_naming_the_choices(provider: str) -> None:
+    with pytest.raises(
+        SystemExit,
+        match=r"--secrets-provider \(or CANARYAPP_SECRETS_PROVIDER\) .* not a secrets provider: .*\(awskms://",
+    ):
+        run_config(config_of("--secrets-provider", provider))

@@ -1,5 +1,6 @@
-"""Where Pulumi keeps its state and plugins, and the environment every `pulumi` run of a step is given (the
-workspace passes it to the CLI: no step changes the worker's own environment)."""
+"""Where Pulumi keeps its state and plugins, which secrets provider encrypts the stacks' secrets, and the
+environment every `pulumi` run of a step is given (the workspace passes it to the CLI: no step changes the
+worker's own environment)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from reconciler.adapters.pulumi.keys import BUILTIN_URL
+
 PROJECT_NAME = "canaryapp"
 
 
 @dataclass(frozen=True)
 class PulumiSettings:
-    """Where Pulumi keeps its state and plugins. The passphrase comes from PULUMI_CONFIG_PASSPHRASE."""
+    """Where Pulumi keeps its state and plugins, and what encrypts the stacks' secrets ("": the step workers'
+    key service). The passphrase comes from PULUMI_CONFIG_PASSPHRASE."""
 
     backend_url: str
     work_root: str
@@ -21,6 +25,7 @@ class PulumiSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
     # False: every `up` starts its own provider, as the Pulumi CLI does on its own (slower; a fallback).
     long_lived_provider: bool = True
+    secrets_provider: str = ""
 
     def environment(self) -> dict[str, str]:
         return {
@@ -31,6 +36,11 @@ class PulumiSettings:
             "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""),
             **self.extra_env,
         }
+
+    @property
+    def stacks_secrets_provider(self) -> str:
+        """What the stacks name as their secrets provider (the key service's URL unless the operator's)."""
+        return self.secrets_provider or BUILTIN_URL
 
     @property
     def file_backend_path(self) -> Path | None:

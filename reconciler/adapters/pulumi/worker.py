@@ -7,11 +7,13 @@ the engine run and nothing else:
 - the step's result (its resource changes) comes from the engine's own event stream during the `up`, not
   from the CLI runs the Automation API makes after it to read them back (see `compat`);
 - the Kubernetes provider outlives the run (`provider.LongLivedProvider`), so a step does not start it and
-  wait for it to fetch the cluster's OpenAPI schema again.
+  wait for it to fetch the cluster's OpenAPI schema again;
+- the stacks' secrets are encrypted with keys the worker's key service (`keys.KeyService`) wraps, so a run
+  does not derive the passphrase's key again (unless --secrets-provider names another provider).
 
-Every `pulumi` run gets its environment (`PulumiSettings.environment()` and the provider's address) through
-its workspace: no step changes the worker's own environment. `bench/step_profile.py` shows where a step's
-time goes.
+Every `pulumi` run gets its environment (`PulumiSettings.environment()`, the key service's and the provider's
+addresses) through its workspace: no step changes the worker's own environment. `bench/step_profile.py` shows
+where a step's time goes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pulumi import automation as auto
 
 from reconciler.adapters.pulumi.compat import engine_error, step_stack
 from reconciler.adapters.pulumi.failures import Failure, classify_failure, summarize_step_error
+from reconciler.adapters.pulumi.keys import KeyService
 from reconciler.adapters.pulumi.provider import LongLivedProvider
 from reconciler.adapters.pulumi.settings import PROJECT_NAME, PulumiSettings
 from reconciler.core.desired import DesiredStack
@@ -53,7 +56,8 @@ class Outcome:
 
 
 class StepWorker:
-    """The state of one worker process: its settings, `pulumi` command, selected stacks and provider."""
+    """The state of one worker process: its settings, `pulumi` command, selected stacks, provider and key
+    service."""
 
     def __init__(self, settings: PulumiSettings) -> None:
         self.settings = settings
@@ -65,6 +69,7 @@ class StepWorker:
             if settings.long_lived_provider
             else None
         )
+        self._keys: KeyService | None = None
 
     def run(self, step: Step, name: str, desired_json: str) -> Outcome:
         started = time.monotonic()
@@ -84,10 +89,19 @@ class StepWorker:
         return Outcome(changes, time.monotonic() - started)
 
     def _environment(self) -> dict[str, str]:
-        """The environment of this step's `pulumi` runs; it points them at the long-lived provider (started
-        when needed)."""
+        """The environment of this step's `pulumi` runs; it points them at the key service and the long-lived
+        provider (each started when needed)."""
         provider = self._provider.environment() if self._provider is not None else {}
-        return {**self.settings.environment(), **provider}
+        return {**self.settings.environment(), **self.secrets_environment(), **provider}
+
+    def secrets_environment(self) -> dict[str, str]:
+        """What a run needs to reach this worker's key service; nothing with the operator's own provider."""
+        if self.settings.secrets_provider:
+            return {}
+        if self._keys is None:
+            passphrase = self.settings.environment()["PULUMI_CONFIG_PASSPHRASE"]
+            self._keys = KeyService.for_work_root(passphrase, Path(self.settings.work_root))
+        return self._keys.environment()
 
     def _up(self, name: str, desired: DesiredStack, environment: dict[str, str]) -> dict[str, int]:
         from stacks.program import build_program  # noqa: PLC0415 - imported in the worker, not the loop
@@ -133,7 +147,7 @@ class StepWorker:
             work_dir=str(work_dir),
             pulumi_home=settings.pulumi_home,
             env_vars=environment,
-            secrets_provider="passphrase",
+            secrets_provider=settings.stacks_secrets_provider,
             pulumi_command=self._pulumi_command(),
             program=lambda: None,
             project_settings=auto.ProjectSettings(
@@ -143,13 +157,35 @@ class StepWorker:
                 backend=auto.ProjectBackend(url=settings.backend_url),
             ),
         )
-        return step_stack(name, workspace, create=create)
+        stack = step_stack(name, workspace, create=create)
+        use_secrets_provider(workspace, name, settings.stacks_secrets_provider)
+        return stack
 
     def _pulumi_command(self) -> auto.PulumiCommand:
         """This worker's `pulumi` command, made (it runs `pulumi version`) at its first step."""
         if self._command is None:
             self._command = auto.PulumiCommand()
         return self._command
+
+
+def use_secrets_provider(workspace: auto.Workspace, name: str, provider: str) -> None:
+    """Makes the stack's settings name `provider` if they name another one, or none (a stack made before,
+    with the passphrase, or a work root that lost its settings). Pulumi's next run of the stack then makes a
+    new data key wrapped by `provider`, reads the old state with the provider the state names (the
+    passphrase's, derived once more with PULUMI_CONFIG_PASSPHRASE) and writes it encrypted with the new key.
+    The passphrase manager keeps its salt in the settings, so 'passphrase' leaves them alone."""
+    if provider == "passphrase":
+        return
+    try:
+        settings = workspace.stack_settings(name)
+    except FileNotFoundError:
+        settings = auto.StackSettings()
+    if settings.secrets_provider == provider:
+        return
+    settings.secrets_provider = provider
+    settings.encrypted_key = None
+    settings.encryption_salt = None
+    workspace.save_stack_settings(name, settings)
 
 
 def _ignore(_line: str) -> None:

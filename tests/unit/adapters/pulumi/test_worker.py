@@ -1,6 +1,7 @@
-"""A step worker passes each `pulumi` run its environment through the run's workspace (settings, then the
-long-lived provider's address, which changes when the provider is replaced) and never changes its own
-process's environment; a failed step is reported by kind, and all but a busy stack's start afresh.
+"""A step worker passes each `pulumi` run its environment through the run's workspace (settings, its key
+service's address, then the long-lived provider's address, which changes when the provider is replaced) and
+never changes its own process's environment; a failed step is reported by kind, and all but a busy stack's
+start afresh. Every stack it selects names the worker's secrets provider.
 
 The Automation API's workspace, stack and command stand in for the real ones: no Pulumi CLI runs here."""
 
@@ -26,7 +27,17 @@ class StandInWorkspace:
     def __init__(self, **options: Any) -> None:
         self.env_vars: dict[str, str] = options["env_vars"]
         self.program: Callable[[], None] | None = options["program"]
+        self.secrets_provider: str = options["secrets_provider"]
         self.removed: list[str] = []
+        self.settings: dict[str, auto.StackSettings] = {}
+
+    def stack_settings(self, name: str) -> auto.StackSettings:
+        if name not in self.settings:
+            raise FileNotFoundError(name)
+        return self.settings[name]
+
+    def save_stack_settings(self, name: str, settings: auto.StackSettings) -> None:
+        self.settings[name] = settings
 
     def remove_stack(self, name: str, force: bool = False) -> None:
         self.removed.append(name)
@@ -72,6 +83,23 @@ class StandInProvider:
         self.port += 1
 
 
+class StandInKeyService:
+    """A key service that only tells where it listens."""
+
+    started: list[tuple[str, Path]] = []
+
+    @classmethod
+    def for_work_root(cls, passphrase: str, work_root: Path) -> StandInKeyService:
+        cls.started.append((passphrase, work_root))
+        return cls()
+
+    def environment(self) -> dict[str, str]:
+        return dict(KEYS_ENVIRONMENT)
+
+
+KEYS_ENVIRONMENT = {"VAULT_ADDR": "unix:///keys/transit.sock", "VAULT_TOKEN": "token"}
+
+
 @pytest.fixture
 def stacks(monkeypatch: pytest.MonkeyPatch) -> dict[str, StandInStack]:
     made: dict[str, StandInStack] = {}
@@ -84,11 +112,19 @@ def stacks(monkeypatch: pytest.MonkeyPatch) -> dict[str, StandInStack]:
     monkeypatch.setattr(auto, "PulumiCommand", object)
     monkeypatch.setattr(worker, "step_stack", step_stack)
     monkeypatch.setattr(worker, "LongLivedProvider", StandInProvider)
+    monkeypatch.setattr(worker, "KeyService", StandInKeyService)
+    monkeypatch.setattr(StandInKeyService, "started", [])
     return made
 
 
-def settings(root: Path) -> PulumiSettings:
-    return PulumiSettings("file:///state", str(root), str(root / "home"), extra_env={"KUBECONFIG": "/kube"})
+def settings(root: Path, secrets_provider: str = "") -> PulumiSettings:
+    return PulumiSettings(
+        "file:///state",
+        str(root),
+        str(root / "home"),
+        extra_env={"KUBECONFIG": "/kube"},
+        secrets_provider=secrets_provider,
+    )
 
 
 def test_each_run_gets_the_settings_and_the_providers_address_and_the_process_environment_stays(
@@ -105,7 +141,7 @@ def test_each_run_gets_the_settings_and_the_providers_address_and_the_process_en
     assert step_worker.run(Step.UP, "ns.web", DESIRED.to_json()).changes == {"update": 2}
     assert step_worker.run(Step.DESTROY, "ns.web", "").changes == {"delete": 2}
 
-    expected = settings(tmp_path).environment()
+    expected = {**settings(tmp_path).environment(), **KEYS_ENVIRONMENT}
     assert [(kind, env) for kind, env in stacks["ns.web"].runs] == [
         ("update", {**expected, "PULUMI_DEBUG_PROVIDERS": "kubernetes:40000"}),
         ("update", {**expected, "PULUMI_DEBUG_PROVIDERS": "kubernetes:40001"}),
@@ -122,7 +158,82 @@ def test_without_a_long_lived_provider_each_run_gets_the_settings_alone(
         PulumiSettings("file:///state", str(tmp_path), "home", long_lived_provider=False)
     )
     step_worker.run(Step.UP, "ns.web", DESIRED.to_json())
-    assert stacks["ns.web"].runs[0][1] == step_worker.settings.environment()
+    assert stacks["ns.web"].runs[0][1] == {**step_worker.settings.environment(), **KEYS_ENVIRONMENT}
+
+
+def test_the_key_service_starts_once_per_worker_with_the_passphrase_and_names_every_stack(
+    stacks: dict[str, StandInStack], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "the-passphrase")
+    step_worker = StepWorker(settings(tmp_path))
+    for name in ("ns.web", "ns.api", "ns.web"):
+        step_worker.run(Step.UP, name, DESIRED.to_json())
+
+    assert StandInKeyService.started == [("the-passphrase", tmp_path)]
+    for name in ("ns.web", "ns.api"):
+        workspace = stacks[name].workspace
+        assert workspace.secrets_provider == "hashivault://canaryapp"
+        assert workspace.settings[name].secrets_provider == "hashivault://canaryapp"
+
+
+def test_with_the_operators_own_provider_no_key_service_runs_and_the_stacks_name_it(
+    stacks: dict[str, StandInStack], tmp_path: Path
+) -> None:
+    kms = "awskms://alias/canaryapp?region=eu-west-1"
+    step_worker = StepWorker(settings(tmp_path, secrets_provider=kms))
+    step_worker.run(Step.UP, "ns.web", DESIRED.to_json())
+
+    assert StandInKeyService.started == []
+    assert not {"VAULT_ADDR", "VAULT_TOKEN"} & stacks["ns.web"].runs[0][1].keys()
+    assert stacks["ns.web"].workspace.secrets_provider == kms
+    assert stacks["ns.web"].workspace.settings["ns.web"].secrets_provider == kms
+
+
+KEYS = "hashivault://canaryapp"
+
+
+@pytest.mark.parametrize(
+    ("before", "provider", "after"),
+    [
+        pytest.param(
+            None, KEYS, auto.StackSettings(secrets_provider=KEYS), id="no settings: name the provider"
+        ),
+        pytest.param(
+            auto.StackSettings(encryption_salt="v1:salt:check", config={"a:b": "c"}),
+            KEYS,
+            auto.StackSettings(secrets_provider=KEYS, config={"a:b": "c"}),
+            id="a passphrase stack: the provider, no salt, its config kept",
+        ),
+        pytest.param(
+            auto.StackSettings(secrets_provider="awskms://old", encrypted_key="b2xk"),
+            KEYS,
+            auto.StackSettings(secrets_provider=KEYS),
+            id="another provider: its wrapped key goes with it",
+        ),
+        pytest.param(
+            auto.StackSettings(secrets_provider=KEYS, encrypted_key="a2V5"),
+            KEYS,
+            auto.StackSettings(secrets_provider=KEYS, encrypted_key="a2V5"),
+            id="already this provider: untouched, its key kept",
+        ),
+        pytest.param(
+            auto.StackSettings(encryption_salt="v1:salt:check"),
+            "passphrase",
+            auto.StackSettings(encryption_salt="v1:salt:check"),
+            id="the passphrase: its salt is in the settings, left alone",
+        ),
+        pytest.param(None, "passphrase", None, id="the passphrase, no settings: none written"),
+    ],
+)
+def test_a_selected_stack_names_the_workers_secrets_provider(
+    before: auto.StackSettings | None, provider: str, after: auto.StackSettings | None
+) -> None:
+    workspace = StandInWorkspace(env_vars={}, program=None, secrets_provider=provider)
+    if before is not None:
+        workspace.settings["ns.web"] = before
+    worker.use_secrets_provider(workspace, "ns.web", provider)  # type: ignore[arg-type]
+    saved = workspace.settings.get("ns.web")
+    assert (vars(saved) if saved is not None else None) == (vars(after) if after is not None else None)
 
 
 @pytest.mark.parametrize(

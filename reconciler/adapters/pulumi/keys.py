@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,8 @@ class KeyService:
         self._server = _UnixHTTPServer(str(self.socket_path), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, name="key-service", daemon=True)
         self._thread.start()
+        # A step process ends without stopping its service: its socket goes when the process exits.
+        self._remove = weakref.finalize(self, shutil.rmtree, self._directory, ignore_errors=True)
 
     @classmethod
     def for_work_root(cls, passphrase: str, work_root: Path) -> KeyService:
@@ -155,7 +158,7 @@ class KeyService:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        shutil.rmtree(self._directory, ignore_errors=True)
+        self._remove()
 
     def answer(self, method: str, path: str, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """The status and JSON body of one call (Vault's shapes: {"data": ...} or {"errors": [...]})."""

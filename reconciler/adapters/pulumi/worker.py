@@ -95,9 +95,13 @@ class StepWorker:
         return {**self.settings.environment(), **self.secrets_environment(), **provider}
 
     def secrets_environment(self) -> dict[str, str]:
-        """What a run needs to reach this worker's key service; nothing with the operator's own provider."""
+        """What a run needs to reach this worker's key service (started again if its socket was removed, as a
+        cleaner of /tmp may); nothing with the operator's own provider."""
         if self.settings.secrets_provider:
             return {}
+        if self._keys is not None and not self._keys.socket_path.exists():
+            self._keys.stop()
+            self._keys = None
         if self._keys is None:
             passphrase = self.settings.environment()["PULUMI_CONFIG_PASSPHRASE"]
             self._keys = KeyService.for_work_root(passphrase, Path(self.settings.work_root))

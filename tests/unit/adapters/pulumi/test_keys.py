@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import stat
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from reconciler.adapters.pulumi import keys
 from reconciler.adapters.pulumi.keys import KeyEncryptionKeys, KeyService, UnwrapError, installation_salt
 
 DATA_KEY = bytes(range(32))
+REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
@@ -195,3 +197,19 @@ def test_a_command_by_hand_runs_with_a_key_service_of_its_own_and_keeps_its_exit
     assert keys.main([sys.executable, "-c", reaches, "0"]) == 0
     assert keys.main([sys.executable, "-c", reaches, "7"]) == 7
     assert keys.main([]) == 2
+
+
+def test_a_process_that_ends_without_stopping_its_service_leaves_no_socket(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from reconciler.adapters.pulumi.keys import KeyService\n"
+        "service = KeyService.for_work_root('passphrase', Path(sys.argv[1]))\n"
+        "print(service.socket_path, flush=True)\n"
+    )
+    ended = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    socket_path = Path(ended.stdout.strip())
+    assert socket_path.name == "transit.sock"
+    assert not socket_path.parent.exists()

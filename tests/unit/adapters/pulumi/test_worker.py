@@ -84,17 +84,25 @@ class StandInProvider:
 
 
 class StandInKeyService:
-    """A key service that only tells where it listens."""
+    """A key service that only tells where it listens; its socket is a plain file in the work root."""
 
     started: list[tuple[str, Path]] = []
+
+    def __init__(self, work_root: Path) -> None:
+        self.socket_path = work_root / f"transit-{len(self.started)}.sock"
+        self.socket_path.touch()
+        self.stopped = False
 
     @classmethod
     def for_work_root(cls, passphrase: str, work_root: Path) -> StandInKeyService:
         cls.started.append((passphrase, work_root))
-        return cls()
+        return cls(work_root)
 
     def environment(self) -> dict[str, str]:
         return dict(KEYS_ENVIRONMENT)
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 KEYS_ENVIRONMENT = {"VAULT_ADDR": "unix:///keys/transit.sock", "VAULT_TOKEN": "token"}
@@ -170,6 +178,13 @@ def test_the_key_service_starts_once_per_worker_with_the_passphrase_and_names_ev
         step_worker.run(Step.UP, name, DESIRED.to_json())
 
     assert StandInKeyService.started == [("the-passphrase", tmp_path)]
+    first = step_worker._keys
+    assert isinstance(first, StandInKeyService)
+    first.socket_path.unlink()  # a cleaner of /tmp removed it: the next step starts the service again
+    step_worker.run(Step.UP, "ns.web", DESIRED.to_json())
+    assert StandInKeyService.started == [("the-passphrase", tmp_path)] * 2
+    assert first.stopped
+    assert step_worker._keys is not first
     for name in ("ns.web", "ns.api"):
         workspace = stacks[name].workspace
         assert workspace.secrets_provider == "hashivault://canaryapp"

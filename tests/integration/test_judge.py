@@ -29,10 +29,11 @@ import yaml
 from devenv.cluster import LocalCluster
 from devenv.kube import read_baseline_weight, stack_synced
 from devenv.mesh import METRICS_PATH, LocalMesh
+from devenv.processes import REPO_ROOT
 from devenv.prometheus import PrometheusServer
 from devenv.reconciler_process import ReconcilerProcess
 from reconciler.core.model import GROUP, VERSION
-from tests.integration.helpers import Apps, wait_for
+from tests.integration.helpers import Apps, kubectl, plugin, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -319,3 +320,43 @@ def test_a_canary_with_3_errors_in_20_requests_against_a_clean_baseline_is_rolle
     assert errors["verdict"] in ("Fail", "High")
     assert errors["canaryLevel"] > 0.05
     assert_baseline_served_and_gone(world, name, [10])
+
+
+def test_the_documented_canaryapp_is_judged_on_three_metrics_and_the_plugin_shows_each(
+    world_for: Any, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """examples/canaryapp-judge.yaml as written (its three metrics, one from the ClusterMetricTemplate of
+    examples/metric-templates.yaml), with the local Prometheus and a short rollout: the slow canary of the
+    first scenario is rolled back, and `kubectl canaryapp status` shows the check's verdict and every
+    metric's line. docs/analysis.md shows this output (printed here, `-s` to see it)."""
+    examples = REPO_ROOT / "examples"
+    templates = kubectl(cluster.kubeconfig, "apply", "-f", str(examples / "metric-templates.yaml"))
+    assert templates.returncode == 0, templates.stderr
+    app = yaml.safe_load((examples / "canaryapp-judge.yaml").read_text())
+    name = app["metadata"]["name"]
+    world: World = world_for(name, 30)
+    del app["spec"]["image"]
+    app["spec"].update(
+        template=template("status-code-server:v1", PRIMARY_ENV),
+        prometheusURL=world.prometheus.url,
+        trafficShiftUpdateInterval=16,
+        maxWeight=20,
+    )
+    app["spec"]["analysis"]["sampleStepSeconds"] = 1
+    start_ready(world, app)
+
+    failed = roll_out(world, name, "status-code-server:v2", SLOW_ENV, "Failed")
+    check = judged_checks(failed)[-1]
+    assert [metric["name"] for metric in check["metrics"]] == ["error-rate", "latency", "p99-latency"]
+    assert check["outcome"] in ("MetricsFailed", "Marginal")
+    assert all(metric["canarySize"] >= 10 for metric in check["metrics"]), check
+
+    shown = plugin(cluster.kubeconfig, "status", name, "--namespace", world.apps.namespace)
+    # `status` exits 1 when the last rollout was rolled back.
+    assert shown.returncode == 1, shown.stderr
+    print(shown.stdout)
+    (tmp_path / "status.txt").write_text(shown.stdout)
+    assert f"judge    {check['verdict']}, score" in shown.stdout, shown.stdout
+    for metric in check["metrics"]:
+        line = next((line for line in shown.stdout.splitlines() if line.split()[:1] == [metric["name"]]), "")
+        assert metric["verdict"] in line, (metric["name"], shown.stdout)

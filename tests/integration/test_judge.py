@@ -228,8 +228,15 @@ def test_a_canary_slower_in_a_tenth_of_its_requests_is_rolled_back_by_the_compar
     assert failed["failedRevisions"][-1] == rollout["revision"]
     assert world.apps.deployment_image(f"{name}-primary") == "status-code-server:v1"
 
-    check = only_check(failed)
-    assert (check["outcome"], check["verdict"], check["weight"]) == ("MetricsFailed", "Fail", 10)
+    # Rolled back at its first check, or at its second when the first window held too few of the slow
+    # requests (or a baseline just started, slow in its first requests on a loaded machine) to be significant.
+    checks = judged_checks(failed)
+    check = checks[-1]
+    assert (check["outcome"], check["verdict"]) == ("MetricsFailed", "Fail")
+    assert [earlier["outcome"] for earlier in checks[:-1]] in ([], ["Clean"]), yaml.safe_dump(checks)
+    assert rollout["weights"] == [10, 20][: len(checks)]
+    # A fixed threshold on the p95 would have passed every check.
+    assert all(earlier["metrics"][0]["canaryLevel"] < FIXED_P95_MS for earlier in checks)
     [latency] = check["metrics"]
     assert (latency["name"], latency["kind"], latency["verdict"]) == ("latency-p95", "continuous", "High")
     # A window of about 16 samples a side (one a second), at least the judge's minimum of 10.
@@ -242,7 +249,7 @@ def test_a_canary_slower_in_a_tenth_of_its_requests_is_rolled_back_by_the_compar
     assert latency["canaryLevel"] > 1.2 * latency["baselineLevel"]
     assert latency["low"] > 0
     assert latency["pValue"] < 0.02
-    assert_baseline_served_and_gone(world, name, [10])
+    assert_baseline_served_and_gone(world, name, rollout["weights"])
 
 
 def test_a_good_canary_under_a_traffic_spike_is_promoted_by_the_comparison_over_a_threshold(

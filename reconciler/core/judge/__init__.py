@@ -64,6 +64,9 @@ __all__ = [
 
 
 DEFAULT_CONFIG = JudgeConfig()
+# The smallest spread a baseline is taken to have, relative to its level (its median): 1 %. Finer than that,
+# samples of a rate or a quantile are the measurement's resolution, not the workload's variation.
+SPREAD_RESOLUTION = 0.01
 
 
 class Verdict(StrEnum):
@@ -139,7 +142,7 @@ def _judge_samples(metric: SampleMetric, config: JudgeConfig) -> MetricResult:
     findings = [
         _shift_finding(metric, comparison, config),
         _threshold_finding(metric, level),
-        _spread_finding(metric, spread, config),
+        _spread_finding(metric, spread, comparison, config),
     ]
     return _result(
         metric,
@@ -236,10 +239,18 @@ def _threshold_finding(metric: Metric, level: float) -> Finding:
     return Verdict.FAIL, f"canary {_LEVEL[metric.kind]} {level:.4g} {violation}"
 
 
-def _spread_finding(metric: SampleMetric, spread: Spread | None, config: JudgeConfig) -> Finding:
-    """Fail: the spread grew significantly (Kayenta misses it, kayenta#780) and by more than allowed."""
+def _spread_finding(
+    metric: SampleMetric, spread: Spread | None, comparison: Comparison | None, config: JudgeConfig
+) -> Finding:
+    """Fail: the spread grew significantly (Kayenta misses it, kayenta#780) and by more than allowed. The
+    baseline's spread counts as at least SPREAD_RESOLUTION of its level: a baseline whose samples are all
+    equal (a quantile that stays in one histogram bucket) has no spread at all, and a canary with one sample
+    a few percent off would otherwise be infinitely more spread."""
     allowed_ratio = 1 + metric.allowed_spread_increase
     if spread is None or spread.p_value >= config.alpha or spread.ratio <= allowed_ratio:
+        return None
+    resolution = SPREAD_RESOLUTION * abs(comparison.baseline_level) if comparison is not None else 0.0
+    if spread.canary <= allowed_ratio * max(spread.baseline, resolution):
         return None
     return Verdict.FAIL, (
         f"canary spread {spread.ratio:.2f} times the baseline's (mean absolute deviation {spread.canary:.4g} "

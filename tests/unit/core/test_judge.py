@@ -187,6 +187,19 @@ def test_a_grown_spread_fails_even_without_a_shift() -> None:
     assert "Brown-Forsythe" in result.reason
 
 
+def test_a_spread_grown_from_none_within_the_resolution_passes() -> None:
+    """A p95 that stays in one histogram bucket reads the same value in every sample: the baseline has no
+    spread, and one canary sample 8 % off (a delayed request; mean absolute deviation 4 against a level of
+    975, under 1.5 times 1 % of it) is no grown spread."""
+    flat = (975.0,) * 20
+    result = only(SampleMetric(name="p95", canary=(*flat[:-1], 1055.0), baseline=flat))
+    assert result.spread is not None
+    assert result.spread.ratio == float("inf")
+    assert result.verdict is Verdict.PASS, result.reason
+    wide = (*flat[:-5], 1055.0, 1055.0, 1055.0, 1055.0, 1055.0)
+    assert only(SampleMetric(name="p95", canary=wide, baseline=flat)).verdict is Verdict.FAIL
+
+
 def test_a_spread_within_the_allowed_growth_passes() -> None:
     wider = tuple(100 + 1.3 * (value - 100) for value in BASELINE)
     assert only(samples(canary=wider)).verdict is Verdict.PASS

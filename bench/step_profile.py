@@ -330,7 +330,7 @@ def verbose_up(settings: PulumiSettings, kubeconfig: Path) -> list[str]:
     keys = (
         None if settings.secrets_provider else KeyService.for_work_root(passphrase, Path(settings.work_root))
     )
-    environment = {**settings.environment(), **(keys.environment() if keys is not None else {})}
+    environment = {**settings.run_environment(), **(keys.environment() if keys is not None else {})}
     os.environ.update(environment)
     options = auto.LocalWorkspaceOptions(
         work_dir=str(Path(settings.work_root) / "default.bench"),

@@ -11,9 +11,9 @@ the engine run and nothing else:
 - the stacks' secrets are encrypted with keys the worker's key service (`keys.KeyService`) wraps, so a run
   does not derive the passphrase's key again (unless --secrets-provider names another provider).
 
-Every `pulumi` run gets its environment (`PulumiSettings.environment()`, the key service's and the provider's
-addresses) through its workspace: no step changes the worker's own environment. `bench/step_profile.py` shows
-where a step's time goes.
+Every `pulumi` run gets its environment (`PulumiSettings.run_environment()`, the key service's and the
+provider's addresses) through its workspace: no step changes the worker's own environment.
+`bench/step_profile.py` shows where a step's time goes.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class StepWorker:
         """The environment of this step's `pulumi` runs; it points them at the key service and the long-lived
         provider (each started when needed)."""
         provider = self._provider.environment() if self._provider is not None else {}
-        return {**self.settings.environment(), **self.secrets_environment(), **provider}
+        return {**self.settings.run_environment(), **self.secrets_environment(), **provider}
 
     def secrets_environment(self) -> dict[str, str]:
         """What a run needs to reach this worker's key service (started again if its socket was removed, as a

@@ -55,7 +55,11 @@ def tree(pid: int) -> list[int]:
     tasks = Path(f"/proc/{pid}/task")
     if not tasks.is_dir():
         return found  # gone meanwhile
-    for task in tasks.glob("*"):
+    try:
+        threads = list(tasks.glob("*"))
+    except OSError:
+        return found  # gone while listed
+    for task in threads:
         try:
             children = (task / "children").read_text().split()
         except OSError:

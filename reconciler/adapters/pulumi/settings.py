@@ -13,11 +13,11 @@ from reconciler.adapters.pulumi.keys import BUILTIN_URL
 
 PROJECT_NAME = "canaryapp"
 # The Go collector of each `pulumi` run, a process that lives for one step: Go starts with a 4 MiB heap goal
-# and collects whenever the heap doubles, so the CLI's start-up alone (it initialises every backend it
-# links) ran several collections per `up`. At GOGC=400 (the heap grows fivefold between collections) an `up`
-# costs about 40 CPU-ms less (233 -> 191 per weight step) for about 7 MiB more at its peak (111 -> 118 MiB);
-# docs/performance.md. An operator's own GOGC wins. The long-lived provider keeps Go's default.
-PULUMI_RUN_GOGC = "400"
+# and collects whenever the heap doubles, so a run collected several times before its engine started. At
+# GOGC=200 (the heap triples between collections) a weight step's `up` costs 170 -> 142 CPU-ms for 110 -> 114
+# MiB at its peak (GOGC=400: 141 CPU-ms, 120 MiB); docs/performance.md. An operator's own GOGC wins. The
+# long-lived provider keeps Go's default.
+PULUMI_RUN_GOGC = "200"
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def test_each_run_gets_the_settings_and_the_providers_address_and_the_process_en
     assert step_worker.run(Step.UP, "ns.web", DESIRED.to_json()).changes == {"update": 2}
     assert step_worker.run(Step.DESTROY, "ns.web", "").changes == {"delete": 2}
 
-    expected = {**settings(tmp_path).environment(), "GOGC": "400", **KEYS_ENVIRONMENT}
+    expected = {**settings(tmp_path).environment(), "GOGC": "200", **KEYS_ENVIRONMENT}
     assert "GOGC" not in provider.environment_at_start  # the long-lived provider keeps Go's default
     assert [(kind, env) for kind, env in stacks["ns.web"].runs] == [
         ("update", {**expected, "PULUMI_DEBUG_PROVIDERS": "kubernetes:40000"}),
@@ -169,7 +169,7 @@ def test_without_a_long_lived_provider_each_run_gets_the_settings_alone(
     step_worker.run(Step.UP, "ns.web", DESIRED.to_json())
     assert stacks["ns.web"].runs[0][1] == {
         **step_worker.settings.environment(),
-        "GOGC": "400",
+        "GOGC": "200",
         **KEYS_ENVIRONMENT,
     }
 

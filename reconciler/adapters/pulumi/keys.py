@@ -111,16 +111,28 @@ def _b64(data: bytes) -> str:
 
 
 def installation_salt(work_root: Path) -> bytes:
-    """The salt of this work root's key-encryption key: made once (random), then read back."""
+    """The salt of this work root's key-encryption key: made once (random), then read back.
+
+    Step workers start together and each asks for it: the salt is written whole to a private file of its own
+    first and then linked into place, which fails when another worker's is there already, so no worker ever
+    reads a salt file still being written (one that did took an empty salt, and every key it wrapped was
+    refused)."""
     path = work_root / _SALT_FILE
     work_root.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return base64.b64decode(path.read_text().strip())
-    with os.fdopen(descriptor, "w") as file:
-        file.write(_b64(secrets.token_bytes(16)) + "\n")
-    return base64.b64decode(path.read_text().strip())
+    if not path.exists():
+        descriptor, draft = tempfile.mkstemp(dir=work_root, prefix=f".{_SALT_FILE}-")  # mode 0600
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(_b64(secrets.token_bytes(16)) + "\n")
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another worker's salt is in place
+        finally:
+            os.unlink(draft)
+    salt = base64.b64decode(path.read_text().strip(), validate=True)
+    if len(salt) < 8:
+        raise UnwrapError(f"{path} holds no salt: remove it, and the next step process makes a new one")
+    return salt
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

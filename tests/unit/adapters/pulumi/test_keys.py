@@ -6,13 +6,17 @@ reads."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import http.client
 import json
+import secrets
 import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +108,39 @@ def test_the_installation_salt_is_made_once_private_and_read_back(tmp_path: Path
     assert installation_salt(tmp_path / "work") == salt
     assert stat.S_IMODE((tmp_path / "work" / "secrets-salt").stat().st_mode) == 0o600
     assert installation_salt(tmp_path / "other") != salt
+
+
+def test_workers_starting_together_all_read_the_one_whole_salt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step workers start at once: none may read a salt file another is still writing (one that did took an
+    empty salt, and every key it wrapped was refused, in a bench of 100 rollouts). Making the salt is slowed
+    down so that every worker meets the others' half-made ones."""
+    work = tmp_path / "work"
+    start = threading.Barrier(16)
+    token_bytes = secrets.token_bytes
+
+    def slow_token_bytes(size: int) -> bytes:
+        time.sleep(0.2)
+        return token_bytes(size)
+
+    monkeypatch.setattr(keys.secrets, "token_bytes", slow_token_bytes)
+
+    def salt() -> bytes:
+        start.wait()
+        return installation_salt(work)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        salts = list(pool.map(lambda _: salt(), range(16)))
+    assert len(set(salts)) == 1
+    assert len(salts[0]) == 16
+    assert sorted(path.name for path in work.iterdir()) == ["secrets-salt"]  # no draft left behind
+
+
+def test_a_salt_file_without_a_salt_is_refused_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "secrets-salt").write_text("\n")
+    with pytest.raises(UnwrapError, match="holds no salt: remove it"):
+        installation_salt(tmp_path)
 
 
 class UnixConnection(http.client.HTTPConnection):

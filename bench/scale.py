@@ -160,17 +160,20 @@ def parse(stamp: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
-def step_seconds(log: str, since: datetime.datetime) -> list[float]:
-    seconds = []
+def log_records(log: str, message: str, since: datetime.datetime) -> list[dict[str, Any]]:
+    """The reconciler's JSON log records with `message` from `since` on."""
+    found = []
     for line in log.splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        if record.get("message") == "Applied CanaryApp stack" and parse(record["time"]) >= since.replace(
-            microsecond=0
-        ):
-            seconds.append(float(record["seconds"]))
-    return seconds
+        if record.get("message") == message and parse(record["time"]) >= since.replace(microsecond=0):
+            found.append(record)
+    return found
+
+
+def step_seconds(log: str, since: datetime.datetime) -> list[float]:
+    return [float(record["seconds"]) for record in log_records(log, "Applied CanaryApp stack", since)]
 
 
 def main() -> None:
@@ -242,6 +245,7 @@ def rollout(
     main_cpu = own_cpu(reconciler.process.pid) - main_cpu_before
     sampler.stopping.set()
     ups = step_seconds(reconciler.log(), switched)
+    failed = log_records(reconciler.log(), "Failed to apply CanaryApp stack", switched)
     return {
         "ideal": ideal,
         "to_promotion": [
@@ -255,6 +259,7 @@ def rollout(
         "tree_cpu": tree_cpu,
         "cluster_cpu": cluster_cpu,
         "main_cpu": main_cpu,
+        "failed": failed,
     }
 
 
@@ -263,6 +268,9 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     p50, p95 = statistics.median(promotion), percentile(promotion, 0.95)
     print(f"N = {args.apps} CanaryApps, interval {args.interval} s, reconciler flags: {args.reconciler_args}")
     print(f"all {len(promotion)} promoted; ideal time to promotion {ideal} s")
+    if figures["failed"]:
+        # Retried steps slow the rollouts: the figures below are not the reconciler's cost alone.
+        print(f"WARNING: {len(figures['failed'])} ups failed; first: {figures['failed'][0].get('detail')}")
     print(
         f"time to promotion   p50 {p50:6.1f} s ({p50 / ideal:.2f}x ideal)"
         f"   p95 {p95:6.1f} s ({p95 / ideal:.2f}x)"

@@ -52,13 +52,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def tree(pid: int) -> list[int]:
     """`pid` and all its live descendants."""
     found = [pid]
-    tasks = Path(f"/proc/{pid}/task")
-    if not tasks.is_dir():
-        return found  # gone meanwhile
     try:
-        threads = list(tasks.glob("*"))
+        threads = list(Path(f"/proc/{pid}/task").glob("*"))
     except OSError:
-        return found  # gone while listed
+        return found  # gone meanwhile
     for task in threads:
         try:
             children = (task / "children").read_text().split()
@@ -244,8 +241,9 @@ def rollout(
     cluster_cpu = cpu_and_rss(cluster_pids)[0] - cluster_cpu_before
     main_cpu = own_cpu(reconciler.process.pid) - main_cpu_before
     sampler.stopping.set()
-    ups = step_seconds(reconciler.log(), switched)
-    failed = log_records(reconciler.log(), "Failed to apply CanaryApp stack", switched)
+    log = reconciler.log()
+    ups = step_seconds(log, switched)
+    failed = log_records(log, "Failed to apply CanaryApp stack", switched)
     return {
         "ideal": ideal,
         "to_promotion": [

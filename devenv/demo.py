@@ -55,6 +55,8 @@ NAMESPACE = "default"
 MESH_TIMEOUT_SECONDS = 30.0
 # How long the start's errors may take to leave an error query's window (the original's is 1m) and scrapes.
 QUERY_CLEAN_TIMEOUT_SECONDS = 150.0
+# Scrapes (1 s each) to wait after the traffic layer first serves, before its error query may read clean.
+CLEAN_SETTLE_SECONDS = 3.0
 NAME = "canaryapp-sample"
 SAMPLE = REPO_ROOT / "examples" / "canaryapp-sample.yaml"
 ORIGINAL_NAME = "canaryapp-original"
@@ -233,6 +235,9 @@ class Story:
         now = datetime.datetime.now(datetime.UTC)
         variables = analysis.query_variables(name, NAMESPACE, spec, CanaryAppStatus(), now)
         query = analysis.render_queries(spec, variables).errors or "vector(1) < 0"
+        # Clean only once Prometheus has scraped what the traffic layer counted until it served (the last
+        # 503s): asked sooner, the query is clean because it has not seen them yet (CI met that once).
+        time.sleep(CLEAN_SETTLE_SECONDS)
         wait_until(
             lambda: not self.env.prometheus.query(query),
             timeout=QUERY_CLEAN_TIMEOUT_SECONDS,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from reconciler.adapters.pulumi.compat import engine_error, step_stack
+from reconciler.adapters.pulumi.compat import drop_sdk_debug_messages, engine_error, step_stack
 from reconciler.adapters.pulumi.failures import Failure, classify_failure, summarize_step_error
 from reconciler.adapters.pulumi.keys import KeyService
 from reconciler.adapters.pulumi.provider import LongLivedProvider
@@ -234,6 +234,7 @@ _this_worker: StepWorker | None = None
 
 def start(settings: PulumiSettings) -> None:
     global _this_worker  # noqa: PLW0603 - one per worker process, set once
+    drop_sdk_debug_messages()
     _this_worker = StepWorker(settings)
 
 

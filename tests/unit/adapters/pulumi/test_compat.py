@@ -100,3 +100,30 @@ def test_the_import_contract_forbids_every_private_module_of_the_automation_api(
         if module.name.startswith("_")
     }
     assert set(contract["forbidden_modules"]) == private
+
+
+def test_the_sdk_still_sends_its_debug_messages_through_the_log_module() -> None:
+    """`drop_sdk_debug_messages` replaces `pulumi.log.debug`: that reaches the SDK's runtime only while its
+    modules call `log.debug` on the module (not a `debug` they imported themselves)."""
+    runtime = ("pulumi.runtime.resource", "pulumi.runtime.rpc", "pulumi.runtime.stack")
+    for name in runtime:
+        module = importlib.import_module(name)
+        assert getattr(module, "log", None) is pulumi.log, f"{name} no longer calls the SDK's log module"
+        assert "log.debug(" in inspect.getsource(module), f"{name} no longer logs through log.debug"
+        assert getattr(module, "debug", None) is not pulumi.log.debug, f"{name} imported debug itself"
+
+
+def test_a_worker_drops_the_sdks_debug_messages_and_keeps_the_others(monkeypatch: Any) -> None:
+    sent: list[Any] = []
+
+    class Engine:
+        def Log(self, request: Any) -> None:  # noqa: N802 - the engine's RPC
+            sent.append(request)
+
+    monkeypatch.setattr(pulumi.log, "debug", pulumi.log.debug)  # restored after the test
+    monkeypatch.setattr(pulumi.log, "get_engine", Engine)
+    pulumi.log.debug("before")
+    compat.drop_sdk_debug_messages()
+    pulumi.log.debug("registering resource: ty=kubernetes:apps/v1:Deployment")
+    pulumi.log.warn("still sent")
+    assert [request.message for request in sent] == ["before", "still sent"]

@@ -20,9 +20,21 @@ from tests.integration.helpers import LIMITED_USER, LIMITED_USER_EXAMPLE, kubect
 TESTS = Path(__file__).resolve().parent
 # The order in which make test's workers take modules (--dist loadscope --no-loadscope-reorder hands them out
 # in collection order): longest first, as one packs bins. The fault suite (minutes, a cluster of its own)
-# starts at once on one worker while the other runs the e2e modules; the envtest and unit tiers' short
-# modules come last and even out the workers' ends.
-LONGEST_FIRST = ("integration/test_faults.py", "integration", "envtest")
+# starts at once on one worker, the other e2e modules of two minutes or more (their durations in clean-clone
+# runs of `make test`: rollouts 216-229 s, analysis 156-261, judge 175-177, control 140-177, demo 92-105)
+# on the others, then the shorter e2e modules; the envtest and unit tiers' short modules come last and even
+# out the workers' ends. In alphabetical order, test_rollouts started last and its worker ended a minute
+# after the others.
+LONGEST_FIRST = (
+    "integration/test_faults.py",
+    "integration/test_rollouts.py",
+    "integration/test_analysis.py",
+    "integration/test_judge.py",
+    "integration/test_control.py",
+    "integration/test_demo.py",
+    "integration",
+    "envtest",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

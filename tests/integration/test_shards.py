@@ -50,6 +50,19 @@ def log_entries(process: ReconcilerProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in process.log().splitlines() if line.startswith("{")]
 
 
+def assert_states_in_the_bucket(s3: S3Server, namespace: str, names: tuple[str, ...]) -> None:
+    """Every stack's state is an object in the bucket (and a file in the server's posix folder); each update's
+    history entry keeps a copy of its checkpoint, and no second copy goes to backups/."""
+    keys = s3.keys(".pulumi/stacks/")
+    history = s3.keys(".pulumi/history/")
+    for name in names:
+        stack = stack_name(namespace, name)
+        (key,) = [key for key in keys if key.endswith(f"/{stack}.json")]
+        assert (s3.data / s3.bucket / key).is_file()
+        assert [key for key in history if f"/{stack}/" in key and key.endswith(".checkpoint.json")], history
+    assert s3.keys(".pulumi/backups/") == []
+
+
 def test_shards_promote_only_their_own_canaryapps_and_a_standby_takes_its_shard_over(
     kube: kubernetes.client.ApiClient,
     namespace: str,
@@ -95,11 +108,7 @@ def test_shards_promote_only_their_own_canaryapps_and_a_standby_takes_its_shard_
             status = wait_for(lambda name=name: apps.phase_is(name, "Succeeded"), 180, f"{name} promoted")
             assert status["primaryImage"] == "app:v2"
 
-        # Every stack's state is an object in the bucket (and a file in the server's posix folder).
-        keys = s3.keys(".pulumi/stacks/")
-        for name in ("web-a", "web-b"):
-            (key,) = [key for key in keys if key.endswith(f"/{stack_name(namespace, name)}.json")]
-            assert (s3.data / s3.bucket / key).is_file()
+        assert_states_in_the_bucket(s3, namespace, ("web-a", "web-b"))
 
         # Each leader worked on its own shard's CanaryApp only; the standby on none.
         for process, mine, other in ((a_leader, "web-a", "web-b"), (b_leader, "web-b", "web-a")):

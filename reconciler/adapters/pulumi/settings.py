@@ -18,6 +18,11 @@ PROJECT_NAME = "canaryapp"
 # MiB at its peak (GOGC=400: 141 CPU-ms, 120 MiB); docs/performance.md. An operator's own GOGC wins. The
 # long-lived provider keeps Go's default.
 PULUMI_RUN_GOGC = "200"
+# After every update Pulumi's state backend (file or S3) saves a history entry with a copy of the new
+# checkpoint, and then a backup copy of the same checkpoint under .pulumi/backups/: one more read and write
+# (two S3 requests) per step, and one more file that is never pruned. The history's copy stays, and so does
+# the `.bak` of the previous checkpoint that every checkpoint write leaves. An operator's own setting wins.
+DISABLE_CHECKPOINT_BACKUPS = "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class PulumiSettings:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""),
+            DISABLE_CHECKPOINT_BACKUPS: os.environ.get(DISABLE_CHECKPOINT_BACKUPS, "true"),
             **self.extra_env,
         }
 

@@ -9,11 +9,16 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: test lint unit envtest e2e integration tools tools-cold image venv cluster demo demo-up demo-down bench clean
 
+# uv installs the locked packages: the same wheels as pip from the same index, unpacked from its cache and
+# byte-compiled on both cores (9 s where pip took 24 on a clean clone). Byte-compiled because the machine may
+# set PYTHONDONTWRITEBYTECODE: without .pyc files every reconciler, step worker and test process would compile
+# pulumi, kubernetes and the rest again on each start.
+UV := $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps
 $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip==25.3
-	$(VENV)/bin/pip install -q --no-deps -r requirements.lock
-	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	$(VENV)/bin/pip install -q --upgrade pip==25.3 uv==0.13.9
+	$(UV) --compile-bytecode -r requirements.lock
+	$(UV) --no-build-isolation -e .
 	touch $@
 
 venv: $(VENV_STAMP)
@@ -30,10 +35,13 @@ tools-cold:
 image: venv tools
 	@tools/image/build.sh >/dev/null
 
+# mypy's cache lives outside the work tree (like the tools' builds), so a fresh clone checks in a second what
+# an unchanged tree held; mypy still reads every file and rechecks what differs from the cache.
+MYPY_CACHE_DIR ?= $(HOME)/.cache/canaryapp/mypy
 lint: venv
 	ruff check .
 	ruff format --check .
-	mypy
+	MYPY_CACHE_DIR=$(MYPY_CACHE_DIR) mypy
 	lint-imports
 
 # Three tiers (docs: how the tests are organised). unit: no tool, only the venv; envtest: the reconciler

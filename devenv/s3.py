@@ -81,10 +81,9 @@ class S3Server:
 
     def put(self, key: str, body: bytes) -> None:
         """Writes one object through the S3 API. The posix backend removes a folder once its last object is
-        deleted, and a PUT whose last link lands in that folder as it goes is answered 409 Conflict (versitygw
-        1.8.0: ExistingObjectIsDirectory; seen when a test
-        plants a lock while a killed reconciler's last `up` deletes its own): the PUT is tried again, three
-        times at most."""
+        deleted, and a PUT whose final link lands in that folder as it goes is answered 409 Conflict
+        (versitygw 1.8.0: ExistingObjectIsDirectory; seen when a test plants a lock while a killed
+        reconciler's last `up` deletes its own): the PUT is tried again, three times at most."""
         url = f"{self.url}/{self.bucket}/{urllib.parse.quote(key)}"
         for attempt in range(PUT_ATTEMPTS):
             try:

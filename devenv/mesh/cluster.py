@@ -6,6 +6,7 @@ HTTPRoutes naming them. The only part that talks to the API server."""
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -40,6 +41,14 @@ class Routing:
 
     destinations: tuple[Destination, ...] | None
     gateway_workload: tuple[str, str] | None = None
+
+
+def items(response: Any) -> list[Any]:
+    """The items of a list call made with `_preload_content=False`: the API server's JSON as dicts. The
+    client would otherwise build its typed models of every object, twice a second, only to turn them back
+    into dicts (the Gateway API controller's reads were an eighth of the test processes' Python CPU in a
+    `make test`, sampled with py-spy)."""
+    return list(json.loads(response.data)["items"])
 
 
 def _now() -> str:
@@ -81,14 +90,8 @@ class ClusterRoutes:
             if error.status != 404:
                 raise
             return Routing(None)
-        services = [
-            self._api.sanitize_for_serialization(s)
-            for s in self._core.list_namespaced_service(self.namespace).items
-        ]
-        deployments = [
-            self._api.sanitize_for_serialization(d)
-            for d in self._apps.list_namespaced_deployment(self.namespace).items
-        ]
+        services = items(self._core.list_namespaced_service(self.namespace, _preload_content=False))
+        deployments = items(self._apps.list_namespaced_deployment(self.namespace, _preload_content=False))
         if self.router == "gateway-api":
             return self._read_http_route(route, services, deployments)
         destination_rules: Any = self._custom.list_namespaced_custom_object(
@@ -193,13 +196,12 @@ class GatewayController:
         routes: Any = self._custom.list_cluster_custom_object(
             gateway.GROUP, gateway.VERSION, HTTP_ROUTE_PLURAL
         )
-        namespaces: Any = self._api.sanitize_for_serialization(self._core.list_namespace())
+        namespaces = items(self._core.list_namespace(_preload_content=False))
         namespace_labels = {
-            item["metadata"]["name"]: item["metadata"].get("labels") or {} for item in namespaces["items"]
+            item["metadata"]["name"]: item["metadata"].get("labels") or {} for item in namespaces
         }
         services: dict[str, list[str]] = {}
-        listed: Any = self._api.sanitize_for_serialization(self._core.list_service_for_all_namespaces())
-        for service in listed["items"]:
+        for service in items(self._core.list_service_for_all_namespaces(_preload_content=False)):
             services.setdefault(service["metadata"]["namespace"], []).append(service["metadata"]["name"])
         for item in classes["items"]:
             if item["metadata"]["name"] in own_classes:

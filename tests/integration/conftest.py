@@ -43,11 +43,12 @@ def prometheus(
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def gateway_controller(cluster: LocalCluster) -> Iterator[GatewayController]:
-    """The local traffic layer's Gateway API controller, for the whole session: it writes the status of the
-    local GatewayClass, its Gateway and every HTTPRoute naming it, as an implementation in a real cluster
-    does (devenv/mesh/)."""
+    """The local traffic layer's Gateway API controller, for the test that asks for it: it writes the status
+    of the local GatewayClass, its Gateway and every HTTPRoute naming it, as an implementation in a real
+    cluster does (devenv/mesh/). Not for the whole session: it reads every namespace and Service of the
+    cluster twice a second, and on a worker's cluster they pile up test after test."""
     controller = GatewayController(cluster.kubeconfig)
     controller.start()
     yield controller

@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: test lint unit envtest e2e integration tools tools-cold image venv cluster demo demo-up demo-down bench clean
 
 # uv installs the locked packages: the same wheels as pip from the same index, unpacked from its cache and
-# byte-compiled on both cores (9 s where pip took 24 on a clean clone). Byte-compiled because the machine may
+# byte-compiled on both cores (8 s where pip took 24 on a clean clone). Byte-compiled because the machine may
 # set PYTHONDONTWRITEBYTECODE: without .pyc files every reconciler, step worker and test process would compile
 # pulumi, kubernetes and the rest again on each start.
 UV := $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps

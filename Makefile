@@ -12,8 +12,9 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # uv installs the locked packages: the same wheels as pip from the same index, unpacked from its cache and
 # byte-compiled on both cores (8 s where pip took 24 on a clean clone). Byte-compiled because the machine may
 # set PYTHONDONTWRITEBYTECODE: without .pyc files every reconciler, step worker and test process would compile
-# pulumi, kubernetes and the rest again on each start.
-UV := $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps
+# pulumi, kubernetes and the rest again on each start. --system-certs: the platform's certificate store, as pip
+# uses it (uv's own roots refuse an index reached through a TLS proxy of the machine's).
+UV := $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps --system-certs
 $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==25.3 uv==0.13.9

@@ -9,12 +9,13 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: test lint unit envtest e2e integration tools tools-cold image venv cluster demo demo-up demo-down bench clean
 
-# uv installs the locked packages: the same wheels as pip from the same index, unpacked from its cache and
-# byte-compiled on both cores (8 s where pip took 24 on a clean clone). Byte-compiled because the machine may
-# set PYTHONDONTWRITEBYTECODE: without .pyc files every reconciler, step worker and test process would compile
-# pulumi, kubernetes and the rest again on each start. --system-certs: the platform's certificate store, as pip
-# uses it (uv's own roots refuse an index reached through a TLS proxy of the machine's).
-UV := $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps --system-certs
+# uv installs the locked packages: the same wheels as pip, from the index pip is configured with
+# (tools/pip_settings.py hands it pip's settings), unpacked from its cache and byte-compiled on both cores (8 s
+# where pip took 24 on a clean clone). Byte-compiled because the machine may set PYTHONDONTWRITEBYTECODE:
+# without .pyc files every reconciler, step worker and test process would compile pulumi, kubernetes and the
+# rest again on each start. --system-certs: the platform's certificate store, as pip uses it (uv's own roots
+# refuse an index reached through a TLS proxy of the machine's).
+UV := $(VENV)/bin/python tools/pip_settings.py uv pip install -q --python $(VENV)/bin/python --no-deps --system-certs
 $(VENV_STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==25.3 uv==0.13.9

@@ -84,7 +84,7 @@ build_app() {
   scratch=$(mktemp -d "${TMPDIR:-/tmp}/canaryapp-image.XXXXXX")
   # The pip settings may hold credentials: they live in a private temporary folder for the build only.
   trap 'rm -rf "$scratch"' RETURN
-  mapfile -t secrets < <("$top/.venv/bin/python" "$here/pip_settings.py" "$scratch")
+  mapfile -t secrets < <("$top/.venv/bin/python" "$top/tools/pip_settings.py" image "$scratch")
   echo "building $ref (base $base, tools $tools)" >&2
   start=$(date +%s)
   # Docker's image format, as `docker build` makes: in the OCI format buildah ignores SHELL, even for RUN.

@@ -14,7 +14,7 @@ machine (find-links, client certificates) do not apply inside the build and are 
 
 uv: runs the uv next to this Python with the same settings in uv's own variables (variables, not arguments:
 an index URL may hold credentials, and a command line is shown by `ps` and by make); where the environment
-sets one of uv's variables already, it wins.
+sets one of uv's variables already, it wins. pip's retries have no uv variable: uv keeps its own default.
 """
 
 from __future__ import annotations

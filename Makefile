@@ -16,7 +16,8 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 # rest again on each start. --system-certs: the platform's certificate store, as pip uses it (uv's own roots
 # refuse an index reached through a TLS proxy of the machine's).
 UV := $(VENV)/bin/python tools/pip_settings.py uv pip install -q --python $(VENV)/bin/python --no-deps --system-certs
-$(VENV_STAMP): requirements.lock pyproject.toml
+# The Makefile too: its recipe decides what the venv holds (uv, since; a venv made before lacks it).
+$(VENV_STAMP): requirements.lock pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==25.3 uv==0.13.9
 	$(UV) --compile-bytecode -r requirements.lock

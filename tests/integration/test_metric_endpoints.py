@@ -99,6 +99,10 @@ def test_a_prometheus_behind_basic_auth_and_tls_is_queried_with_the_secrets_cred
         granted_to="web",
     )
     set_gauges(exporter, apps.namespace, "web")
+    # Every check is to be clean, the first one too: Prometheus must hold the canary's requests before the
+    # rollout starts (a loaded machine's scrape came late once, and the first check saw no canary traffic).
+    requests = f'canary_requests{{namespace="{apps.namespace}", canaryapp="web"}} > 0'
+    wait_for(lambda: guarded_prometheus.query(requests), 30, "Prometheus to hold the canary's requests")
     create_ready(
         apps,
         "web",
